@@ -1,0 +1,54 @@
+"""The command line: `robustmix {train,attack,report,quickstart}`.
+
+The CLI is the only part of robustmix that reads argv or prints. Every user error becomes one
+line on stderr and exit code 2, with no traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from ..errors import RobustmixError
+from . import attack, quickstart, report, train
+from .common import Parser
+
+COMMANDS = {
+    "train": train,
+    "attack": attack,
+    "report": report,
+    "quickstart": quickstart,
+}
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="robustmix",
+        description="Does mixup make a classifier more robust to adversarial examples? "
+        "Train checkpoints, attack them (FGSM, I-FGSM; white-box and black-box) and report. "
+        "On the command line eps is on the 0–255 pixel scale (--eps 4 means 4/255).",
+    )
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"robustmix {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    for name, module in COMMANDS.items():
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except RobustmixError as e:
+        print(f"robustmix {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"robustmix {args.command}: interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,118 @@
+"""`robustmix attack`: attack the target checkpoints (white-box) and transfer from the surrogate
+(black-box); print the Table 3 layout and save the records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..checkpoint import load_checkpoint, read_meta
+from ..data import load_dataset
+from ..devices import resolve_device
+from ..errors import RobustmixError
+from ..evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
+from ..report import render_markdown
+from ..results import save_results
+from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say
+
+HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table"
+D = EvalConfig()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--runs", type=Path, default=Path("runs"), help="folder whose checkpoints are used when --targets is not given (default runs)")
+    p.add_argument("--targets", type=Path, nargs="+", default=None, help="target checkpoint folders (default: every checkpoint in --runs whose role is target)")
+    p.add_argument("--surrogate", type=Path, default=None, help="surrogate checkpoint for black-box examples (default: the one in --runs whose role is surrogate)")
+    p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
+    p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
+    p.add_argument("--attacks", type=name_list(tuple(ATTACK_LABELS)), default=D.attacks, help="comma-separated: fgsm, ifgsm (default both)")
+    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help="comma-separated: white-box, black-box (default both)")
+    p.add_argument("--batch-size", type=positive_int, default=D.batch_size, help=f"examples per attack batch (default {D.batch_size})")
+    p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
+
+
+def discover(runs: Path) -> list[Path]:
+    if not runs.is_dir():
+        raise RobustmixError(f"no checkpoints: {runs} is not a folder; train first (robustmix quickstart) or pass --targets")
+    found = sorted(p.parent for p in runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
+    if not found:
+        raise RobustmixError(f"no checkpoints in {runs}: train first (robustmix quickstart) or pass --targets")
+    return found
+
+
+def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
+    """Target and surrogate folders from the flags, or from the roles recorded in --runs."""
+    found = None
+    if args.targets is None:
+        found = discover(args.runs)
+        targets = [p for p in found if read_meta(p).get("role") == "target"]
+        if not targets:
+            raise RobustmixError(f"no checkpoint with role 'target' in {args.runs}: pass --targets")
+    else:
+        targets = list(args.targets)
+    surrogate = args.surrogate
+    if surrogate is None and "black-box" in args.settings:
+        found = found or (discover(args.runs) if args.runs.is_dir() else [])
+        surrogates = [p for p in found if read_meta(p).get("role") == "surrogate"]
+        if len(surrogates) > 1:
+            names = ", ".join(str(p) for p in surrogates)
+            raise RobustmixError(f"several surrogates in {args.runs} ({names}): choose one with --surrogate")
+        if not surrogates:
+            raise RobustmixError(
+                f"black-box needs a surrogate and none has role 'surrogate' in {args.runs}: "
+                "pass --surrogate PATH or --settings white-box"
+            )
+        surrogate = surrogates[0]
+    return targets, surrogate
+
+
+def check_compatible(checkpoints: list[Checkpoint]) -> str:
+    first = checkpoints[0].meta
+    for c in checkpoints[1:]:
+        for key in ("dataset", "num_classes", "input_shape"):
+            if c.meta.get(key) != first.get(key):
+                raise RobustmixError(
+                    f"{c.name} was trained with {key}={c.meta.get(key)!r} but {checkpoints[0].name} with "
+                    f"{first.get(key)!r}: evaluate checkpoints of one data set together"
+                )
+    return first["dataset"]
+
+
+def run(args: argparse.Namespace) -> int:
+    config = EvalConfig(
+        eps=args.eps,
+        attacks=args.attacks,
+        iters=args.iters,
+        settings=args.settings,
+        batch_size=args.batch_size,
+        device=args.device,
+    )
+    if args.iters == 1 and config.attacks == ("fgsm", "ifgsm"):
+        # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
+        config = EvalConfig(**{**config.to_dict(), "attacks": ("fgsm",)})
+    config.validate()
+    device = resolve_device(args.device)
+    target_paths, surrogate_path = choose(args)
+    targets = [Checkpoint(p.name, *load_checkpoint(p, device)) for p in target_paths]
+    surrogate = Checkpoint(surrogate_path.name, *load_checkpoint(surrogate_path, device)) if surrogate_path else None
+    dataset = check_compatible(targets + ([surrogate] if surrogate else []))
+    data = load_dataset(dataset)
+
+    progress = bar(total=0, desc="attack")
+
+    def on_batch(done: int, total: int) -> None:
+        progress.total = total
+        progress.update(1)
+
+    try:
+        records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device, on_batch=on_batch)
+    finally:
+        progress.close()
+    eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
+    out = args.out or Path("runs") / "results" / f"attack-eps{eps_tag}-iters{config.iters}.json"
+    checkpoints = {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "model", "dataset", "clean_top1_err", "weights_sha256")} for c in targets + ([surrogate] if surrogate else [])}
+    save_results(out, records, config={**config.to_dict(), "dataset": dataset, "device": str(device)}, checkpoints=checkpoints)
+    print(render_markdown(records))
+    say(f"wrote {out} and {out.with_suffix('.csv')}")
+    return 0

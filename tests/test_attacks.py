@@ -1,0 +1,86 @@
+"""Attack properties, generated from the ATTACKS registry, and agreement with torchattacks."""
+
+import copy
+
+import pytest
+import torch
+
+from robustmix.attacks import ATTACKS, fgsm, fgsm_sweep, ifgsm
+from robustmix.errors import RobustmixError
+
+EPS = [1 / 255, 4 / 255, 32 / 255]
+
+
+@pytest.mark.parametrize("eps", EPS)
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_stays_in_ball_and_pixel_range(name, eps, trained, batch):
+    model, _ = trained
+    x, y = batch
+    x_adv = ATTACKS[name](model, x, y, eps=eps)
+    assert x_adv.shape == x.shape
+    assert (x_adv - x).abs().max().item() <= eps + 1e-6
+    assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
+    assert not torch.equal(x_adv, x)  # it did move
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_is_reproducible_and_leaves_model_alone(name, trained, batch):
+    model, _ = trained
+    x, y = batch
+    model.train()
+    for p in model.parameters():
+        p.grad = None
+    state = copy.deepcopy(model.state_dict())
+    a = ATTACKS[name](model, x, y, eps=8 / 255)
+    b = ATTACKS[name](model, x, y, eps=8 / 255)
+    assert torch.equal(a, b)
+    assert model.training, "the model must be handed back in the mode it came in"
+    assert all(p.grad is None for p in model.parameters()), "parameter gradients must be untouched"
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, state[k]), f"{k} changed (BatchNorm statistics must not move)"
+    model.eval()
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_attack_raises_error(name, trained, batch):
+    model, meta = trained
+    x, y = batch
+    clean = (model(x).argmax(1) != y).float().mean()
+    adv = (model(ATTACKS[name](model, x, y, eps=32 / 255)).argmax(1) != y).float().mean()
+    assert adv > clean
+
+
+@pytest.mark.parametrize("bad", [-1 / 255, float("nan"), float("inf"), 4, "4"])
+def test_bad_eps_is_refused(bad, trained, batch):
+    model, _ = trained
+    with pytest.raises(RobustmixError):
+        fgsm(model, *batch, eps=bad)
+
+
+@pytest.mark.parametrize("iters", [0, -3, 2.5])
+def test_bad_iters_is_refused(iters, trained, batch):
+    with pytest.raises(RobustmixError):
+        ifgsm(trained[0], *batch, eps=4 / 255, iters=iters)
+
+
+def test_ifgsm_with_one_step_is_fgsm(trained, batch):
+    model, _ = trained
+    assert torch.equal(ifgsm(model, *batch, eps=8 / 255, iters=1), fgsm(model, *batch, eps=8 / 255))
+
+
+def test_fgsm_sweep_equals_fgsm_per_eps(trained, batch):
+    model, _ = trained
+    swept = fgsm_sweep(model, *batch, eps=EPS)
+    for e in EPS:
+        assert torch.equal(swept[e], fgsm(model, *batch, eps=e))
+
+
+@pytest.mark.parametrize("eps", [4 / 255, 16 / 255])
+def test_matches_torchattacks(eps, trained, batch):
+    torchattacks = pytest.importorskip("torchattacks")
+    model, _ = trained
+    x, y = batch
+    ref_fgsm = torchattacks.FGSM(model, eps=eps)(x, y)
+    assert (fgsm(model, x, y, eps=eps) - ref_fgsm).abs().max().item() <= 1e-6
+    ref_bim = torchattacks.BIM(model, eps=eps, alpha=eps / 10, steps=10)(x, y)
+    assert (ifgsm(model, x, y, eps=eps, iters=10) - ref_bim).abs().max().item() <= 1e-6
