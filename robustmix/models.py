@@ -53,6 +53,53 @@ class SmallCNN(nn.Module):
         return self.head(self.features(self.normalize(x)))
 
 
+class PreActBlock(nn.Module):
+    expansion = 1
+
+    def __init__(self, in_planes: int, planes: int, stride: int = 1, dropout: float = 0.0):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(in_planes)
+        self.conv1 = nn.Conv2d(in_planes, planes, 3, stride=stride, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(planes)
+        self.conv2 = nn.Conv2d(planes, planes, 3, stride=1, padding=1, bias=False)
+        # The mixup paper's Table 2 puts dropout after the ReLU between the two convolutions.
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.shortcut = None
+        if stride != 1 or in_planes != planes:
+            self.shortcut = nn.Conv2d(in_planes, planes, 1, stride=stride, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = torch.relu(self.bn1(x))
+        shortcut = self.shortcut(out) if self.shortcut is not None else x
+        out = self.conv1(out)
+        out = self.conv2(self.drop(torch.relu(self.bn2(out))))
+        return out + shortcut
+
+
+class PreActResNet(nn.Module):
+    """PreAct ResNet (He et al. 2016) in the CIFAR form used by the mixup paper's code."""
+
+    def __init__(self, in_channels, num_classes, mean, std, blocks=(2, 2, 2, 2), width: int = 64, dropout: float = 0.0):
+        super().__init__()
+        self.normalize = Normalize(mean, std)
+        self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
+        layers, in_planes = [], width
+        for i, n in enumerate(blocks):
+            planes, stride = width * 2**i, (1 if i == 0 else 2)
+            for s in [stride] + [1] * (n - 1):
+                layers.append(PreActBlock(in_planes, planes, s, dropout))
+                in_planes = planes
+        self.layers = nn.Sequential(*layers)
+        self.bn = nn.BatchNorm2d(in_planes)
+        self.head = nn.Linear(in_planes, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.layers(self.conv1(self.normalize(x)))
+        out = torch.relu(self.bn(out))
+        out = nn.functional.adaptive_avg_pool2d(out, 1).flatten(1)
+        return self.head(out)
+
+
 ModelFactory = Callable[..., nn.Module]
 
 # name -> factory(in_channels, num_classes, image_size, mean, std, **options). Plain dict;
@@ -60,6 +107,9 @@ ModelFactory = Callable[..., nn.Module]
 MODELS: dict[str, ModelFactory] = {
     "cnn": lambda in_channels, num_classes, image_size, mean, std, **kw: SmallCNN(
         in_channels, num_classes, mean, std, **kw
+    ),
+    "preact_resnet18": lambda in_channels, num_classes, image_size, mean, std, **kw: PreActResNet(
+        in_channels, num_classes, mean, std, blocks=(2, 2, 2, 2), **kw
     ),
 }
 
