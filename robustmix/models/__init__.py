@@ -17,7 +17,7 @@ input is the image itself). This follows the Manifold Mixup authors' choice of m
 from .core import MODELS, Normalize, build_model, model_options, run_stages
 from .imagenet import TorchvisionResNet
 from .resnets import PreActBlock, PreActResNet, WideResNet
-from .small import LeNet5, SmallCNN
+from .small import FastCNN, LeNet5, SmallCNN
 
 __all__ = ["MODELS", "Normalize", "build_model", "model_options", "run_stages", "TorchvisionResNet",
-           "PreActBlock", "PreActResNet", "WideResNet", "LeNet5", "SmallCNN"]
+           "PreActBlock", "PreActResNet", "WideResNet", "LeNet5", "SmallCNN", "FastCNN"]

@@ -38,10 +38,11 @@ ModelFactory = Callable[..., nn.Module]
 def _factories() -> dict[str, ModelFactory]:
     from .imagenet import TorchvisionResNet
     from .resnets import PreActResNet, WideResNet
-    from .small import LeNet5, SmallCNN
+    from .small import FastCNN, LeNet5, SmallCNN
 
     return {
         "cnn": lambda c, k, size, mean, std, **kw: SmallCNN(c, k, mean, std, **kw),
+        "fast_cnn": lambda c, k, size, mean, std, **kw: FastCNN(c, k, mean, std, **kw),
         "lenet5": lambda c, k, size, mean, std, **kw: LeNet5(c, k, mean, std, image_size=size, **kw),
         "preact_resnet18": lambda c, k, size, mean, std, **kw: PreActResNet(c, k, mean, std, blocks=(2, 2, 2, 2), **kw),
         "wrn28_10": lambda c, k, size, mean, std, **kw: WideResNet(c, k, mean, std, **kw),

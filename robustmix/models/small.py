@@ -67,3 +67,35 @@ class LeNet5(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.conv(self.normalize(x)))
+
+
+def conv_bn(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
+
+
+class FastCNN(nn.Module):
+    """A CPU-sized CIFAR network (after airbench's layout): each group convolves, then halves the size.
+
+    conv(w) → [pool, conv(2w)] → [pool, conv(4w)] → [pool, conv(8w)] → global max-pool → linear.
+    With w = 32 it is ~15M multiply-adds per 32×32 image, ~10× less than PreAct ResNet-18 at width 16.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, mean, std, width: int = 32, dropout: float = 0.0):
+        super().__init__()
+        w = width
+        self.normalize = Normalize(mean, std)
+        self.stem = conv_bn(in_channels, w)
+        self.group1 = nn.Sequential(nn.MaxPool2d(2), conv_bn(w, 2 * w))
+        self.group2 = nn.Sequential(nn.MaxPool2d(2), conv_bn(2 * w, 4 * w))
+        self.group3 = nn.Sequential(nn.MaxPool2d(2, ceil_mode=True), conv_bn(4 * w, 8 * w), nn.AdaptiveMaxPool2d(1), nn.Flatten())
+        self.drop = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.head = nn.Linear(8 * w, num_classes, bias=False)
+
+    def tail(self, h: torch.Tensor) -> torch.Tensor:
+        return self.head(self.drop(self.group3(h)))
+
+    def stages(self):
+        return [lambda x: self.group1(self.stem(self.normalize(x))), self.group2, self.tail]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.tail(self.group2(self.group1(self.stem(self.normalize(x)))))
