@@ -4,8 +4,8 @@ paper-cifar  The mixup paper's CIFAR setup (authors' code; see shared/PROTOCOL.m
              SGD momentum 0.9 (no Nesterov), lr 0.1, weight decay 1e-4, batch 128, 200 epochs,
              lr ÷10 after epochs 100 and 150, alpha 1, random crop (pad 4) + horizontal flip.
 cpu-fast     A CIFAR-10 model on 2 CPU cores in minutes: FastCNN (4 conv-BN-ReLU layers, width 32,
-             ~15M multiply-adds per image), batch 256, 2 epochs of a triangular one-cycle lr
-             (0 → 0.2 over the first 25% of steps, then → 0), Nesterov momentum 0.9, weight decay
+             ~15M multiply-adds per image), batch 128, 2 epochs of a triangular one-cycle lr
+             (0 → 0.1 over the first 25% of steps, then → 0), Nesterov momentum 0.9, weight decay
              5e-4, crop + flip. Measured results: reports/cifar10-cpu.md.
 """
 
@@ -20,7 +20,7 @@ RECIPES: dict[str, dict] = {
         nesterov=False, weight_decay=1e-4, schedule="step", milestones=(100, 150), lr_decay=0.1, augment="crop-flip",
     ),
     "cpu-fast": dict(
-        dataset="cifar10", model="fast_cnn", width=32, alpha=1.0, epochs=2, batch_size=256, lr=0.2, momentum=0.9,
+        dataset="cifar10", model="fast_cnn", width=32, alpha=1.0, epochs=2, batch_size=128, lr=0.1, momentum=0.9,
         nesterov=True, weight_decay=5e-4, schedule="onecycle", warmup=0.25, augment="crop-flip",
     ),
 }
