@@ -6,22 +6,41 @@ from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 ROLES = ("target", "surrogate")
+SCHEDULES = ("cosine", "step", "onecycle")
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    dataset: str = "digits"
+    dataset: str = "digits"  # a DATASETS name or imagefolder:ROOT
     model: str = "cnn"
     method: str = "erm"
-    alpha: float = 1.0  # Beta(alpha, alpha) for mixup; ignored by erm
+    alpha: float = 1.0  # Beta(alpha, alpha) for the mixing methods; ignored by erm
     epochs: int = 30
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.05  # peak learning rate
     momentum: float = 0.9
     weight_decay: float = 5e-4
     seed: int = 0
     role: str = "target"  # "target" (attacked) or "surrogate" (crafts black-box examples)
     device: str = "auto"
+    # --- added with issue 3 (defaults keep the foundation's behaviour) ---
+    nesterov: bool = True
+    schedule: str = "cosine"  # cosine (per step) | step (lr × lr_decay at each milestone epoch) | onecycle
+    milestones: tuple[int, ...] = (100, 150)  # epochs after which the step schedule decays the lr
+    lr_decay: float = 0.1
+    warmup: float = 0.25  # onecycle: fraction of the steps spent rising to the peak lr
+    augment: str = "auto"  # none | crop | crop-flip | auto (the data set's default; none for digits)
+    width: int = 0  # model options; 0 = the model's default
+    depth: int = 0
+    dropout: float = 0.0
+    train_subset: int = 0  # stratified, seeded subsets; 0 = all
+    test_subset: int = 0
+    label_noise: float = 0.0  # fraction of training labels replaced by a wrong random label (Table 2)
+    image_size: int = 0  # resize to image_size × image_size; 0 = the data's own size
+    data_dir: str = ""  # torchvision data sets live here ("" = ./data)
+    download: bool = False
+    cache_dir: str = ""  # imagefolder decode cache ("" = ROOT/.robustmix-cache)
+    recipe: str = ""  # the recipe the values came from, if any (explicit flags override it)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -29,7 +48,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        kw = {k: v for k, v in d.items() if k in known}
+        if "milestones" in kw:
+            kw["milestones"] = tuple(int(m) for m in kw["milestones"])
+        return cls(**kw)
 
     def with_(self, **changes: Any) -> "TrainConfig":
         return replace(self, **changes)
@@ -38,4 +60,7 @@ class TrainConfig:
     def run_name(self) -> str:
         """A descriptive default folder name, e.g. digits-cnn-mixup-a1-s1-target."""
         method = self.method if self.method == "erm" else f"{self.method}-a{self.alpha:g}"
-        return f"{self.dataset}-{self.model}-{method}-s{self.seed}-{self.role}"
+        dataset = self.dataset
+        if dataset.startswith("imagefolder:"):
+            dataset = "imagefolder-" + (dataset.rstrip("/").rsplit("/", 1)[-1] or "root")
+        return f"{dataset}-{self.model}-{method}-s{self.seed}-{self.role}"

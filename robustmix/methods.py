@@ -1,11 +1,16 @@
-"""Training methods as small pure functions: (x, y, *, num_classes, alpha, gen) -> (x_mix, y_soft).
+"""Training methods as small pure functions returning *soft targets*.
 
-Each returns *soft targets*, so the loss (`soft_cross_entropy`) never needs to know that mixing
-happened. Nothing is changed in place and all randomness comes from the `gen` passed in.
+Input-space methods: (x, y, *, num_classes, alpha, gen) -> (x_mix, y_soft).
+Manifold mixup mixes hidden features, so it needs the model: it is marked `needs_model = True` and
+is called as (model, x, y, *, num_classes, alpha, gen) -> (logits, y_soft). `apply_method` hides
+the difference from the trainer. Nothing is changed in place; all randomness comes from `gen`.
+
+The loss (`soft_cross_entropy`) never needs to know that mixing happened.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import torch
@@ -31,18 +36,89 @@ def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
     return F.one_hot(y, num_classes).float()
 
 
+def partner(y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """A random permutation of the batch (the paper's pairing)."""
+    return torch.randperm(y.shape[0], generator=gen).to(y.device)
+
+
+def cross_class_partner(y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    """For each example a uniformly drawn partner of a *different* class (itself if none in the batch)."""
+    scores = torch.rand(y.shape[0], y.shape[0], generator=gen).to(y.device)
+    scores = scores.masked_fill(y[:, None] == y[None, :], -1.0)
+    best = scores.argmax(dim=1)
+    alone = scores.max(dim=1).values < 0
+    return torch.where(alone, torch.arange(y.shape[0], device=y.device), best)
+
+
 def erm(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
     return x, one_hot(y, num_classes)
+
+
+def mix_pair(x, y, lam: float, perm: torch.Tensor, num_classes: int):
+    y1 = one_hot(y, num_classes)
+    return lam * x + (1.0 - lam) * x[perm], lam * y1 + (1.0 - lam) * y1[perm]
 
 
 def mixup(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
     """Zhang et al. 2018: one lam per batch, partner = a random permutation of the batch."""
     lam = sample_lam(alpha, gen)
-    perm = torch.randperm(x.shape[0], generator=gen).to(x.device)
-    x_mix = lam * x + (1.0 - lam) * x[perm]
-    y1 = one_hot(y, num_classes)
-    return x_mix, lam * y1 + (1.0 - lam) * y1[perm]
+    return mix_pair(x, y, lam, partner(y, gen), num_classes)
 
+
+def mixup_inputs_only(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """Paper ablation: inputs mixed as in mixup, but the target is the dominant sample's label."""
+    lam = sample_lam(alpha, gen)
+    perm = partner(y, gen)
+    return lam * x + (1.0 - lam) * x[perm], one_hot(y if lam >= 0.5 else y[perm], num_classes)
+
+
+def mixup_cross_class(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """Paper ablation: mixup whose partners are always of another class."""
+    lam = sample_lam(alpha, gen)
+    return mix_pair(x, y, lam, cross_class_partner(y, gen), num_classes)
+
+
+def cutmix(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """Yun et al. 2019: paste a random box of the partner; lam = kept area after clipping the box.
+
+    Not torchvision.transforms.v2.CutMix: it draws from the global RNG (and torch.distributions),
+    and we need every draw from the seeded, checkpointable `gen`.
+    """
+    lam = sample_lam(alpha, gen)
+    perm = partner(y, gen)
+    h, w = x.shape[-2:]
+    cut = math.sqrt(1.0 - lam)
+    ch, cw = int(h * cut), int(w * cut)
+    cy = int(torch.randint(0, h, (), generator=gen))
+    cx = int(torch.randint(0, w, (), generator=gen))
+    y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
+    x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
+    x_mix = x.clone()
+    x_mix[..., y0:y1, x0:x1] = x[perm][..., y0:y1, x0:x1]
+    lam = 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+    yh = one_hot(y, num_classes)
+    return x_mix, lam * yh + (1.0 - lam) * yh[perm]
+
+
+def manifold_mixup(model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """Verma et al. 2019: mixup of the hidden features at the input of a uniformly chosen stage.
+
+    The model must expose `stages()` (see robustmix.models); stage 0's input is the image, so input
+    mixup is one of the choices, as in the authors' code. Returns (logits, y_soft).
+    """
+    from .models import run_stages
+
+    if not hasattr(model, "stages"):
+        raise RobustmixError(f"{type(model).__name__} does not expose stages(): choose a model from robustmix.models for manifold-mixup")
+    k = int(torch.randint(0, len(model.stages()), (), generator=gen))
+    lam = sample_lam(alpha, gen)
+    perm = partner(y, gen)
+    logits = run_stages(model, x, mix_at=k, mix=lambda h: lam * h + (1.0 - lam) * h[perm])
+    yh = one_hot(y, num_classes)
+    return logits, lam * yh + (1.0 - lam) * yh[perm]
+
+
+manifold_mixup.needs_model = True  # type: ignore[attr-defined]
 
 Method = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
@@ -50,6 +126,10 @@ Method = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 METHODS: dict[str, Method] = {
     "erm": erm,
     "mixup": mixup,
+    "mixup-inputs-only": mixup_inputs_only,
+    "mixup-cross-class": mixup_cross_class,
+    "cutmix": cutmix,
+    "manifold-mixup": manifold_mixup,
 }
 
 
@@ -58,6 +138,14 @@ def get_method(name: str) -> Method:
         return METHODS[name]
     except KeyError:
         raise RobustmixError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}") from None
+
+
+def apply_method(method: Method, model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """(logits, y_soft) for one training batch, whatever kind of method it is."""
+    if getattr(method, "needs_model", False):
+        return method(model, x, y, num_classes=num_classes, alpha=alpha, gen=gen)
+    x_mix, y_soft = method(x, y, num_classes=num_classes, alpha=alpha, gen=gen)
+    return model(x_mix), y_soft
 
 
 def soft_cross_entropy(logits: torch.Tensor, y_soft: torch.Tensor) -> torch.Tensor:

@@ -1,92 +1,179 @@
-"""`robustmix train`: train one checkpoint (safetensors + JSON metadata)."""
+"""`robustmix train`: train one checkpoint (safetensors + JSON metadata), resumable, with a per-epoch log."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from .. import files
 from ..checkpoint import checkpoint_folder, save_checkpoint
-from ..config import ROLES, TrainConfig
-from ..data import DATASETS
+from ..config import ROLES, SCHEDULES, TrainConfig
+from ..data import AUGMENTS, DATASETS
 from ..errors import RobustmixError
 from ..methods import METHODS
 from ..models import MODELS
+from ..recipes import RECIPES, resolve_config
 from ..train import train
-from .common import bar, finite_float, nonneg_float, positive_int, say
+from .common import bar, finite_float, nonneg_float, nonneg_int, positive_int, say
 
-HELP = "train one model (ERM or mixup) and write its checkpoint folder"
+HELP = "train one model (ERM, mixup, cutmix, manifold mixup, ...) and write its checkpoint folder"
 D = TrainConfig()
+STATE = "resume.safetensors"
+LOG = "log.csv"
+
+
+def fraction(text: str) -> float:
+    v = nonneg_float(text)
+    if v > 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a fraction in [0, 1]")
+    return v
+
+
+def int_list(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(p) for p in text.split(",") if p.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs (e.g. 100,150)") from None
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", default=D.dataset, help=f"data set: {', '.join(DATASETS)} (default {D.dataset})")
-    p.add_argument("--model", default=D.model, help=f"architecture: {', '.join(MODELS)} (default {D.model})")
-    p.add_argument("--method", default=D.method, help=f"training method: {', '.join(METHODS)} (default {D.method})")
-    p.add_argument("--alpha", type=nonneg_float, default=D.alpha, help=f"mixup Beta(alpha, alpha) parameter (default {D.alpha}); ignored by erm")
-    p.add_argument("--epochs", type=positive_int, default=D.epochs, help=f"training epochs (default {D.epochs})")
-    p.add_argument("--batch-size", type=positive_int, default=D.batch_size, help=f"batch size (default {D.batch_size})")
-    p.add_argument("--lr", type=finite_float, default=D.lr, help=f"peak SGD learning rate, cosine schedule (default {D.lr})")
-    p.add_argument("--weight-decay", type=nonneg_float, default=D.weight_decay, help=f"weight decay (default {D.weight_decay})")
-    p.add_argument("--seed", type=int, default=D.seed, help=f"seed for initialisation, shuffling and mixing (default {D.seed})")
-    p.add_argument("--role", choices=ROLES, default=D.role, help="target (attacked) or surrogate (crafts black-box examples); default target")
-    p.add_argument("--device", default=D.device, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
-    p.add_argument("--out", type=Path, default=None, help="checkpoint folder (default runs/<dataset>-<model>-<method>-s<seed>-<role>)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing checkpoint at --out (never done otherwise)")
+    # Every value flag defaults to None: None means "the recipe's value, else TrainConfig's default".
+    a = p.add_argument
+    a("--recipe", choices=list(RECIPES), default=None, help="start from a recipe: paper-cifar (the paper's CIFAR setup) or cpu-fast (CIFAR-10 on 2 CPU cores in minutes); explicit flags override it")
+    a("--dataset", default=None, help=f"data set: {', '.join(DATASETS)} or imagefolder:ROOT (ROOT/train/<class>/*, ROOT/test/<class>/*) (default {D.dataset})")
+    a("--data-dir", default=None, help="folder of the torchvision data sets (default ./data)")
+    a("--download", action="store_true", default=None, help="download a torchvision data set into --data-dir if missing (needs network)")
+    a("--cache-dir", default=None, help="folder for the imagefolder decode cache (default ROOT/.robustmix-cache)")
+    a("--image-size", type=positive_int, default=None, help="resize images to N×N (default: the data's own size)")
+    a("--train-subset", type=nonneg_int, default=None, help="train on a stratified, seeded subset of N images (0 = all)")
+    a("--test-subset", type=nonneg_int, default=None, help="evaluate on a stratified subset of N test images, the same for every seed (0 = all)")
+    a("--label-noise", type=fraction, default=None, help="replace this fraction of training labels with a wrong random label, seeded (paper Table 2)")
+    a("--augment", choices=["auto", *AUGMENTS], default=None, help="batch augmentation (default auto: crop+flip for colour sets, none for digits)")
+    a("--model", default=None, help=f"architecture: {', '.join(MODELS)} (default {D.model})")
+    a("--width", type=positive_int, default=None, help="model width (cnn/fast_cnn: first channels; preact_resnet18: 64; wrn28_10: widening factor 10)")
+    a("--depth", type=positive_int, default=None, help="model depth (wrn28_10 only: 6n+4, e.g. 10, 16, 28)")
+    a("--dropout", type=fraction, default=None, help="dropout probability where the model has dropout (default 0)")
+    a("--method", default=None, help=f"training method: {', '.join(METHODS)} (default {D.method})")
+    a("--alpha", type=nonneg_float, default=None, help=f"Beta(alpha, alpha) for the mixing methods (default {D.alpha}); ignored by erm")
+    a("--epochs", type=positive_int, default=None, help=f"training epochs (default {D.epochs})")
+    a("--batch-size", type=positive_int, default=None, help=f"batch size (default {D.batch_size})")
+    a("--lr", type=finite_float, default=None, help=f"peak SGD learning rate (default {D.lr})")
+    a("--momentum", type=nonneg_float, default=None, help=f"SGD momentum (default {D.momentum})")
+    a("--nesterov", type=lambda t: t.lower() in ("1", "true", "yes"), default=None, help="Nesterov momentum: true/false (default true)")
+    a("--schedule", choices=SCHEDULES, default=None, help=f"lr schedule: cosine, step (× --lr-decay at --milestones), onecycle (default {D.schedule})")
+    a("--milestones", type=int_list, default=None, help="step schedule: epochs after which the lr decays, e.g. 100,150")
+    a("--lr-decay", type=nonneg_float, default=None, help="step schedule: lr factor at each milestone (default 0.1)")
+    a("--warmup", type=fraction, default=None, help="onecycle: fraction of steps rising to the peak lr (default 0.25)")
+    a("--weight-decay", type=nonneg_float, default=None, help=f"weight decay (default {D.weight_decay})")
+    a("--seed", type=int, default=None, help=f"seed for initialisation, subsets, label noise, shuffling, augmentation and mixing (default {D.seed})")
+    a("--role", choices=ROLES, default=None, help="target (attacked) or surrogate (crafts black-box examples); default target")
+    a("--device", default=None, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
+    a("--out", type=Path, default=None, help="checkpoint folder (default runs/<dataset>-<model>-<method>-s<seed>-<role>)")
+    a("--overwrite", action="store_true", help="replace an existing checkpoint at --out (never done otherwise)")
+    a("--resume", action="store_true", help=f"continue an interrupted run from its last finished epoch ({STATE} in --out)")
+    a("--tensorboard", action="store_true", help="also write TensorBoard scalars to <out>/tensorboard")
+
+
+FIELDS = ("dataset", "data_dir", "download", "cache_dir", "image_size", "train_subset", "test_subset", "label_noise",
+          "augment", "model", "width", "depth", "dropout", "method", "alpha", "epochs", "batch_size", "lr", "momentum",
+          "nesterov", "schedule", "milestones", "lr_decay", "warmup", "weight_decay", "seed", "role", "device")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        dataset=args.dataset,
-        model=args.model,
-        method=args.method,
-        alpha=args.alpha,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        seed=args.seed,
-        role=args.role,
-        device=args.device,
-    )
+    return resolve_config(args.recipe, **{f: getattr(args, f) for f in FIELDS})
 
 
-def refuse_overwrite(out: Path) -> None:
-    if out.exists():
-        if out.is_dir() and not any(out.iterdir()):
-            return
-        raise RobustmixError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
+def refuse_overwrite(out: Path, resume: bool = False) -> None:
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not out.is_dir():
+        raise RobustmixError(f"{out} exists and is not a folder: choose another --out")
+    finished = (out / "meta.json").is_file()
+    if resume and not finished:
+        return
+    if finished:
+        raise RobustmixError(f"{out} already holds a finished checkpoint: pass --overwrite to replace it, or choose another --out")
+    if (out / STATE).is_file():
+        raise RobustmixError(f"{out} holds an interrupted run: pass --resume to continue it, --overwrite to restart, or another --out")
+    raise RobustmixError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
 
 
-def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False) -> dict:
-    """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite`."""
+def epoch_logger(out: Path, tensorboard: bool):
+    """on_epoch callback: rewrite <out>/log.csv (atomically) and optionally add TensorBoard scalars."""
+    writer = None
+    if tensorboard:
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:
+            raise RobustmixError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+        writer = SummaryWriter(str(out / "tensorboard"))
+
+    def on_epoch(row: dict, history: list[dict]) -> None:
+        import pandas as pd
+
+        files.write_text(out / LOG, pd.DataFrame(history).to_csv(index=False))
+        if writer is not None:
+            for k, v in row.items():
+                if k != "epoch":
+                    writer.add_scalar(k, v, row["epoch"])
+            writer.flush()
+
+    return on_epoch, writer
+
+
+def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
+                   tensorboard: bool = False) -> dict:
+    """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`)."""
     if not overwrite:
-        refuse_overwrite(out)
+        refuse_overwrite(out, resume)
     elif out.exists() and not out.is_dir():
         raise RobustmixError(f"{out} exists and is not a folder: choose another --out")
-    progress = bar(total=0, desc=f"train {config.run_name}")
+    if overwrite and (out / STATE).is_file() and not resume:
+        (out / STATE).unlink()
+    state = {"bar": None}
 
     def on_step(s: dict) -> None:
-        if progress.total != s["steps"]:
-            progress.total = s["steps"]
-        progress.update(1)
-        progress.set_postfix(epoch=s["epoch"], loss=f"{s['loss']:.3f}", refresh=False)
+        if state["bar"] is None:
+            per_epoch = s["steps"] // s["epochs"]
+            state["bar"] = bar(total=per_epoch, desc=f"epoch {s['epoch']}/{s['epochs']}")
+        b = state["bar"]
+        b.update(1)
+        b.set_postfix(loss=f"{s['loss']:.3f}", acc=f"{s['acc']:.1f}%", img_s=f"{s['images_per_second']:.0f}", refresh=False)
+
+    log_epoch, writer = epoch_logger(out, tensorboard)
+
+    def on_epoch(row: dict, history: list[dict]) -> None:
+        if state["bar"] is not None:
+            state["bar"].close()
+            state["bar"] = None
+        log_epoch(row, history)
+        if not sys.stderr.isatty():
+            return
+        say(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
+            f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
     try:
-        model, meta = train(config, on_step=on_step)
+        model, meta = train(config, on_step=on_step, on_epoch=on_epoch, state_path=out / STATE, resume=resume)
     finally:
-        progress.close()
+        if state["bar"] is not None:
+            state["bar"].close()
+        if writer is not None:
+            writer.close()
     save_checkpoint(out, model, meta)
     checkpoint_folder(out)
+    (out / STATE).unlink(missing_ok=True)  # finished: the checkpoint replaces the resume state
     return meta
 
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     out = args.out or Path("runs") / config.run_name
-    meta = train_and_save(config, out, overwrite=args.overwrite)
+    meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard)
     say(
         f"wrote {out}: {meta['method']} {meta['model']} on {meta['dataset']}, seed {meta['seed']}, "
-        f"clean top-1 error {meta['clean_top1_err']:.2f}% ({meta['train_seconds']:.1f} s)"
+        f"clean top-1 error {meta['clean_top1_err']:.2f}% ({meta['train_seconds']:.1f} s, "
+        f"{meta['train_images_per_second']:.0f} img/s)"
     )
     print(out)
     return 0
