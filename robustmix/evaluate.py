@@ -150,6 +150,17 @@ def chunking(batch_size: int, n_eps: int, stack_eps: bool) -> tuple[int, int]:
     return max(1, batch_size // per_pass), per_pass
 
 
+def resolve_batch_size(config: EvalConfig, models: Sequence[nn.Module], x: torch.Tensor, device: torch.device) -> int:
+    """config.batch_size, or for "auto" the most rows per pass that fit (see auto_batch_size).
+    The models must already be on `device`."""
+    if config.batch_size != "auto":
+        return int(config.batch_size)
+    limit = x.shape[0] * (len(config.eps) if config.stack_eps else 1)
+    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    probe = pixels(x[:1].to(device)).contiguous(memory_format=fmt)
+    return auto_batch_size(models, probe, limit=limit, amp=config.amp)
+
+
 def plan_evaluation(
     target_names: Sequence[str], surrogate_name: str | None, config: EvalConfig, batch_size: int
 ) -> tuple[list[Pass], int]:
@@ -201,12 +212,7 @@ def evaluate(
         c.model.to(device=device, memory_format=fmt)
     run = {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
 
-    rows = len(config.eps) if config.stack_eps else 1
-    limit = x.shape[0] * rows
-    batch_size = config.batch_size
-    if batch_size == "auto":
-        probe = pixels(x[:1].to(device)).contiguous(memory_format=fmt)
-        batch_size = auto_batch_size([c.model for c in checkpoints.values()], probe, limit=limit, amp=config.amp)
+    batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
     last_use = {(p.source, p.eps): i for i, p in enumerate(plan) if p.kind == "score" and p.attack == "ifgsm"}
 
