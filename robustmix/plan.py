@@ -112,7 +112,7 @@ def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int
     scoring forward."""
     f = b = 0
     f += n_targets
-    cells = n_targets * len([s for s in settings]) * n_eps
+    cells = n_targets * len(settings) * n_eps
     for attack in attacks:
         steps = 1 if attack == FGSM else iters
         f += cells * (steps + 1)

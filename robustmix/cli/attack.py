@@ -6,20 +6,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..attacks import AMP_MODES
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import load_dataset
 from ..devices import resolve_device
 from ..errors import RobustmixError
-from ..attacks import AMP_MODES
-from ..evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate, plan_evaluation, resolve_batch_size
+from ..evaluate import (
+    ATTACK_LABELS,
+    CPU_AUTO_BATCH,
+    SETTINGS,
+    Checkpoint,
+    EvalConfig,
+    evaluate,
+    plan_evaluation,
+    resolve_batch_size,
+)
 from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say
 
-from ..evaluate import CPU_AUTO_BATCH  # noqa: E402  (kept beside the flag that documents it)
-
-HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table"
+HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table; --dry-run prints the plan of passes"
 D = EvalConfig()
 
 
