@@ -116,7 +116,7 @@ def bench(contenders: dict, reps: int, device) -> dict[str, float]:
     return {n: statistics.median(v) for n, v in times.items()}
 
 
-def run_model(name: str, batch: int, reps: int, device, log) -> dict:
+def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3")) -> dict:
     import torchattacks
 
     models, x, y, desc = workload(name, batch, device)
@@ -129,42 +129,30 @@ def run_model(name: str, batch: int, reps: int, device, log) -> dict:
     fgsm_per_eps = [torchattacks.FGSM(m, eps=e) for e in SWEEP]
     res = {"desc": desc, "batch": batch}
 
-    res["pass"] = bench(
-        {"forward": lambda: forward_only(m, x), "forward+backward": lambda: floor(m, x, y, iters=1)}, reps, device
-    )
-    log(f"  one pass: {res['pass']}")
-    res["ifgsm"] = bench(
-        {
+    targets = [Checkpoint("t1", m), Checkpoint("t2", t2)]
+    config = EvalConfig(eps=(EPS,), iters=ITERS, batch_size=batch)
+    benchmarks = {
+        "pass": {"forward": lambda: forward_only(m, x), "forward+backward": lambda: floor(m, x, y, iters=1)},
+        "ifgsm": {
             "robustmix ifgsm": lambda: ifgsm(m, x, y, eps=EPS, iters=ITERS),
             "torchattacks BIM": lambda: ta[(id(m), "ifgsm")](x, y),
             "floor (10 fwd+bwd)": lambda: floor(m, x, y),
         },
-        reps,
-        device,
-    )
-    log(f"  ifgsm: {res['ifgsm']}")
-    res["fgsm8"] = bench(
-        {
+        "fgsm8": {
             "robustmix fgsm_sweep (8 eps)": lambda: fgsm_sweep(m, x, y, eps=SWEEP),
             "torchattacks FGSM x8": lambda: [a(x, y) for a in fgsm_per_eps],
             "robustmix fgsm x1": lambda: fgsm_sweep(m, x, y, eps=SWEEP[:1]),
             "torchattacks FGSM x1": lambda: fgsm_per_eps[0](x, y),
         },
-        reps,
-        device,
-    )
-    log(f"  fgsm8: {res['fgsm8']}")
-    targets = [Checkpoint("t1", m), Checkpoint("t2", t2)]
-    config = EvalConfig(eps=(EPS,), iters=ITERS, batch_size=batch)
-    res["table"] = bench(
-        {
+        "table": {
             "robustmix evaluate": lambda: evaluate(targets, x, y, config, surrogate=Checkpoint("s", sur), device=device),
             "torchattacks per cell": lambda: table_torchattacks(ta, [m, t2], sur, x, y),
         },
-        reps,
-        device,
-    )
-    log(f"  table: {res['table']}")
+    }
+    for key, number in (("pass", "0"), ("ifgsm", "1"), ("fgsm8", "2"), ("table", "3")):
+        if number == "0" or number in which:
+            res[key] = bench(benchmarks[key], reps, device)
+            log(f"  {key}: {res[key]}")
     plan, _ = plan_evaluation(["t1", "t2"], "s", config, batch)
     res["plan"] = total_cost(plan)
     res["naive"] = naive_cost(2, attacks=config.attacks, n_eps=1, iters=ITERS, settings=config.settings)
@@ -204,7 +192,7 @@ def render(results: dict, device, command: str, load: tuple, reps: int) -> str:
     out.append(f"- load average before / after: {load[0]:.2f} / {load[1]:.2f} (the machine is shared; see notes)")
     out.append(f"- median of {reps} interleaved repetitions after one warm-up round; times in ms per call")
     for name, r in results.items():
-        p, i, f8, tb = r["pass"], r["ifgsm"], r["fgsm8"], r["table"]
+        p, i, f8, tb = r["pass"], r.get("ifgsm"), r.get("fgsm8"), r.get("table")
         tf, tfb = p["forward"], p["forward+backward"]
         (pf, pb), (nf, nb) = r["plan"], r["naive"]
         limit = (nf * tf + nb * (tfb - tf)) / (pf * tf + pb * (tfb - tf))
@@ -216,13 +204,23 @@ def render(results: dict, device, command: str, load: tuple, reps: int) -> str:
             "",
             "| benchmark | robustmix ms | reference ms | ratio | target | |",
             "|---|---:|---:|---:|---:|---|",
-            ratio_row("1a. I-FGSM 10 iters vs torchattacks BIM", i["robustmix ifgsm"], i["torchattacks BIM"], 1.0),
-            ratio_row("1b. I-FGSM 10 iters vs floor (10 bare fwd+bwd)", i["robustmix ifgsm"], i["floor (10 fwd+bwd)"], 0.9),
-            ratio_row("2. FGSM at 8 eps vs torchattacks FGSM ×8", f8["robustmix fgsm_sweep (8 eps)"], f8["torchattacks FGSM x8"], 3.0),
-            ratio_row("3. Table 3 (2 targets, 1 surrogate) vs torchattacks per cell", tb["robustmix evaluate"], tb["torchattacks per cell"], 1.8),
-            "",
-            f"Per-call overhead check (FGSM at one eps, same work: 1 forward + 1 backward): robustmix "
-            f"{f8['robustmix fgsm x1'] * 1e3:.2f} ms, torchattacks {f8['torchattacks FGSM x1'] * 1e3:.2f} ms.",
+        ]
+        if i:
+            out.append(ratio_row("1a. I-FGSM 10 iters vs torchattacks BIM", i["robustmix ifgsm"], i["torchattacks BIM"], 1.0))
+            out.append(ratio_row("1b. I-FGSM 10 iters vs floor (10 bare fwd+bwd)", i["robustmix ifgsm"], i["floor (10 fwd+bwd)"], 0.9))
+        if f8:
+            out.append(ratio_row("2. FGSM at 8 eps vs torchattacks FGSM ×8", f8["robustmix fgsm_sweep (8 eps)"], f8["torchattacks FGSM x8"], 3.0))
+        if tb:
+            out.append(ratio_row("3. Table 3 (2 targets, 1 surrogate) vs torchattacks per cell", tb["robustmix evaluate"], tb["torchattacks per cell"], 1.8))
+        else:
+            out.append("| 3. Table 3 vs torchattacks per cell | not run (--benchmarks) | | | ≥ 1.8× | not measured |")
+        if f8:
+            out += [
+                "",
+                f"Per-call overhead check (FGSM at one eps, same work: 1 forward + 1 backward): robustmix "
+                f"{f8['robustmix fgsm x1'] * 1e3:.2f} ms, torchattacks {f8['torchattacks FGSM x1'] * 1e3:.2f} ms.",
+            ]
+        out += [
             "",
             f"Table 3 pass count: robustmix {pf} forward + {pb} backward per batch, the per-cell loop {nf} + {nb}. "
             f"With the measured pass times above, that pass count alone limits the Table 3 speed-up to "
@@ -240,6 +238,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", type=Path, default=Path("reports/perf.md"), help="report path (default reports/perf.md)")
+    p.add_argument("--benchmarks", default="1,2,3", help="which benchmarks to run, comma-separated (default 1,2,3)")
     p.add_argument("--notes", type=Path, default=None, help="Markdown appended to the report (the analysis)")
     args = p.parse_args()
     if args.reps < 5:
@@ -252,7 +251,7 @@ def main() -> int:
     results = {}
     for name in args.models.split(","):
         batch = args.batch_cnn if name == "cnn" else args.batch_resnet
-        results[name] = run_model(name, batch, args.reps, device, log)
+        results[name] = run_model(name, batch, args.reps, device, log, tuple(args.benchmarks.split(",")))
     command = "python " + " ".join([sys.argv[0], *sys.argv[1:]])
     text = render(results, device, command, (load0, os.getloadavg()[0]), args.reps)
     if args.notes and args.notes.is_file():
