@@ -112,7 +112,8 @@ class Counting(torch.nn.Module):
 @pytest.mark.parametrize("settings", [("white-box", "black-box"), ("black-box",)])
 def test_plan_counts_are_what_runs(settings, trained, trained_mixup, digits):
     x, y = digits.x_test[:50], digits.y_test[:50]
-    models = {"erm": Counting(trained[0]), "mixup": Counting(trained_mixup[0]), "sur": Counting(trained[0])}
+    # .eval(): evaluate hands each model back in the mode it came in, and the fixtures must stay in eval mode
+    models = {k: Counting(m).eval() for k, m in {"erm": trained[0], "mixup": trained_mixup[0], "sur": trained[0]}.items()}
     config = EvalConfig(eps=(2 / 255, 8 / 255), iters=3, batch_size=40, settings=settings)
     evaluate([Checkpoint("erm", models["erm"]), Checkpoint("mixup", models["mixup"])], x, y, config, surrogate=Checkpoint("sur", models["sur"]))
     plan, chunk = plan_evaluation(["erm", "mixup"], "sur", config, 40)
