@@ -5,19 +5,29 @@ Untargeted, cross-entropy loss. Every attack
 - evaluates the model in eval mode and hands it back in the mode it came in,
 - never touches parameter gradients (only d loss / d x is computed),
 - returns x_adv with ‖x_adv − x‖∞ ≤ eps and x_adv ∈ [0, 1].
+
+Shared-work variants give the same examples as one call per eps, with less work:
+`fgsm_sweep` (one backward pass for every eps) and `ifgsm_sweep` (every eps stacked into one
+batch with per-example eps and step; the first step, taken at x itself, is shared too).
+
+`amp="bf16"` runs the model's forward (and so its backward) under bfloat16 autocast on any
+device (CPU autocast supports bf16); the logits are cast to float32 before the loss, so the loss,
+the input gradient and x_adv stay float32.
 """
 
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from contextlib import contextmanager, nullcontext
+from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .errors import RobustmixError
+
+AMP_MODES = ("none", "bf16")
 
 
 @contextmanager
@@ -30,21 +40,45 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
         model.train(was_training)
 
 
-def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """d/dx of the summed cross-entropy, one example's gradient independent of the others'.
+def autocast(x: torch.Tensor, amp: str | None):
+    """bfloat16 autocast on x's device when amp == "bf16", else nothing."""
+    if amp in (None, "none"):
+        return nullcontext()
+    if amp != "bf16":
+        raise RobustmixError(f"unknown amp mode {amp!r}: choose from {', '.join(AMP_MODES)}")
+    return torch.autocast(x.device.type, dtype=torch.bfloat16)
+
+
+def logits_and_gradient(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, amp: str | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits at x (detached) and d/dx of the summed cross-entropy, from one forward and
+    one backward pass; the logits are the clean predictions, so the clean pass costs nothing extra.
 
     (A sum, not a mean: dividing by the batch size would make each example's gradient depend on
-    how many others share its batch.) Parameter .grad fields are left untouched.
+    how many others share its batch.) Parameter .grad fields are left untouched: only the path to
+    x is differentiated, so no weight gradient is computed either.
     """
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        loss = F.cross_entropy(model(x), y, reduction="sum")
+        with autocast(x, amp):
+            logits = model(x)
+        logits = logits.float()
+        loss = F.cross_entropy(logits, y, reduction="sum")
         (grad,) = torch.autograd.grad(loss, x)
-    return grad
+    return logits.detach(), grad
+
+
+def input_gradient(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, amp: str | None = None) -> torch.Tensor:
+    """d/dx of the summed cross-entropy, one example's gradient independent of the others'."""
+    return logits_and_gradient(model, x, y, amp=amp)[1]
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor) -> torch.Tensor:
-    """Back into the L∞ ball of radius eps around x, then into the valid pixel range [0, 1]."""
+    """Back into the L∞ ball of radius eps around x, then into the valid pixel range [0, 1].
+
+    eps is a number or a tensor that broadcasts against x (per-example eps: N×1×1×1).
+    """
     return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
 
 
@@ -58,7 +92,50 @@ def check_eps(eps: float) -> float:
     return float(eps)
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float) -> torch.Tensor:
+def check_iters(iters: int) -> int:
+    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
+        raise RobustmixError(f"iters must be an integer >= 1, got {iters!r}")
+    return iters
+
+
+def memory_format(x: torch.Tensor) -> torch.memory_format:
+    """channels_last if x is laid out that way (and has more than one channel), else NCHW."""
+    if x.dim() == 4 and x.shape[1] > 1 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def standard_layout(x: torch.Tensor, fmt: torch.memory_format) -> torch.Tensor:
+    """x detached, with the standard strides of `fmt`.
+
+    Why: for a 1-channel batch, strides (64, 1, 8, 1) and (64, 64, 8, 1) both count as contiguous,
+    but convolution picks its memory format (and so its oneDNN kernel and summation order) from
+    them, so the same images gave gradients differing by ~1e-6 depending on how the batch was
+    built. With one fixed layout the CPU results are bit-identical whatever the batch size
+    (tests/test_shared_work.py).
+    """
+    x = x.detach()
+    if x.dim() != 4 or x.stride() == torch.empty(x.shape, device="meta", memory_format=fmt).stride():
+        return x
+    return x.clone(memory_format=fmt)
+
+
+def prepare_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one entry point every attack (and the evaluator) passes its inputs through before any
+    work: checks them and returns (x, y) detached, x in a standard memory layout.
+
+    Input-domain validation (x in [0, 1], NaN, labels in range) belongs here.
+    """
+    if not isinstance(x, torch.Tensor) or x.dim() != 4:
+        raise RobustmixError("x must be an N×C×H×W tensor of pixels in [0, 1]")
+    if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape[:1]):
+        raise RobustmixError(
+            f"y must hold one class index per image: got shape {tuple(getattr(y, 'shape', ()))} for {x.shape[0]} images"
+        )
+    return standard_layout(x, memory_format(x)), y.detach()
+
+
+def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, amp: str | None = None) -> torch.Tensor:
     """Fast Gradient Sign Method (Goodfellow et al. 2015), L∞, untargeted.
 
     x_adv = clip_[0,1](x + eps · sign(∇x CE(f(x), y))).
@@ -67,9 +144,10 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float) -> t
     units. Example: ``x_adv = fgsm(model, x, y, eps=4/255)``.
     """
     eps = check_eps(eps)
+    x, y = prepare_inputs(model, x, y)
     with eval_mode(model):
-        grad = input_gradient(model, x, y)
-    return (x.detach() + eps * grad.sign()).clamp_(0.0, 1.0)
+        grad = input_gradient(model, x, y, amp=amp)
+    return (x + eps * grad.sign()).clamp_(0.0, 1.0)
 
 
 def ifgsm(
@@ -80,6 +158,7 @@ def ifgsm(
     eps: float,
     iters: int = 10,
     step: float | None = None,
+    amp: str | None = None,
 ) -> torch.Tensor:
     """Iterative FGSM / BIM (Kurakin et al. 2017), L∞, untargeted, no random start.
 
@@ -88,16 +167,75 @@ def ifgsm(
     Example: ``x_adv = ifgsm(model, x, y, eps=4/255, iters=10)``.
     """
     eps = check_eps(eps)
-    if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
-        raise RobustmixError(f"iters must be an integer >= 1, got {iters!r}")
+    iters = check_iters(iters)
     step = eps / iters if step is None else check_eps(step)
-    x = x.detach()
-    x_adv = x.clone()
+    x, y = prepare_inputs(model, x, y)
     with eval_mode(model):
-        for _ in range(iters):
-            grad = input_gradient(model, x_adv, y)
-            x_adv = project(x_adv + step * grad.sign(), x, eps)
+        return _ifgsm_steps(model, x, y, x.clone(), eps, step, iters, amp)
+
+
+def _ifgsm_steps(model, x, y, x_adv, eps, step, iters: int, amp) -> torch.Tensor:
+    """`iters` I-FGSM steps from x_adv. eps and step: numbers or per-example N×1×1×1 tensors.
+
+    No host synchronisation: nothing in the loop reads a value back to Python.
+    """
+    for _ in range(iters):
+        grad = input_gradient(model, x_adv, y, amp=amp)
+        x_adv = project(x_adv + step * grad.sign(), x, eps)
     return x_adv
+
+
+def ifgsm_sweep(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    *,
+    eps: Sequence[float],
+    iters: int = 10,
+    direction: torch.Tensor | None = None,
+    amp: str | None = None,
+) -> dict[float, torch.Tensor]:
+    """I-FGSM at several eps in one stacked batch: the k eps values become k copies of x with a
+    per-example eps and step (eps / iters), so each step is one forward and one backward pass over
+    k·N rows instead of a Python loop over eps.
+
+    The first step is taken at x itself for every eps, so it needs only sign(∇x loss) at x, from one
+    pass over N rows (pass it as `direction` if you already have it, e.g. from FGSM); the other
+    iters − 1 steps run stacked. Returns {eps: x_adv}; see tests/test_shared_work.py for how
+    exactly this matches ``ifgsm(model, x, y, eps=e, iters=iters)`` per eps.
+    """
+    eps_list = [check_eps(e) for e in eps]
+    iters = check_iters(iters)
+    x, y = prepare_inputs(model, x, y)
+    if not eps_list:
+        return {}
+    k, fmt = len(eps_list), memory_format(x)
+    # Per-example eps and step, computed as Python floats first so that each float32 value equals
+    # the one the single-eps path uses (float32(eps / iters), not float32(eps) / iters).
+    shape = (k, 1, 1, 1, 1)
+    eps_t = torch.tensor(eps_list, dtype=x.dtype, device=x.device).view(shape)
+    step_t = torch.tensor([e / iters for e in eps_list], dtype=x.dtype, device=x.device).view(shape)
+    with eval_mode(model):
+        if direction is None:
+            direction = input_gradient(model, x, y, amp=amp).sign()
+        x_k = x.unsqueeze(0)  # 1×N×C×H×W, broadcast against k×N×C×H×W without copying
+        x_adv = project(x_k + step_t * direction.unsqueeze(0), x_k, eps_t)  # step 1, all eps at once
+        if iters > 1:
+            def flat(t: torch.Tensor) -> torch.Tensor:  # k×N×… -> (k·N)×…, in x's layout
+                return standard_layout(t.expand(k, *t.shape[1:]).reshape(-1, *t.shape[2:]), fmt)
+
+            x_adv = _ifgsm_steps(
+                model,
+                flat(x_k),
+                y.repeat(k),
+                flat(x_adv),
+                eps_t.expand(k, x.shape[0], 1, 1, 1).reshape(-1, 1, 1, 1),
+                step_t.expand(k, x.shape[0], 1, 1, 1).reshape(-1, 1, 1, 1),
+                iters - 1,
+                amp,
+            )
+        x_adv = x_adv.reshape(k, *x.shape)
+    return {e: x_adv[i] for i, e in enumerate(eps_list)}
 
 
 Attack = Callable[..., torch.Tensor]
@@ -109,13 +247,17 @@ ATTACKS: dict[str, Attack] = {
 }
 
 
-def fgsm_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps) -> dict[float, torch.Tensor]:
+def fgsm_sweep(
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps, direction: torch.Tensor | None = None, amp: str | None = None
+) -> dict[float, torch.Tensor]:
     """FGSM at several eps from one backward pass: sign(∇x loss) does not depend on eps.
 
-    Returns {eps: x_adv}, each identical to ``fgsm(model, x, y, eps=eps)``.
+    Returns {eps: x_adv}, each identical to ``fgsm(model, x, y, eps=eps)``. Pass `direction`
+    (sign of the input gradient at x) to reuse one already computed.
     """
     eps_list = [check_eps(e) for e in eps]
-    with eval_mode(model):
-        direction = input_gradient(model, x, y).sign()
-    x = x.detach()
+    x, y = prepare_inputs(model, x, y)
+    if direction is None:
+        with eval_mode(model):
+            direction = input_gradient(model, x, y, amp=amp).sign()
     return {e: (x + e * direction).clamp_(0.0, 1.0) for e in eps_list}

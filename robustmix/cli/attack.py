@@ -6,16 +6,27 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..attacks import AMP_MODES
 from ..checkpoint import load_checkpoint, read_meta
 from ..data import load_dataset
 from ..devices import resolve_device
 from ..errors import RobustmixError
-from ..evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
+from ..evaluate import (
+    ATTACK_LABELS,
+    CPU_AUTO_BATCH,
+    SETTINGS,
+    Checkpoint,
+    EvalConfig,
+    evaluate,
+    plan_evaluation,
+    resolve_batch_size,
+)
+from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say
 
-HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table"
+HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table; --dry-run prints the plan of passes"
 D = EvalConfig()
 
 
@@ -27,9 +38,23 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
     p.add_argument("--attacks", type=name_list(tuple(ATTACK_LABELS)), default=D.attacks, help="comma-separated: fgsm, ifgsm (default both)")
     p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help="comma-separated: white-box, black-box (default both)")
-    p.add_argument("--batch-size", type=positive_int, default=D.batch_size, help=f"examples per attack batch (default {D.batch_size})")
+    p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
+    p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
+    p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="bf16: forward passes under bfloat16 autocast (opt-in, meant for CUDA; works on CPU); loss and input gradients stay float32 (default none)")
+    p.add_argument("--channels-last", action="store_true", help="models and batches in channels_last memory format (faster convolutions on CUDA)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (opt-in, for CUDA; the first batches pay the compile time)")
+    p.add_argument("--dry-run", action="store_true", help="print the plan (every pass, and the number of forward/backward passes) and exit without attacking")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
+
+
+def batch_size(text: str) -> int | str:
+    if text == "auto":
+        return "auto"
+    try:
+        return positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer >= 1") from None
 
 
 def discover(runs: Path) -> list[Path]:
@@ -87,6 +112,10 @@ def run(args: argparse.Namespace) -> int:
         settings=args.settings,
         batch_size=args.batch_size,
         device=args.device,
+        stack_eps=args.stack_eps,
+        amp=args.amp,
+        channels_last=args.channels_last,
+        compile=args.compile,
     )
     if args.iters == 1 and config.attacks == ("fgsm", "ifgsm"):
         # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
@@ -98,6 +127,9 @@ def run(args: argparse.Namespace) -> int:
     surrogate = Checkpoint(surrogate_path.name, *load_checkpoint(surrogate_path, device)) if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
     data = load_dataset(dataset)
+    if args.dry_run:
+        print(dry_run(config, targets, surrogate, data.x_test, device))
+        return 0
 
     progress = bar(total=0, desc="attack")
 
@@ -116,3 +148,14 @@ def run(args: argparse.Namespace) -> int:
     print(render_markdown(records))
     say(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0
+
+
+def dry_run(config: EvalConfig, targets: list[Checkpoint], surrogate: Checkpoint | None, x, device) -> str:
+    """The plan that `robustmix attack` would run, with its forward/backward pass counts."""
+    used = targets + ([surrogate] if surrogate is not None and "black-box" in config.settings else [])
+    for c in used:
+        c.model.to(device)
+    rows = resolve_batch_size(config, [c.model for c in used], x, device)
+    plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, rows)
+    naive = naive_cost(len(targets), attacks=config.attacks, n_eps=len(config.eps), iters=config.iters, settings=config.settings)
+    return render_plan(plan, n_examples=x.shape[0], chunk=chunk, naive=naive) + f"\n(dry run on {device}: nothing attacked, nothing written)"

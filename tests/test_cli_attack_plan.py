@@ -1,0 +1,55 @@
+"""`robustmix attack --dry-run`, --batch-size auto, --amp bf16, --no-stack-eps from the command line."""
+
+import pytest
+
+from robustmix.checkpoint import save_checkpoint
+from robustmix.cli import main
+from robustmix.results import load_results
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory, trained, trained_mixup):
+    d = tmp_path_factory.mktemp("ckpts")
+    paths = {}
+    for name, (model, meta) in {"sur": trained, "erm": trained, "mix": trained_mixup}.items():
+        paths[name] = str(save_checkpoint(d / name, model, meta))
+    return d, paths
+
+
+def listing(d):
+    return sorted(str(p) for p in d.rglob("*"))
+
+
+def test_dry_run_prints_plan_and_writes_nothing(ckpts, capsys, monkeypatch):
+    d, paths = ckpts
+    monkeypatch.chdir(d)
+    before = listing(d)
+    argv = ["attack", "--targets", paths["erm"], paths["mix"], "--surrogate", paths["sur"], "--eps", "4", "--dry-run"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    # Table 3 at one eps: 3 crafting models × (1 gradient + 9 I-FGSM steps); 8 scoring forwards.
+    assert "total: 38 forward + 30 backward passes per chunk; 38 + 30 over all chunks" in out
+    assert "54 forward + 44 backward per chunk" in out  # one attack call per cell
+    assert "nothing written" in out
+    assert listing(d) == before
+
+
+def test_attack_with_auto_batch_bf16_and_no_stacking(ckpts, capsys, monkeypatch):
+    d, paths = ckpts
+    monkeypatch.chdir(d)
+    argv = ["attack", "--targets", paths["erm"], "--settings", "white-box", "--eps", "4,8", "--iters", "2",
+            "--batch-size", "auto", "--amp", "bf16", "--no-stack-eps", "--out", "r.json"]
+    assert main(argv) == 0
+    doc = load_results(d / "r.json")
+    assert doc["config"]["batch_size"] == "auto" and doc["config"]["amp"] == "bf16" and doc["config"]["stack_eps"] is False
+    assert {(r["attack"], r["eps_255"]) for r in doc["records"]} == {("none", 0), ("fgsm", 4), ("fgsm", 8), ("ifgsm", 4), ("ifgsm", 8)}
+    assert all(r["n"] == 360 for r in doc["records"])
+
+
+@pytest.mark.parametrize("argv,needle", [(["--batch-size", "0"], "auto"), (["--amp", "fp8"], "amp")])
+def test_bad_flags_are_one_line_exit_2(argv, needle, ckpts, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["attack", *argv])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and needle in err[0]

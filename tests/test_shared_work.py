@@ -1,0 +1,160 @@
+"""Shared-work paths give the same adversarial examples and records as one-at-a-time paths,
+bit for bit on CPU; the plan is what runs; bf16 autocast moves adversarial error by < 0.5 pp."""
+
+import pytest
+import torch
+
+from robustmix.attacks import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep, logits_and_gradient, standard_layout
+from robustmix.evaluate import Checkpoint, EvalConfig, evaluate, find_largest, plan_evaluation
+from robustmix.metrics import topk_correct
+from robustmix.models import build_model
+from robustmix.plan import naive_cost, render_plan, total_cost
+
+EPS = (1 / 255, 4 / 255, 16 / 255)
+
+
+def random_resnet():
+    """The PreAct ResNet-18 architecture at width 8 (not 64), so the test stays fast on CPU."""
+    torch.manual_seed(0)
+    return build_model(
+        "preact_resnet18", in_channels=3, num_classes=10, image_size=32, mean=(0.5,) * 3, std=(0.25,) * 3, width=8
+    ).eval()
+
+
+def test_ifgsm_sweep_equals_ifgsm_per_eps_on_digits(trained, batch):
+    # batch comes from numpy with 1-channel strides (64, 1, 8, 1): the layout trap of attacks.standard_layout
+    model, _ = trained
+    x, y = batch
+    swept = ifgsm_sweep(model, x, y, eps=EPS, iters=10)
+    for e in EPS:
+        assert torch.equal(swept[e], ifgsm(model, x, y, eps=e, iters=10)), e
+
+
+def test_ifgsm_sweep_equals_ifgsm_per_eps_on_preact_resnet18():
+    model = random_resnet()
+    gen = torch.Generator().manual_seed(0)
+    x, y = torch.rand(4, 3, 32, 32, generator=gen), torch.randint(0, 10, (4,), generator=gen)
+    swept = ifgsm_sweep(model, x, y, eps=(2 / 255, 8 / 255), iters=3)
+    for e in (2 / 255, 8 / 255):
+        assert torch.equal(swept[e], ifgsm(model, x, y, eps=e, iters=3))
+
+
+def test_gradient_and_logits_do_not_depend_on_batch_size(trained, batch):
+    model, _ = trained
+    x, y = batch
+    x = standard_layout(x, torch.contiguous_format)  # what every attack does first (prepare_inputs)
+    logits, grad = logits_and_gradient(model, x, y)
+    logits3, grad3 = logits_and_gradient(model, x.repeat(3, 1, 1, 1), y.repeat(3))
+    assert torch.equal(logits3[: len(x)], logits) and torch.equal(grad3[: len(x)], grad)
+
+
+def test_sweeps_reuse_a_given_direction(trained, batch):
+    model, _ = trained
+    x, y = batch
+    direction = torch.ones_like(x)  # not the gradient: proves the argument is used
+    assert torch.equal(fgsm_sweep(model, x, y, eps=[4 / 255], direction=direction)[4 / 255], (x + 4 / 255).clamp(0, 1))
+    assert not torch.equal(
+        ifgsm_sweep(model, x, y, eps=[4 / 255], iters=2, direction=direction)[4 / 255], ifgsm(model, x, y, eps=4 / 255, iters=2)
+    )
+
+
+def one_at_a_time(targets, surrogate, x, y, config):
+    """The straightforward loop: a fresh attack call and a fresh forward per cell."""
+    out = {}
+
+    def score(key, model, xa):
+        with torch.inference_mode():
+            logits = model(xa)
+        out[key] = (topk_correct(logits, y, 1), topk_correct(logits, y, 5))
+
+    attack = lambda m, a, e: fgsm(m, x, y, eps=e) if a == "fgsm" else ifgsm(m, x, y, eps=e, iters=config.iters)  # noqa: E731
+    for t in targets:
+        score((t.name, "clean", "none", 0.0), t.model, x)
+        for a in config.attacks:
+            for e in config.eps:
+                score((t.name, "white-box", a, e), t.model, attack(t.model, a, e))
+                score((t.name, "black-box", a, e), t.model, attack(surrogate.model, a, e))
+    return out
+
+
+@pytest.mark.parametrize("batch_size,stack", [(30, True), (2, True), (500, False)])
+def test_evaluate_records_equal_one_at_a_time(batch_size, stack, trained, trained_mixup, digits):
+    n = 24 if batch_size > 2 else 5
+    x, y = digits.x_test[:n], digits.y_test[:n]
+    targets = [Checkpoint("erm", trained[0], trained[1]), Checkpoint("mixup", trained_mixup[0], trained_mixup[1])]
+    torch.manual_seed(1)
+    surrogate = Checkpoint("random", build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=digits.mean, std=digits.std).eval())
+    config = EvalConfig(eps=EPS, iters=3, batch_size=batch_size, stack_eps=stack)
+    records = evaluate(targets, x, y, config, surrogate=surrogate)
+    ref = one_at_a_time(targets, surrogate, x, y, config)
+    assert len(records) == len(ref) == 2 * (1 + 2 * 2 * len(EPS))
+    for r in records:
+        c1, c5 = ref[(r["target"], r["setting"], r["attack"], r["eps"])]
+        assert r["top1_correct"] == "".join("1" if b else "0" for b in c1.tolist()), r
+        assert r["top5_correct"] == "".join("1" if b else "0" for b in c5.tolist()), r
+        assert r["top1_err"] == pytest.approx(100 * (1 - c1.float().mean().item()))
+
+
+class Counting(torch.nn.Module):
+    """Counts the rows a model sees: in forwards without autograd, and in forwards that will be
+    differentiated (each followed by one backward)."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.forward_rows, self.backward_rows = model, 0, 0
+
+    def forward(self, x):
+        self.forward_rows += x.shape[0]
+        self.backward_rows += x.shape[0] if (torch.is_grad_enabled() and x.requires_grad) else 0
+        return self.model(x)
+
+
+@pytest.mark.parametrize("settings", [("white-box", "black-box"), ("black-box",)])
+def test_plan_counts_are_what_runs(settings, trained, trained_mixup, digits):
+    x, y = digits.x_test[:50], digits.y_test[:50]
+    # .eval(): evaluate hands each model back in the mode it came in, and the fixtures must stay in eval mode
+    models = {k: Counting(m).eval() for k, m in {"erm": trained[0], "mixup": trained_mixup[0], "sur": trained[0]}.items()}
+    config = EvalConfig(eps=(2 / 255, 8 / 255), iters=3, batch_size=40, settings=settings)
+    evaluate([Checkpoint("erm", models["erm"]), Checkpoint("mixup", models["mixup"])], x, y, config, surrogate=Checkpoint("sur", models["sur"]))
+    plan, chunk = plan_evaluation(["erm", "mixup"], "sur", config, 40)
+    assert chunk == 20
+    for name, m in models.items():
+        f = sum(p.forward_cost for p in plan if p.model == name) * len(x)
+        b = sum(p.backward_cost for p in plan if p.model == name) * len(x)
+        assert (m.forward_rows, m.backward_rows) == (f, b), name
+    f, b = total_cost(plan)
+    nf, nb = naive_cost(2, attacks=config.attacks, n_eps=2, iters=3, settings=settings)
+    assert f + b < nf + nb
+    text = render_plan(plan, n_examples=50, chunk=chunk, naive=(nf, nb))
+    assert f"total: {f} forward + {b} backward" in text
+
+
+def test_paper_table_plan_counts():
+    # Table 3: two targets, one surrogate, FGSM and I-FGSM (10 iters) at one eps, white-box and black-box.
+    config = EvalConfig()
+    plan, _ = plan_evaluation(["erm", "mixup"], "sur", config, 500)
+    # per crafting model: 1 gradient (+ clean) and 9 more I-FGSM steps; scoring: 2 per (target, setting)
+    assert total_cost(plan) == (3 * 10 + 2 * 2 * 2, 3 * 10)
+    assert naive_cost(2, attacks=config.attacks, n_eps=1, iters=10, settings=config.settings) == (2 + 2 * 2 * (2 + 11), 2 * 2 * 11)
+
+
+def test_find_largest_batch():
+    for cap in (1, 7, 32, 33, 100, 1000):
+        assert find_largest(lambda b: b <= cap, limit=5000) == cap
+    assert find_largest(lambda b: True, limit=77) == 77
+
+
+def test_bf16_autocast_moves_adversarial_error_less_than_half_a_point(trained, digits):
+    model, meta = trained
+    x, y = digits.x_test, digits.y_test
+    err = {}
+    for amp in ("none", "bf16"):
+        config = EvalConfig(eps=(8 / 255, 16 / 255), settings=("white-box",), amp=amp)
+        err[amp] = {(r["attack"], r["eps"]): r["top1_err"] for r in evaluate([Checkpoint("m", model, meta)], x, y, config)}
+    assert err["none"].keys() == err["bf16"].keys()
+    assert err["none"][("ifgsm", 16 / 255)] > 5  # the attack does something here
+    for k in err["none"]:
+        assert abs(err["none"][k] - err["bf16"][k]) < 0.5, (k, err)
+    logits, grad = logits_and_gradient(model, x[:8], y[:8], amp="bf16")
+    assert logits.dtype == grad.dtype == torch.float32
+    assert ifgsm(model, x[:8], y[:8], eps=4 / 255, amp="bf16").dtype == torch.float32
