@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .checks import check_inputs
 from .errors import RobustmixError
 
 
@@ -67,6 +68,7 @@ def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float) -> t
     units. Example: ``x_adv = fgsm(model, x, y, eps=4/255)``.
     """
     eps = check_eps(eps)
+    check_inputs(model, x, y)
     with eval_mode(model):
         grad = input_gradient(model, x, y)
     return (x.detach() + eps * grad.sign()).clamp_(0.0, 1.0)
@@ -88,6 +90,7 @@ def ifgsm(
     Example: ``x_adv = ifgsm(model, x, y, eps=4/255, iters=10)``.
     """
     eps = check_eps(eps)
+    check_inputs(model, x, y)
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise RobustmixError(f"iters must be an integer >= 1, got {iters!r}")
     step = eps / iters if step is None else check_eps(step)
@@ -115,6 +118,7 @@ def fgsm_sweep(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps) -> di
     Returns {eps: x_adv}, each identical to ``fgsm(model, x, y, eps=eps)``.
     """
     eps_list = [check_eps(e) for e in eps]
+    check_inputs(model, x, y)
     with eval_mode(model):
         direction = input_gradient(model, x, y).sign()
     x = x.detach()

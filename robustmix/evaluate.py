@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from .attacks import eval_mode, fgsm_sweep, ifgsm
+from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
 from .metrics import topk_correct
@@ -90,6 +91,7 @@ def evaluate(
     models = {t.name: t.model.to(device) for t in targets}
     if surrogate is not None:
         surrogate.model.to(device)
+    check_evaluation(targets, x, y, surrogate)
 
     # correctness per key -> list of per-batch bool tensors
     top1: dict[tuple, list[torch.Tensor]] = {}
