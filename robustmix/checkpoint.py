@@ -109,6 +109,17 @@ def load_legacy_state(path: Path) -> dict[str, torch.Tensor]:
     return state
 
 
+def read_meta(path: str | Path) -> dict:
+    folder = checkpoint_folder(path)
+    try:
+        meta = json.loads((folder / META).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RobustmixError(f"{folder / META}: unreadable metadata ({e.__class__.__name__}): retrain or restore it") from None
+    if not isinstance(meta, dict) or not str(meta.get("format", "")).startswith("robustmix-checkpoint/"):
+        raise RobustmixError(f"{folder / META}: not robustmix checkpoint metadata: give a folder written by 'robustmix train'")
+    return meta
+
+
 def load_checkpoint(
     path: str | Path, device: str | torch.device = "cpu", *, allow_legacy: bool = False
 ) -> tuple[nn.Module, dict]:

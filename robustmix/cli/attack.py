@@ -7,13 +7,14 @@ import argparse
 from pathlib import Path
 
 from ..checkpoint import load_checkpoint, read_meta
+from ..checks import check_fits
 from ..data import load_dataset
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
 from ..report import render_markdown
 from ..results import save_results
-from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say
+from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
 
 HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table"
 D = EvalConfig()
@@ -30,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=positive_int, default=D.batch_size, help=f"examples per attack batch (default {D.batch_size})")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
+    p.add_argument("--allow-legacy", action="store_true", help="also load .pt/.pth state dicts (beside a meta.json), through torch.load(weights_only=True), which refuses pickled code")
 
 
 def discover(runs: Path) -> list[Path]:
@@ -67,6 +69,11 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
     return targets, surrogate
 
 
+def ckpt_name(path: Path) -> str:
+    """A checkpoint's name: its folder's name (also when the path names a file inside it)."""
+    return path.parent.name if path.suffix in (".json", ".safetensors", ".pt", ".pth") else path.name
+
+
 def check_compatible(checkpoints: list[Checkpoint]) -> str:
     first = checkpoints[0].meta
     for c in checkpoints[1:]:
@@ -92,13 +99,19 @@ def run(args: argparse.Namespace) -> int:
         # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
         config = EvalConfig(**{**config.to_dict(), "attacks": ("fgsm",)})
     config.validate()
+    if args.surrogate is not None and "black-box" not in config.settings:
+        raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
     device = resolve_device(args.device)
     target_paths, surrogate_path = choose(args)
-    targets = [Checkpoint(p.name, *load_checkpoint(p, device)) for p in target_paths]
-    surrogate = Checkpoint(surrogate_path.name, *load_checkpoint(surrogate_path, device)) if surrogate_path else None
+    load = lambda p: Checkpoint(ckpt_name(p), *load_checkpoint(p, device, allow_legacy=args.allow_legacy))  # noqa: E731
+    targets = [load(p) for p in target_paths]
+    surrogate = load(surrogate_path) if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
     data = load_dataset(dataset)
+    for c in targets + ([surrogate] if surrogate else []):
+        check_fits(c.meta, data.num_classes, data.input_shape, name=c.name, dataset=dataset)
 
+    writable_path(args.out or Path("runs") / "results" / "attack.json")  # fail now, not after the attacks
     progress = bar(total=0, desc="attack")
 
     def on_batch(done: int, total: int) -> None:
