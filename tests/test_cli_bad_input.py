@@ -153,17 +153,6 @@ def test_table_is_big_enough():
     assert len(BAD) >= 25
 
 
-def test_hostile_fixture_is_live(tmp_path):
-    """The hostile file really would create the marker if unpickled (so the test above can fail)."""
-    import subprocess
-    import sys
-
-    write_hostile_pt(tmp_path / "hostile.pt")
-    code = "import torch; torch.load('hostile.pt', weights_only=False)"
-    subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, timeout=120)
-    assert (tmp_path / MARKER).exists()
-
-
 def test_legacy_state_dict_loads_with_allow_legacy(workdir, monkeypatch, capsys):
     monkeypatch.chdir(workdir)
     argv = ["attack", "--targets", "legacy", *S, *E, "--attacks", "fgsm", "--allow-legacy", "--out", str(workdir.parent / "legacy-out.json")]
