@@ -154,9 +154,9 @@ def load_checkpoint(
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
         lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
-        detail = lines[1] if len(lines) > 1 else lines[0]  # line 0 is only "Error(s) in loading state_dict for ..."
+        detail = (lines[1] if len(lines) > 1 else lines[0]).rstrip(".")  # line 0 is only "Error(s) in loading state_dict for ..."
         raise RobustmixError(
-            f"{weights}: weights do not fit the {meta['model']!r} architecture in {META} ({detail[:200]}): "
+            f"{weights}: weights do not fit the {meta['model']!r} architecture in {META} ({detail[:100]}…): "
             "give the meta.json that belongs to these weights"
         ) from None
     model.eval()

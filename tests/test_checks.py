@@ -171,6 +171,8 @@ def test_evaluate_refuses_nan_logits_and_bad_labels_before_attacking(trained, ba
         evaluate([Checkpoint("t", trained[0])], x, torch.full_like(y, 10), CFG, surrogate=Checkpoint("s", trained[0]))
     with pytest.raises(RobustmixError, match="outside"):
         evaluate([Checkpoint("t", trained[0])], x * 2, y, CFG, surrogate=Checkpoint("s", trained[0]))
+    with pytest.raises(RobustmixError, match="empty"):
+        evaluate([Checkpoint("t", trained[0])], x[:0], y[:0], CFG, surrogate=Checkpoint("s", trained[0]))
 
 
 def test_evaluate_refuses_duplicate_target_names_and_wrong_shapes(trained, batch):

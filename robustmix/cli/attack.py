@@ -55,7 +55,7 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
         targets = list(args.targets)
     surrogate = args.surrogate
     if surrogate is None and "black-box" in args.settings:
-        found = found or (discover(args.runs) if args.runs.is_dir() else [])
+        found = found or sorted(p.parent for p in args.runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
         surrogates = [p for p in found if read_meta(p).get("role") == "surrogate"]
         if len(surrogates) > 1:
             names = ", ".join(str(p) for p in surrogates)
