@@ -160,3 +160,14 @@ def test_legacy_state_dict_loads_with_allow_legacy(workdir, monkeypatch, capsys)
     assert main(argv) == 0, capsys.readouterr().err
     assert "FGSM" in capsys.readouterr().out
     assert os.path.exists(workdir.parent / "legacy-out.json")
+
+
+def test_warnings_are_one_line_on_the_cli(capsys):
+    import warnings
+
+    from robustmix.checks import RobustmixWarning
+    from robustmix.cli.common import one_line_warnings
+
+    with one_line_warnings("attack"):
+        warnings.warn("t looks randomized", RobustmixWarning)
+    assert capsys.readouterr().err == "robustmix attack: warning: t looks randomized\n"

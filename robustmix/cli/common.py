@@ -7,8 +7,11 @@ import contextlib
 import math
 import sys
 import warnings
+from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from ..errors import RobustmixError
 
 EPS_HELP = "on the 0–255 pixel scale (4 means 4/255); a comma-separated list sweeps several"
 
@@ -89,10 +92,6 @@ def name_list(choices):
 
 def writable_path(path) -> None:
     """Fail before hours of work, not after: the folder an output file goes in must be creatable."""
-    from pathlib import Path
-
-    from ..errors import RobustmixError
-
     for parent in Path(path).absolute().parents:
         if parent.exists():
             if not parent.is_dir():
