@@ -2,6 +2,11 @@
 
 Loading never unpickles anything. The metadata records the sha256 of the weights it belongs to,
 so a folder whose two files do not match is refused rather than half-loaded.
+
+Legacy PyTorch files (`model.pt` / `model.pth`, a state dict written by `torch.save`, beside a
+`meta.json`) load only with `allow_legacy=True` (CLI `--allow-legacy`), and then only through
+`torch.load(..., weights_only=True)`: its restricted unpickler accepts tensors and plain
+containers and refuses any pickled code (which never runs). Every failure names the file.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from .models import build_model
 
 WEIGHTS = "model.safetensors"
 META = "meta.json"
+LEGACY = (".pt", ".pth")
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
@@ -36,16 +42,71 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
 
 def checkpoint_folder(path: str | Path) -> Path:
     p = Path(path)
-    if p.name in (WEIGHTS, META):
+    if p.name in (META, WEIGHTS) or (p.suffix in LEGACY and not p.is_dir()):
         p = p.parent
-    if not p.exists():
+    if not Path(path).exists():
         raise RobustmixError(f"checkpoint {str(path)!r} does not exist: give a folder written by 'robustmix train'")
-    if not p.is_dir() or not (p / META).is_file() or not (p / WEIGHTS).is_file():
+    if Path(path).suffix in LEGACY and not (p / META).is_file():
+        raise RobustmixError(f"{path}: a legacy weights file needs the {META} of its model beside it: write one (see 'robustmix train')")
+    if not p.is_dir() or not (p / META).is_file() or not ((p / WEIGHTS).is_file() or legacy_files(p)):
         raise RobustmixError(
             f"{str(path)!r} is not a robustmix checkpoint (a folder with {WEIGHTS} and {META}): "
             "give a folder written by 'robustmix train'"
         )
     return p
+
+
+def legacy_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.iterdir() if p.suffix in LEGACY and p.is_file())
+
+
+def weights_file(path: str | Path, folder: Path, allow_legacy: bool) -> Path:
+    """The weights to load: model.safetensors, or (only with allow_legacy) a .pt/.pth file."""
+    p = Path(path)
+    if p.suffix in LEGACY:
+        legacy = p
+    elif (folder / WEIGHTS).is_file():
+        return folder / WEIGHTS
+    else:
+        found = legacy_files(folder)
+        if len(found) > 1:
+            raise RobustmixError(f"{folder}: several legacy weight files ({', '.join(f.name for f in found)}): give one of them as the path")
+        legacy = found[0]
+    if not allow_legacy:
+        raise RobustmixError(
+            f"{legacy}: a legacy PyTorch pickle file, not safetensors: pass --allow-legacy (allow_legacy=True) to load "
+            "it as a plain state dict with torch.load(weights_only=True), or re-save it as safetensors"
+        )
+    return legacy
+
+
+def load_legacy_state(path: Path) -> dict[str, torch.Tensor]:
+    """A state dict from a .pt/.pth file through torch.load(weights_only=True): never runs pickled code."""
+    import pickle
+    import re
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # torch warns about pickle protocols: not for the user's terminal
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        found = re.search(r"Unsupported (global: GLOBAL \S+|operand \d+)|Unsupported class \S+", str(e))
+        why = found.group(0) if found else "not a plain state dict"
+        raise RobustmixError(
+            f"{path}: refused, the file carries pickled code or objects other than tensors ({why}; nothing was run): "
+            "only plain state dicts load; re-save it with torch.save(model.state_dict(), ...)"
+        ) from None
+    except Exception as e:  # torch.load raises many types on truncated or corrupt input
+        first = (str(e).strip().splitlines() or [""])[0].split(". ")[0]
+        raise RobustmixError(
+            f"{path}: truncated or corrupt PyTorch file ({e.__class__.__name__}: {first[:120]}): restore or re-save it"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise RobustmixError(f"{path}: not a state dict (a dict of name -> tensor): save model.state_dict(), not the model")
+    return state
 
 
 def read_meta(path: str | Path) -> dict:
@@ -59,20 +120,21 @@ def read_meta(path: str | Path) -> dict:
     return meta
 
 
-def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """Rebuild the model from its metadata, load its weights; returns (model in eval mode, metadata)."""
+def load_checkpoint(
+    path: str | Path, device: str | torch.device = "cpu", *, allow_legacy: bool = False
+) -> tuple[nn.Module, dict]:
+    """Rebuild the model from its metadata, load its weights; returns (model in eval mode, metadata).
+
+    `path` is a checkpoint folder (or a file in it). Legacy `.pt`/`.pth` state dicts load only with
+    `allow_legacy=True`, through torch.load(weights_only=True), which refuses pickled code.
+    """
     folder = checkpoint_folder(path)
     meta = read_meta(folder)
-    blob = (folder / WEIGHTS).read_bytes()
-    want = meta.get("weights_sha256")
-    if want is not None and hashlib.sha256(blob).hexdigest() != want:
-        raise RobustmixError(
-            f"{folder / WEIGHTS}: weights do not match {META} (sha256 differs; truncated or replaced): retrain or restore it"
-        )
-    try:
-        state = st_load(blob)
-    except Exception as e:  # safetensors raises several exception types on corrupt input
-        raise RobustmixError(f"{folder / WEIGHTS}: corrupt safetensors file ({e}): retrain or restore it") from None
+    weights = weights_file(path, folder, allow_legacy)
+    if weights.suffix in LEGACY:
+        state = load_legacy_state(weights)
+    else:
+        state = load_safetensors(weights, meta)
     try:
         c, h, _ = meta["input_shape"]
         model = build_model(
@@ -84,14 +146,35 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> tup
             std=[1.0] * c,
             **meta.get("model_options", {}),
         )
+    except RobustmixError as e:
+        raise RobustmixError(f"{folder / META}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
-        raise RobustmixError(f"{folder / META}: incomplete metadata ({e}): retrain or restore it") from None
+        raise RobustmixError(f"{folder / META}: incomplete metadata ({e.__class__.__name__}: {e}): retrain or restore it") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as e:
-        first = str(e).strip().splitlines()[0]
+        lines = [line.strip() for line in str(e).strip().splitlines() if line.strip()]
+        detail = (lines[1] if len(lines) > 1 else lines[0]).rstrip(".")  # line 0 is only "Error(s) in loading state_dict for ..."
         raise RobustmixError(
-            f"{folder / WEIGHTS}: weights do not fit the {meta['model']!r} architecture in {META} ({first})"
+            f"{weights}: weights do not fit the {meta['model']!r} architecture in {META} ({detail[:100]}…): "
+            "give the meta.json that belongs to these weights"
         ) from None
     model.eval()
     return model.to(device), meta
+
+
+def load_safetensors(weights: Path, meta: dict) -> dict[str, torch.Tensor]:
+    try:
+        blob = weights.read_bytes()
+    except OSError as e:
+        raise RobustmixError(f"{weights}: unreadable ({e.strerror}): check its permissions") from None
+    want = meta.get("weights_sha256")
+    if want is not None and hashlib.sha256(blob).hexdigest() != want:
+        raise RobustmixError(
+            f"{weights}: weights do not match {META} (sha256 differs; truncated or replaced): retrain or restore it"
+        )
+    try:
+        return st_load(blob)
+    except Exception as e:  # safetensors raises several exception types on corrupt input
+        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        raise RobustmixError(f"{weights}: corrupt safetensors file ({first[:160]}): retrain or restore it") from None

@@ -30,6 +30,7 @@ from .attacks import (
     prepare_inputs,
     standard_layout,
 )
+from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
 from .metrics import topk_correct
@@ -211,6 +212,7 @@ def evaluate(
     for c in checkpoints.values():
         c.model.to(device=device, memory_format=fmt)
     run = {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
+    check_evaluation(targets, x, y, surrogate)
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)

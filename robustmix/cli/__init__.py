@@ -10,7 +10,7 @@ import sys
 
 from ..errors import RobustmixError
 from . import attack, quickstart, report, train
-from .common import Parser
+from .common import Parser, one_line_warnings
 
 COMMANDS = {
     "train": train,
@@ -42,12 +42,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "command", None):
-        parser.print_help(sys.stderr)
+        print(f"robustmix: error: no command given: choose one of {', '.join(COMMANDS)} (see robustmix --help)", file=sys.stderr)
         return 2
     try:
-        return int(args.run(args) or 0)
+        with one_line_warnings(args.command):
+            return int(args.run(args) or 0)
     except RobustmixError as e:
         print(f"robustmix {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:  # a path the user gave cannot be read or written (atomic writes leave old files intact)
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"robustmix {args.command}: error: {where}{e.strerror or e}: check the path and its permissions", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"robustmix {args.command}: interrupted", file=sys.stderr)

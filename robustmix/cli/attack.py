@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..attacks import AMP_MODES
 from ..checkpoint import load_checkpoint, read_meta
+from ..checks import check_fits
 from ..data import load_dataset
 from ..devices import resolve_device
 from ..errors import RobustmixError
@@ -24,7 +25,7 @@ from ..evaluate import (
 from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
-from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say
+from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
 
 HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table; --dry-run prints the plan of passes"
 D = EvalConfig()
@@ -46,6 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="print the plan (every pass, and the number of forward/backward passes) and exit without attacking")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
+    p.add_argument("--allow-legacy", action="store_true", help="also load .pt/.pth state dicts (beside a meta.json), through torch.load(weights_only=True), which refuses pickled code")
 
 
 def batch_size(text: str) -> int | str:
@@ -78,7 +80,7 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
         targets = list(args.targets)
     surrogate = args.surrogate
     if surrogate is None and "black-box" in args.settings:
-        found = found or (discover(args.runs) if args.runs.is_dir() else [])
+        found = found or sorted(p.parent for p in args.runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
         surrogates = [p for p in found if read_meta(p).get("role") == "surrogate"]
         if len(surrogates) > 1:
             names = ", ".join(str(p) for p in surrogates)
@@ -90,6 +92,11 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
             )
         surrogate = surrogates[0]
     return targets, surrogate
+
+
+def ckpt_name(path: Path) -> str:
+    """A checkpoint's name: its folder's name (also when the path names a file inside it)."""
+    return path.parent.name if path.suffix in (".json", ".safetensors", ".pt", ".pth") else path.name
 
 
 def check_compatible(checkpoints: list[Checkpoint]) -> str:
@@ -121,16 +128,22 @@ def run(args: argparse.Namespace) -> int:
         # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
         config = EvalConfig(**{**config.to_dict(), "attacks": ("fgsm",)})
     config.validate()
+    if args.surrogate is not None and "black-box" not in config.settings:
+        raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
     device = resolve_device(args.device)
     target_paths, surrogate_path = choose(args)
-    targets = [Checkpoint(p.name, *load_checkpoint(p, device)) for p in target_paths]
-    surrogate = Checkpoint(surrogate_path.name, *load_checkpoint(surrogate_path, device)) if surrogate_path else None
+    load = lambda p: Checkpoint(ckpt_name(p), *load_checkpoint(p, device, allow_legacy=args.allow_legacy))  # noqa: E731
+    targets = [load(p) for p in target_paths]
+    surrogate = load(surrogate_path) if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
     data = load_dataset(dataset)
+    for c in targets + ([surrogate] if surrogate else []):
+        check_fits(c.meta, data.num_classes, data.input_shape, name=c.name, dataset=dataset)
     if args.dry_run:
         print(dry_run(config, targets, surrogate, data.x_test, device))
         return 0
 
+    writable_path(args.out or Path("runs") / "results" / "attack.json")  # fail now, not after the attacks
     progress = bar(total=0, desc="attack")
 
     def on_batch(done: int, total: int) -> None:

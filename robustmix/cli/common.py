@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import sys
+import warnings
+from pathlib import Path
 
 from tqdm.auto import tqdm
+
+from ..errors import RobustmixError
 
 EPS_HELP = "on the 0–255 pixel scale (4 means 4/255); a comma-separated list sweeps several"
 
@@ -85,6 +90,15 @@ def name_list(choices):
     return parse
 
 
+def writable_path(path) -> None:
+    """Fail before hours of work, not after: the folder an output file goes in must be creatable."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise RobustmixError(f"cannot write {path}: {parent} is a file, not a folder; choose another --out")
+            return
+
+
 def bar(total: int, desc: str):
     """A progress bar on stderr (hidden when stderr is not a terminal)."""
     return tqdm(total=total, desc=desc, file=sys.stderr, disable=None, leave=False, dynamic_ncols=True)
@@ -92,3 +106,18 @@ def bar(total: int, desc: str):
 
 def say(text: str = "") -> None:
     print(text, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def one_line_warnings(command: str):
+    """Warnings (e.g. RobustmixWarning) as one line each on stderr, without source lines."""
+    old = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"robustmix {command}: warning: {message}", file=sys.stderr)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = old
