@@ -203,7 +203,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
             parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t), ""]
     sig = cmp[cmp.significant]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
-    parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: the data does not say that one is more robust."]
+    parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
     return "\n".join(parts).rstrip() + "\n"
 
 
