@@ -51,10 +51,11 @@ def eps_values(records: list[dict]) -> list[float]:
     return sorted({r["eps"] for r in records if r["setting"] != "clean"})
 
 
-def markdown(df: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub Markdown table; repeated Setting/Metric cells are left blank, as in the paper."""
+def markdown(df: pd.DataFrame, digits: int = 1, left: tuple[str, ...] = ("Setting", "Metric", "Method")) -> str:
+    """A GitHub Markdown table; repeated Setting/Metric cells are left blank, as in the paper.
+    Columns named in `left` are left-aligned, the others right-aligned."""
     cols = list(df.columns)
-    align = ["---" if c in ("Setting", "Metric", "Method") else "---:" for c in cols]
+    align = ["---" if c in left else "---:" for c in cols]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
     prev: tuple = ()
     for row in df.itertuples(index=False):
@@ -200,7 +201,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     for e in [None, *eps_255_values(ev)]:
         t = comparisons_table(ev, e)
         if not t.empty:
-            parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t), ""]
+            parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
     sig = cmp[cmp.significant]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
     parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
