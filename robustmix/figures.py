@@ -77,7 +77,8 @@ def figure2(curves: pd.DataFrame) -> Figure:
         ax.set_xticks([0, 0.25, 0.5, 0.75, 1])
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
-    ax_miss.legend(fontsize=8)
+    handles, names = ax_miss.get_legend_handles_labels()
+    fig.legend(handles, names, loc="outside lower center", ncol=min(3, len(names)), fontsize=8)
     fig.suptitle(
         f"Figure 2: {n_pairs} random training pairs ({which}, seed {int(curves.seed.iloc[0])}); "
         "loss = CE with target λ·y_i + (1−λ)·y_j",
@@ -100,10 +101,13 @@ def reliability_figure(calib: pd.DataFrame) -> Figure:
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 100)
         ax.plot(c.confidence, c.confidence * 100, "kx", ms=4, label="mean confidence")
+        for lo, w, n in zip(c.bin_lo, width, c["count"]):  # how many examples each bar stands on
+            if n:
+                ax.text(lo + w / 2, 2, f"{int(n)}", ha="center", va="bottom", fontsize=6, rotation=90)
         ax.set_title(f"{name}\nECE = {c.ece.iloc[0]:.1f}% (n = {int(c.n.iloc[0])})", fontsize=9)
         ax.set_xlabel("confidence (max softmax probability)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("accuracy in bin (%)")
     axes[0].legend(fontsize=7, loc="upper left")
-    fig.suptitle("Reliability diagrams on the test set (top-1; equal-width bins)", fontsize=11)
+    fig.suptitle("Reliability diagrams on the test set (top-1; equal-width bins; numbers: examples per bin)", fontsize=11)
     return fig
