@@ -27,11 +27,12 @@ from .data import pixels
 from .errors import RobustmixError
 from .metrics import predict_logits
 from .results import PER_EXAMPLE
-from .stats import as_bool, bootstrap_ci, paired_difference
+from .stats import as_bool, bootstrap_ci, paired_difference, wilson_ci
 
 METRIC_COLUMNS = {"top1": "top1_correct", "top5": "top5_correct"}
 KEY = ("setting", "attack", "eps_255")
 SIGNIFICANCE = 0.05
+INTERVALS = ("bootstrap", "wilson")
 
 
 # --- records -> frames -------------------------------------------------------------------------
@@ -65,16 +66,22 @@ def per_example_frame(records: list[dict]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def error_intervals(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> pd.DataFrame:
-    """One row per record × metric: the error rate (%) and its seeded bootstrap interval over test examples.
+def error_intervals(
+    records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap"
+) -> pd.DataFrame:
+    """One row per record × metric: the error rate (%) and its interval: by default the seeded
+    percentile bootstrap over test examples; `interval="wilson"` gives the Wilson score interval,
+    which (unlike the bootstrap) is not degenerate when no example, or every one, is wrong.
 
     Columns: target, method, alpha, setting, attack, eps_255, iters, metric (top1/top5), n, err, lo, hi.
     """
+    if interval not in INTERVALS:
+        raise RobustmixError(f"unknown interval {interval!r}: choose from {', '.join(INTERVALS)}")
     rows = []
     for r in records:
         for metric, col in METRIC_COLUMNS.items():
             c = as_bool(r[col])
-            lo, hi = bootstrap_ci(c, level=level, n_boot=n_boot, seed=seed)
+            lo, hi = bootstrap_ci(c, level=level, n_boot=n_boot, seed=seed) if interval == "bootstrap" else wilson_ci(c, level=level)
             rows.append(
                 {
                     "target": r["target"],

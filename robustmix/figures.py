@@ -24,7 +24,9 @@ def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
     return files.write_bytes(path, buf.getvalue())
 
 
-def robustness_figure(intervals: pd.DataFrame, labels: dict[str, str] | None = None, *, metric: str = "top1") -> Figure:
+def robustness_figure(
+    intervals: pd.DataFrame, labels: dict[str, str] | None = None, *, metric: str = "top1", band: str = "95% bootstrap CI"
+) -> Figure:
     """Error vs eps (0–255 scale) per checkpoint, one panel per setting × attack, with the 95%
     bootstrap band; eps = 0 is the clean error. `intervals` is `analysis.error_intervals(records)`."""
     labels = labels or {}
@@ -55,7 +57,7 @@ def robustness_figure(intervals: pd.DataFrame, labels: dict[str, str] | None = N
             if c == 0:
                 ax.set_ylabel(f"{metric.replace('top', 'top-')} error (%)")
     axes[0][0].legend(fontsize=8, loc="lower right")
-    fig.suptitle(f"Robustness curves: {metric.replace('top', 'top-')} error vs eps (eps 0 = clean; bands: 95% bootstrap CI)", fontsize=11)
+    fig.suptitle(f"Robustness curves: {metric.replace('top', 'top-')} error vs eps (eps 0 = clean; bands: {band})", fontsize=11)
     return fig
 
 

@@ -99,9 +99,9 @@ ATTACK_COLUMNS = {"none": "Clean", **ATTACK_LABELS}
 REPORT_FORMATS = ("markdown", "csv", "latex", "json")
 
 
-def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0) -> dict:
+def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap") -> dict:
     """Everything a report shows: {"intervals": one row per record × metric with err, lo, hi
-    (seeded bootstrap over test examples), "comparisons": every pair of targets on the same
+    (seeded bootstrap over test examples, or Wilson), "comparisons": every pair of targets on the same
     examples with the paired difference, its interval, exact McNemar and Holm-adjusted p-values
     and a verdict only where significant, "labels": target -> row label, plus the settings}."""
     labels = row_labels(records)
@@ -110,7 +110,8 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
         "level": level,
         "n_boot": n_boot,
         "seed": seed,
-        "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed),
+        "interval": interval,
+        "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval),
         "comparisons": paired_comparisons(records, labels=labels, level=level),
     }
 
@@ -184,10 +185,13 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     iters = sorted({r["iters"] for r in records if r["attack"] == "ifgsm"})
     note = f"; I-FGSM {iters[0]} iterations (step eps/{iters[0]})" if len(iters) == 1 else ""
     n = sorted({r["n"] for r in records})
-    parts = [
-        f"Error rates in % with {level} bootstrap intervals over the {'/'.join(map(str, n))} test examples "
-        f"(seed {ev['seed']}, {ev['n_boot']} resamples){note}.\n"
-    ]
+    how = (
+        f"bootstrap intervals over the {'/'.join(map(str, n))} test examples (seed {ev['seed']}, {ev['n_boot']} resamples; "
+        "an error of 0 or 100% gets a zero-width interval: use --interval wilson for those)"
+        if ev.get("interval", "bootstrap") == "bootstrap"
+        else f"Wilson score intervals over the {'/'.join(map(str, n))} test examples"
+    )
+    parts = [f"Error rates in % with {level} {how}{note}.\n"]
     for e in eps_255_values(ev):
         parts += [f"### eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units)\n", markdown(with_intervals(table3_ci(ev, e))), ""]
     cmp = ev["comparisons"]
@@ -227,7 +231,7 @@ def report_latex(ev: dict) -> str:
         df = with_intervals(table3_ci(ev, e))
         body = df.to_latex(index=False, escape=True, column_format="lll" + "r" * (len(df.columns) - 3))
         body = body.replace("α", r"$\alpha$")
-        caption = f"Top-1/top-5 error (\\%) at $\\epsilon = {e:g}/255$ with {100 * ev['level']:g}\\% bootstrap intervals."
+        caption = f"Top-1/top-5 error (\\%) at $\\epsilon = {e:g}/255$ with {100 * ev['level']:g}\\% {ev.get('interval', 'bootstrap')} intervals."
         parts.append("\\begin{table}[t]\n\\centering\n" + body + f"\\caption{{{caption}}}\n\\end{{table}}\n")
     return "\n".join(parts)
 
@@ -239,6 +243,7 @@ def report_json(ev: dict, config: dict | None = None) -> dict:
         "level": ev["level"],
         "n_boot": ev["n_boot"],
         "seed": ev["seed"],
+        "interval": ev.get("interval", "bootstrap"),
         "labels": ev["labels"],
         "results_config": config or {},
         "intervals": ev["intervals"].to_dict(orient="records"),

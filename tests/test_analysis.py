@@ -63,6 +63,14 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_examples():
     assert (large.hi - large.lo).max() < (small.hi - small.lo).min() / 5
 
 
+def test_wilson_intervals_are_not_degenerate_at_zero_errors():
+    boot = error_intervals([record("a", "erm", np.ones(360, bool))])
+    wilson = error_intervals([record("a", "erm", np.ones(360, bool))], interval="wilson")
+    assert (boot.hi == 0).all() and (wilson.lo == 0).all() and (wilson.hi > 0.5).all()
+    with pytest.raises(RobustmixError):
+        error_intervals([record("a", "erm", np.ones(3, bool))], interval="normal")
+
+
 def test_intervals_are_seeded():
     recs = planted()
     a, b = error_intervals(recs, seed=3), error_intervals(recs, seed=3)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .. import files
 from ..figures import robustness_figure, save_png
+from ..analysis import INTERVALS
 from ..report import REPORT_FORMATS, evidence, render_report_markdown, report_csv, report_json, report_latex
 from ..results import csv_text, load_results
 from .common import name_list, nonneg_int, positive_int, say
@@ -34,13 +35,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--csv", type=Path, default=None, help="where to write the table as CSV (overrides the default name)")
     p.add_argument("--figures", action="store_true", help="also write robustness curves (error vs eps, 0–255 scale) as PNG")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed of the bootstrap over test examples (default 0)")
+    p.add_argument(
+        "--interval",
+        choices=INTERVALS,
+        default="bootstrap",
+        help="95%% interval of each error rate: bootstrap over test examples (default) or wilson (better at 0 or 100%% error)",
+    )
     p.add_argument("--n-boot", type=positive_int, default=2000, help="bootstrap resamples per interval (default 2000)")
 
 
 def run(args: argparse.Namespace) -> int:
     doc = load_results(args.results)
     records = doc["records"]
-    ev = evidence(records, n_boot=args.n_boot, seed=args.seed)
+    ev = evidence(records, n_boot=args.n_boot, seed=args.seed, interval=args.interval)
     text = render_report_markdown(ev, records)
     print(text)
 
@@ -61,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
         written.append(files.write_json(target("report", "json"), report_json(ev, doc.get("config"))))
     if args.figures:
         for metric in ("top1", "top5"):
-            fig = robustness_figure(ev["intervals"], ev["labels"], metric=metric)
+            fig = robustness_figure(ev["intervals"], ev["labels"], metric=metric, band=f"95% {args.interval} CI")
             written.append(save_png(fig, target(f"robustness-{metric}", "png")))
     say("wrote " + ", ".join(str(p) for p in written))
     return 0
