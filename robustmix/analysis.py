@@ -38,14 +38,23 @@ INTERVALS = ("bootstrap", "wilson")
 # --- records -> frames -------------------------------------------------------------------------
 
 
+def check_per_example(records: list[dict]) -> None:
+    """Refuse records without the per-example bit-strings every interval and test is computed from."""
+    for r in records:
+        if not all(isinstance(r.get(c), str) and len(r[c]) == r.get("n", len(r[c])) for c in PER_EXAMPLE):
+            raise RobustmixError(
+                f"record for {r.get('target')!r} ({r.get('setting')}, {r.get('attack')}) has no per-example results: "
+                "rerun 'robustmix attack' to write a results file that has them"
+            )
+
+
 def per_example_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record × test example: target, method, alpha, setting, attack, eps_255, iters,
     example (index in the test set), top1_correct, top5_correct (bool). For notebooks: slice with
     pandas, e.g. examples that mixup gets right and ERM gets wrong under FGSM."""
+    check_per_example(records)
     frames = []
     for r in records:
-        if not all(c in r for c in PER_EXAMPLE):
-            raise RobustmixError(f"record for {r.get('target')!r} has no per-example results: rerun 'robustmix attack'")
         c1, c5 = as_bool(r["top1_correct"]), as_bool(r["top5_correct"])
         frames.append(
             pd.DataFrame(
@@ -77,6 +86,7 @@ def error_intervals(
     """
     if interval not in INTERVALS:
         raise RobustmixError(f"unknown interval {interval!r}: choose from {', '.join(INTERVALS)}")
+    check_per_example(records)
     rows = []
     for r in records:
         for metric, col in METRIC_COLUMNS.items():

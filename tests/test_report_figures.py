@@ -98,3 +98,10 @@ def test_figures_cli_draws_figure2_and_calibration(tmp_path, trained, trained_mi
     curves = pd.read_csv(out / "figure2.csv")
     assert set(curves.checkpoint) == {"erm", "mix"} and len(curves) == 10
     assert main(["figures", "--checkpoints", str(tmp_path / "nothing")]) == 2
+
+
+def test_report_cli_refuses_records_without_per_example_results(tmp_path, capsys):
+    recs = [{k: v for k, v in r.items() if k != "top5_correct"} for r in sweep(n=20)]
+    res = save_results(tmp_path / "old.json", recs, config={}, checkpoints={})
+    assert main(["report", str(res), "--out-dir", str(tmp_path / "out")]) == 2
+    assert "no per-example results" in capsys.readouterr().err and not (tmp_path / "out").exists()
