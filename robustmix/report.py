@@ -1,7 +1,10 @@
-"""Records -> the paper's Table 3 layout. No torch needed.
+"""Records -> the paper's Table 3 layout. Errors in percent.
 
 Rows: setting (white-box, black-box) × metric (top-1, top-5) × method; columns: clean, then one
-per attack (FGSM, I-FGSM); one table per eps. Errors in percent.
+per attack (FGSM, I-FGSM); one table per eps. `table3`/`render_markdown` give the bare numbers;
+`evidence` + `render_report_markdown`/`report_csv`/`report_latex`/`report_json` add a 95%
+interval to every error and a paired test (exact McNemar, Holm-adjusted) to every pair of
+targets, and print "X is more robust than Y" only where that test is significant.
 """
 
 from __future__ import annotations

@@ -97,6 +97,8 @@ def test_figures_cli_draws_figure2_and_calibration(tmp_path, trained, trained_mi
     assert png_ok(out / "figure2.png") and png_ok(out / "calibration.png")
     curves = pd.read_csv(out / "figure2.csv")
     assert set(curves.checkpoint) == {"erm", "mix"} and len(curves) == 10
+    meta = json.loads((out / "figures.json").read_text())
+    assert meta["config"]["pairs"] == 40 and set(meta["ece"]) == {"erm", "mix"}
     assert main(["figures", "--checkpoints", str(tmp_path / "nothing")]) == 2
 
 

@@ -11,17 +11,16 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import files
 from ..analysis import calibration_frame, figure2_curves
 from ..checkpoint import load_checkpoint
 from ..data import load_dataset
 from ..devices import resolve_device
+from ..evaluate import Checkpoint
 from ..figures import figure2, reliability_figure, save_png
 from ..results import csv_text
 from .attack import check_compatible, discover
-from ..evaluate import Checkpoint
 from .common import nonneg_int, positive_int, say
 
 HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE"
@@ -47,14 +46,23 @@ def run(args: argparse.Namespace) -> int:
     models = {c.name: c.model for c in cps}
     lams = np.linspace(0.0, 1.0, args.lams) if args.lams > 1 else np.array([1.0])
     curves = figure2_curves(models, data.x_train, data.y_train, n_pairs=args.pairs, lams=lams, seed=args.seed, distinct_labels=not args.any_labels)
-    with torch.inference_mode():
-        calib = calibration_frame(models, data.x_test, data.y_test, n_bins=args.bins)
+    calib = calibration_frame(models, data.x_test, data.y_test, n_bins=args.bins)
     out = args.out_dir
     written = [
         save_png(figure2(curves), out / "figure2.png"),
         files.write_text(out / "figure2.csv", csv_text(curves)),
         save_png(reliability_figure(calib), out / "calibration.png"),
         files.write_text(out / "calibration.csv", csv_text(calib)),
+        files.write_json(
+            out / "figures.json",
+            {
+                "format": "robustmix-figures/1",
+                "config": {"pairs": args.pairs, "lams": lams.tolist(), "distinct_labels": not args.any_labels, "bins": args.bins,
+                           "seed": args.seed, "pairs_from": "train", "calibration_on": "test", "device": str(device)},
+                "checkpoints": {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "dataset", "weights_sha256")} for c in cps},
+                "ece": {name: float(c.ece.iloc[0]) for name, c in calib.groupby("checkpoint", sort=False)},
+            },
+        ),
     ]
     for name, c in calib.groupby("checkpoint", sort=False):
         say(f"{name}: ECE {c.ece.iloc[0]:.2f}% on {int(c.n.iloc[0])} test examples")
