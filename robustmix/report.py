@@ -1,13 +1,17 @@
-"""Records -> the paper's Table 3 layout. No torch needed.
+"""Records -> the paper's Table 3 layout. Errors in percent.
 
 Rows: setting (white-box, black-box) × metric (top-1, top-5) × method; columns: clean, then one
-per attack (FGSM, I-FGSM); one table per eps. Errors in percent.
+per attack (FGSM, I-FGSM); one table per eps. `table3`/`render_markdown` give the bare numbers;
+`evidence` + `render_report_markdown`/`report_csv`/`report_latex`/`report_json` add a 95%
+interval to every error and a paired test (exact McNemar, Holm-adjusted) to every pair of
+targets, and print "X is more robust than Y" only where that test is significant.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from .analysis import SIGNIFICANCE, error_intervals, paired_comparisons
 from .evaluate import ATTACK_LABELS
 
 METRICS = {"top1_err": "Top-1", "top5_err": "Top-5"}
@@ -50,10 +54,11 @@ def eps_values(records: list[dict]) -> list[float]:
     return sorted({r["eps"] for r in records if r["setting"] != "clean"})
 
 
-def markdown(df: pd.DataFrame, digits: int = 1) -> str:
-    """A GitHub Markdown table; repeated Setting/Metric cells are left blank, as in the paper."""
+def markdown(df: pd.DataFrame, digits: int = 1, left: tuple[str, ...] = ("Setting", "Metric", "Method")) -> str:
+    """A GitHub Markdown table; repeated Setting/Metric cells are left blank, as in the paper.
+    Columns named in `left` are left-aligned, the others right-aligned."""
     cols = list(df.columns)
-    align = ["---" if c in ("Setting", "Metric", "Method") else "---:" for c in cols]
+    align = ["---" if c in left else "---:" for c in cols]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(align) + "|"]
     prev: tuple = ()
     for row in df.itertuples(index=False):
@@ -89,3 +94,161 @@ def table_csv(records: list[dict]) -> pd.DataFrame:
         df.insert(0, "eps_255", round(e * 255, 6))
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+# --- Table 3 with 95% intervals and paired tests (the `robustmix report` evidence) --------------
+
+ATTACK_COLUMNS = {"none": "Clean", **ATTACK_LABELS}
+REPORT_FORMATS = ("markdown", "csv", "latex", "json")
+
+
+def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap") -> dict:
+    """Everything a report shows: {"intervals": one row per record × metric with err, lo, hi
+    (seeded bootstrap over test examples, or Wilson), "comparisons": every pair of targets on the same
+    examples with the paired difference, its interval, exact McNemar and Holm-adjusted p-values
+    and a verdict only where significant, "labels": target -> row label, plus the settings}."""
+    labels = row_labels(records)
+    return {
+        "labels": labels,
+        "level": level,
+        "n_boot": n_boot,
+        "seed": seed,
+        "interval": interval,
+        "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval),
+        "comparisons": paired_comparisons(records, labels=labels, level=level),
+    }
+
+
+def table3_ci(ev: dict, eps_255: float) -> pd.DataFrame:
+    """One eps's Table 3 with intervals: columns Setting, Metric, Method, then for each of Clean,
+    FGSM, I-FGSM present: <col>, <col>_lo, <col>_hi (error %, 95% interval)."""
+    iv = ev["intervals"]
+    labels = ev["labels"]
+    clean = iv[iv.setting == "clean"]
+    adv = iv[(iv.setting != "clean") & ((iv.eps_255 - eps_255).abs() < 1e-6)]
+    attacks = [a for a in ATTACK_LABELS if (adv.attack == a).any()]
+    rows = []
+    for setting in ("white-box", "black-box"):
+        sub = adv[adv.setting == setting]
+        if sub.empty:
+            continue
+        for metric, metric_label in (("top1", "Top-1"), ("top5", "Top-5")):
+            for t in dict.fromkeys(sub.target):
+                row = {"Setting": setting, "Metric": metric_label, "Method": labels[t]}
+                for attack, frame in [("none", clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
+                    hit = frame[(frame.target == t) & (frame.metric == metric)]
+                    col = ATTACK_COLUMNS[attack]
+                    for suffix, field in (("", "err"), ("_lo", "lo"), ("_hi", "hi")):
+                        row[col + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def with_intervals(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
+    """Fold <col>, <col>_lo, <col>_hi into one text cell '75.2 [72.1, 78.3]'."""
+    out = df[[c for c in df.columns if not c.endswith(("_lo", "_hi"))]].copy()
+    for c in out.columns:
+        if c + "_lo" in df.columns:
+            out[c] = [
+                "–" if pd.isna(v) else f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]"
+                for v, lo, hi in zip(df[c], df[c + "_lo"], df[c + "_hi"])
+            ]
+    return out
+
+
+def eps_255_values(ev: dict) -> list[float]:
+    iv = ev["intervals"]
+    return sorted(set(iv.loc[iv.setting != "clean", "eps_255"]))
+
+
+def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
+    """The paired tests for one eps (None: the clean comparisons), ready to print."""
+    cmp = ev["comparisons"]
+    if cmp.empty:
+        return cmp
+    sub = cmp[cmp.setting == "clean"] if eps_255 is None else cmp[(cmp.setting != "clean") & ((cmp.eps_255 - eps_255).abs() < 1e-6)]
+    return pd.DataFrame(
+        {
+            "Setting": sub.setting,
+            "Attack": [ATTACK_COLUMNS.get(a, a) for a in sub.attack],
+            "Metric": [m.replace("top", "Top-") for m in sub.metric],
+            "A": sub.method_a,
+            "B": sub.method_b,
+            "B − A (points)": [f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]" for d, lo, hi in zip(sub["diff"], sub.lo, sub.hi)],
+            "p (McNemar)": [f"{p:.2g}" for p in sub.p_value],
+            "p (Holm)": [f"{p:.2g}" for p in sub.p_holm],
+        }
+    )
+
+
+def render_report_markdown(ev: dict, records: list[dict]) -> str:
+    """Table 3 with 95% intervals for every eps, then the paired tests and only the verdicts the
+    data supports."""
+    level = f"{100 * ev['level']:g}%"
+    iters = sorted({r["iters"] for r in records if r["attack"] == "ifgsm"})
+    note = f"; I-FGSM {iters[0]} iterations (step eps/{iters[0]})" if len(iters) == 1 else ""
+    n = sorted({r["n"] for r in records})
+    how = (
+        f"bootstrap intervals over the {'/'.join(map(str, n))} test examples (seed {ev['seed']}, {ev['n_boot']} resamples; "
+        "an error of 0 or 100% gets a zero-width interval: use --interval wilson for those)"
+        if ev.get("interval", "bootstrap") == "bootstrap"
+        else f"Wilson score intervals over the {'/'.join(map(str, n))} test examples"
+    )
+    parts = [f"Error rates in % with {level} {how}{note}.\n"]
+    for e in eps_255_values(ev):
+        parts += [f"### eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units)\n", markdown(with_intervals(table3_ci(ev, e))), ""]
+    cmp = ev["comparisons"]
+    if cmp.empty:
+        parts.append("No paired tests: a paired test needs two or more targets evaluated on the same examples.")
+        return "\n".join(parts).rstrip() + "\n"
+    parts.append(
+        f"## Paired tests (same examples): difference of error rates B − A in points with its {level} interval, "
+        "exact McNemar p-value, and Holm-adjusted p over all the tests below\n"
+    )
+    for e in [None, *eps_255_values(ev)]:
+        t = comparisons_table(ev, e)
+        if not t.empty:
+            parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
+    sig = cmp[cmp.significant]
+    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
+    parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+
+
+def report_csv(ev: dict) -> pd.DataFrame:
+    """All eps stacked (eps_255 first), each cell with _lo/_hi interval columns."""
+    frames = []
+    for e in eps_255_values(ev):
+        df = table3_ci(ev, e)
+        df.insert(0, "eps_255", e)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def report_latex(ev: dict) -> str:
+    """One booktabs table per eps in the paper's layout, cells 'err [lo, hi]' (pandas to_latex)."""
+    parts = []
+    for e in eps_255_values(ev):
+        df = with_intervals(table3_ci(ev, e))
+        body = df.to_latex(index=False, escape=True, column_format="lll" + "r" * (len(df.columns) - 3))
+        body = body.replace("α", r"$\alpha$")
+        caption = f"Top-1/top-5 error (\\%) at $\\epsilon = {e:g}/255$ with {100 * ev['level']:g}\\% {ev.get('interval', 'bootstrap')} intervals."
+        parts.append("\\begin{table}[t]\n\\centering\n" + body + f"\\caption{{{caption}}}\n\\end{{table}}\n")
+    return "\n".join(parts)
+
+
+def report_json(ev: dict, config: dict | None = None) -> dict:
+    """The report as one JSON document (intervals and paired tests as lists of rows)."""
+    return {
+        "format": "robustmix-report/1",
+        "level": ev["level"],
+        "n_boot": ev["n_boot"],
+        "seed": ev["seed"],
+        "interval": ev.get("interval", "bootstrap"),
+        "labels": ev["labels"],
+        "results_config": config or {},
+        "intervals": ev["intervals"].to_dict(orient="records"),
+        "comparisons": ev["comparisons"].to_dict(orient="records"),
+    }

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RobustmixError
-from . import attack, quickstart, report, train
+from . import attack, figures, quickstart, report, train
 from .common import Parser, one_line_warnings
 
 COMMANDS = {
@@ -17,6 +17,7 @@ COMMANDS = {
     "attack": attack,
     "report": report,
     "quickstart": quickstart,
+    "figures": figures,
 }
 
 
