@@ -17,6 +17,7 @@ COMMANDS = {
     "attack": attack,
     "report": report,
     "quickstart": quickstart,
+    "bench": __import__(f"{__name__}.bench", fromlist=["run"]),  # robustmix/cli/bench.py (one line: easy merge)
 }
 
 
