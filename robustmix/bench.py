@@ -281,12 +281,13 @@ def metric_id(target: str, setting: str, attack: str, eps_255: float, k: int) ->
 def measure(
     spec: BenchSpec,
     *,
-    train_fn: Callable[..., tuple] = train,
+    train_fn: Callable[..., tuple] | None = None,
     on_progress: Callable[[str], None] | None = None,
 ) -> tuple[dict[str, str], dict]:
     """Train or load every model, evaluate. Returns ({metric id: correctness bit-string pooled over
     the target's seeds, in seed order}, {model slot: provenance}). `train_fn` is the trainer
     (injectable, so tests can plant a change in the training code)."""
+    train_fn = train_fn or train  # looked up at call time, so a test can plant a change in it
     torch_device = resolve_device(spec.eval.device)
     data = load_dataset(spec.dataset)
     x, y = data.x_test, data.y_test
