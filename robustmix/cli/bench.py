@@ -69,5 +69,5 @@ def gate(args: argparse.Namespace, spec: bench.BenchSpec) -> int:
     code = bench.exit_code(comparisons, two_sided=args.two_sided)
     if code:
         names = ", ".join(c.metric for c in bench.failures(comparisons, two_sided=args.two_sided))
-        say(f"robustmix bench: regression in {names}")
+        say(f"robustmix bench: failed (exit 1): {names}")
     return code
