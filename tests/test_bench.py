@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 import robustmix.bench as bench
 import robustmix.evaluate as evaluate_module
@@ -224,3 +225,37 @@ def test_verdict_rule_scales_with_n_and_honours_overrides():
     base, now = pair(5000, 250)
     assert bench.compare_one("m", now, base, None).verdict == "improved"
     assert bench.compare_one("m", now, base, 6.0).verdict == "pass"
+
+
+def test_checkpoints_seeds_and_subset_pool_the_same_per_example_results(gate, tmp_path):
+    """Loading saved checkpoints gives the bits the trained models gave; two seeds pool in order."""
+    from robustmix.checkpoint import save_checkpoint
+
+    d, cached_train = gate
+    spec = bench.load_spec(d / "spec.toml")
+    base = json.loads((d / "base.json").read_text())["metrics"]
+    erm_cfg, mixup_cfg = spec.targets[0].configs[0], spec.targets[1].configs[0]
+    for name, cfg in (("erm", erm_cfg), ("mixup", mixup_cfg)):
+        save_checkpoint(tmp_path / name, *cached_train(cfg))
+    text = """
+[data]
+examples = 100
+[[targets]]
+name = "both"
+checkpoints = ["erm", "mixup"]
+[attack]
+attacks = ["ifgsm"]
+eps = [32]
+iters = 5
+settings = ["white-box"]
+"""
+    (tmp_path / "ckpt.toml").write_text(text)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the CLI that made the baseline: identical float reductions
+    try:
+        metrics, provenance = bench.measure(bench.load_spec(tmp_path / "ckpt.toml"))
+    finally:
+        torch.set_num_threads(threads)
+    bits = metrics["both/white-box/ifgsm/32/top1"]
+    assert len(bits) == 200 and {p["method"] for p in provenance.values()} == {"erm", "mixup"}
+    assert bits == base["erm/white-box/ifgsm/32/top1"]["correct"][:100] + base["mixup/white-box/ifgsm/32/top1"]["correct"][:100]
