@@ -69,7 +69,7 @@ class ModelSpec:
 
     name: str
     configs: tuple[TrainConfig, ...] = ()
-    checkpoints: tuple[str, ...] = ()  # resolved paths
+    checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,7 @@ class BenchSpec:
     eval: EvalConfig
     topk: tuple[int, ...]
     tolerances: tuple[tuple[str, float], ...] = field(default=())  # (metric id or glob, pp)
+    base: str = "."  # the spec's folder: relative checkpoint paths start here (not hashed)
 
     def canonical(self) -> dict:
         """Everything that determines the measured numbers (not the tolerances), JSON-ready."""
@@ -136,7 +137,7 @@ def _check_keys(where: str, table: dict, allowed) -> None:
         raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
 
 
-def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str, base: Path) -> ModelSpec:
+def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> ModelSpec:
     if not isinstance(raw, dict):
         raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
     _check_keys(where, raw, MODEL_KEYS)
@@ -150,7 +151,7 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str,
         paths = [paths] if isinstance(paths, str) else paths
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
-        return ModelSpec(name, checkpoints=tuple(str((base / p)) for p in paths))
+        return ModelSpec(name, checkpoints=tuple(paths))
     seeds = raw.get("seeds", [0])
     if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
         raise _bad(where, f"seeds must be a non-empty list of integers, got {seeds!r}", "e.g. seeds = [1, 2]")
@@ -202,7 +203,7 @@ def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> Be
     if not isinstance(targets_raw, list) or not targets_raw:
         raise _bad(source, "no [[targets]]", 'add at least one [[targets]] table with name, method and seeds')
     targets = tuple(
-        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target", base) for i, t in enumerate(targets_raw)
+        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target") for i, t in enumerate(targets_raw)
     )
     names = [t.name for t in targets]
     if len(set(names)) != len(names):
@@ -237,11 +238,11 @@ def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> Be
     if "black-box" in ev.settings:
         if "surrogate" not in raw:
             raise _bad(source, "black-box needs a [surrogate]", 'add [surrogate] (e.g. method = "erm", seeds = [0]) or drop black-box from settings')
-        surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate", base)
+        surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate")
         if len(surrogate.configs) + len(surrogate.checkpoints) != 1:
             raise _bad(f"{source} [surrogate]", "needs exactly one seed or checkpoint", "e.g. seeds = [0]")
 
-    spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk)
+    spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))
     tolerances = []
     ids = spec.metric_ids()
     for pattern, pp in raw.get("tolerance", {}).items():
@@ -250,7 +251,7 @@ def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> Be
         if not any(fnmatch.fnmatchcase(m, pattern) for m in ids):
             raise _bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
         tolerances.append((pattern, float(pp)))
-    return BenchSpec(dataset, examples, targets, surrogate, ev, topk, tuple(tolerances))
+    return BenchSpec(dataset, examples, targets, surrogate, ev, topk, tuple(tolerances), str(base))
 
 
 def load_dataset_check(name: str, source: str) -> None:
@@ -306,7 +307,7 @@ def measure(
             if on_progress:
                 on_progress(f"trained {m.name} (seed {cfg.seed}): clean top-1 error {meta['clean_top1_err']:.2f}%")
         for i, path in enumerate(m.checkpoints):
-            model, meta = load_checkpoint(path)
+            model, meta = load_checkpoint(Path(spec.base) / path)
             if meta.get("dataset") != spec.dataset:
                 raise RobustmixError(f"checkpoint {path} was trained on {meta.get('dataset')!r}, the spec evaluates {spec.dataset!r}: fix [data] or the checkpoint")
             out.append(Checkpoint(f"{m.name}#{i}", model, meta))

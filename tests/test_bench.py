@@ -250,6 +250,7 @@ iters = 5
 settings = ["white-box"]
 """
     (tmp_path / "ckpt.toml").write_text(text)
+    assert bench.load_spec(tmp_path / "ckpt.toml").hash == bench.parse_spec(text).hash  # not the folder
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI that made the baseline: identical float reductions
     try:
