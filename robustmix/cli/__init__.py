@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RobustmixError
-from . import attack, figures, quickstart, report, train
+from . import attack, bench, figures, quickstart, report, train
 from .common import Parser, one_line_warnings
 
 COMMANDS = {
@@ -18,6 +18,7 @@ COMMANDS = {
     "report": report,
     "quickstart": quickstart,
     "figures": figures,
+    "bench": bench,
 }
 
 

@@ -1,0 +1,500 @@
+"""The robustness regression gate: spec (TOML) -> measure -> compare with a baseline -> verdicts.
+
+A *metric* is one error rate (top-1 or top-5, in percent) of one named target, pooled over that
+target's seeds, either clean or under one (setting, attack, eps): e.g.
+``mixup/black-box/ifgsm/32/top1``. Higher is worse. The baseline stores every metric's
+per-example correctness, so each comparison is paired: the same examples, the same seed slots.
+
+Verdict of a metric, with d = now − baseline (percentage points):
+- `regression` when d > tolerance *and* the paired 95% interval of d lies entirely above 0,
+- `improved` likewise in the other direction (a failure only with ``two_sided``: that is how an
+  evaluation that silently became weaker shows up), otherwise `pass`.
+The default tolerance is the 95% binomial interval of the difference of two independent error
+rates on n examples (Newcombe's method, from Wilson intervals): the difference that two equally
+good, independently trained models could show by chance; it shrinks like 1/sqrt(n). The paired
+interval alone is far narrower: it says two models differ on these examples, which every retrained
+model does (seed noise), so it alone would cry wolf. A spec may override the tolerance per metric
+with an absolute number of percentage points; then the rule is just |d| > tolerance.
+
+Library code: no printing, no argv; the CLI (`robustmix bench`) does the I/O at the edge.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import sys
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from . import __version__, files
+from .checkpoint import load_checkpoint
+from .config import TrainConfig
+from .data import load_dataset
+from .devices import resolve_device
+from .errors import RobustmixError
+from .evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
+from .stats import as_bool, paired_difference, wilson_ci
+from .train import train
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+BASELINE_FORMAT = "robustmix-bench-baseline/1"
+TOPK = (1, 5)
+# TrainConfig keys a spec may set in [train] or per model (method/alpha/seed/role are per model).
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset"))
+MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints") + TRAIN_KEYS
+SECTIONS = {
+    "data": ("dataset", "examples"),
+    "train": TRAIN_KEYS,
+    "targets": MODEL_KEYS,
+    "surrogate": MODEL_KEYS,
+    "attack": ("attacks", "eps", "iters", "settings", "topk", "batch_size"),
+    "tolerance": None,  # metric id or glob -> percentage points
+}
+
+
+# ----------------------------------------------------------------------------- the spec
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: trained from `configs` (one per seed) or loaded from `checkpoints`."""
+
+    name: str
+    configs: tuple[TrainConfig, ...] = ()
+    checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    dataset: str
+    examples: int | None  # the first N test examples (None: all)
+    targets: tuple[ModelSpec, ...]
+    surrogate: ModelSpec | None
+    eval: EvalConfig
+    topk: tuple[int, ...]
+    tolerances: tuple[tuple[str, float], ...] = field(default=())  # (metric id or glob, pp)
+    base: str = "."  # the spec's folder: relative checkpoint paths start here (not hashed)
+
+    def canonical(self) -> dict:
+        """Everything that determines the measured numbers (not the tolerances), JSON-ready."""
+
+        def model(m: ModelSpec | None):
+            if m is None:
+                return None
+            return {"name": m.name, "configs": [c.to_dict() for c in m.configs], "checkpoints": list(m.checkpoints)}
+
+        ev = self.eval.to_dict()
+        ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
+        return {
+            "data": {"dataset": self.dataset, "examples": self.examples},
+            "targets": [model(m) for m in self.targets],
+            "surrogate": model(self.surrogate),
+            "attack": {**{k: list(v) if isinstance(v, tuple) else v for k, v in ev.items()}, "topk": list(self.topk)},
+        }
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self.canonical())
+
+    def metric_ids(self) -> list[str]:
+        """Every metric the spec measures, in the order the gate reports them."""
+        cases = [("clean", "none", 0.0)] + [
+            (s, a, round(e * 255, 6)) for s in self.eval.settings for a in self.eval.attacks for e in self.eval.eps
+        ]
+        return [metric_id(t.name, *case, k) for t in self.targets for case in cases for k in self.topk]
+
+    def tolerance_for(self, metric: str) -> float | None:
+        """The override (pp) for a metric: an exact id first, else the first matching glob."""
+        for pattern, pp in self.tolerances:
+            if pattern == metric:
+                return pp
+        for pattern, pp in self.tolerances:
+            if fnmatch.fnmatchcase(metric, pattern):
+                return pp
+        return None
+
+
+def spec_hash(canonical: dict) -> str:
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _bad(where: str, problem: str, fix: str) -> RobustmixError:
+    return RobustmixError(f"{where}: {problem}: {fix}")
+
+
+def _check_keys(where: str, table: dict, allowed) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
+
+
+def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> ModelSpec:
+    if not isinstance(raw, dict):
+        raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
+    _check_keys(where, raw, MODEL_KEYS)
+    name = raw.get("name", role)
+    if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
+        raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
+    if "checkpoints" in raw:
+        if set(raw) - {"name", "checkpoints"}:
+            raise _bad(where, "has both checkpoints and training keys", "either load checkpoints or train, not both")
+        paths = raw["checkpoints"]
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
+        return ModelSpec(name, checkpoints=tuple(paths))
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise _bad(where, f"seeds must be a non-empty list of integers, got {seeds!r}", "e.g. seeds = [1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
+    options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
+    method = raw.get("method", "erm")
+    alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
+    try:
+        configs = tuple(
+            TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
+        )
+    except (TypeError, ValueError) as e:
+        raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
+    from .train import validate  # the trainer's own checks, with their one-line messages
+
+    for c in configs:
+        try:
+            validate(c)
+        except RobustmixError as e:
+            raise _bad(where, str(e).replace("--", ""), "fix the spec") from None
+        except TypeError:
+            raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
+    return ModelSpec(name, configs=configs)
+
+
+def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> BenchSpec:
+    """A BenchSpec from TOML text. `base` resolves relative checkpoint paths."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _bad(source, f"not valid TOML ({e})", "fix the syntax") from None
+    _check_keys(source, raw, SECTIONS)
+    for key in ("data", "train", "attack", "tolerance"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
+    data = raw.get("data", {})
+    _check_keys(f"{source} [data]", data, SECTIONS["data"])
+    dataset = data.get("dataset", "digits")
+    load_dataset_check(dataset, source)
+    examples = data.get("examples")
+    if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
+        raise _bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
+    _check_keys(f"{source} [train]", raw.get("train", {}), TRAIN_KEYS)
+    # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
+    train_defaults = {"device": "cpu", **raw.get("train", {})}
+
+    targets_raw = raw.get("targets")
+    if not isinstance(targets_raw, list) or not targets_raw:
+        raise _bad(source, "no [[targets]]", 'add at least one [[targets]] table with name, method and seeds')
+    targets = tuple(
+        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target") for i, t in enumerate(targets_raw)
+    )
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise _bad(source, f"target names {names} repeat", "give every [[targets]] its own name")
+
+    attack = raw.get("attack", {})
+    _check_keys(f"{source} [attack]", attack, SECTIONS["attack"])
+    eps = attack.get("eps", [4])
+    if not isinstance(eps, list) or not eps or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
+        raise _bad(f"{source} [attack]", f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
+    if any(not (0 <= e <= 255) for e in eps):
+        raise _bad(f"{source} [attack]", f"eps {eps} leaves the 0–255 scale", "e.g. eps = [4] means 4/255")
+    topk = tuple(attack.get("topk", [1]))
+    if not topk or any(k not in TOPK for k in topk):
+        raise _bad(f"{source} [attack]", f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
+    try:
+        ev = EvalConfig(
+            eps=tuple(dict.fromkeys(e / 255 for e in eps)),
+            attacks=tuple(attack.get("attacks", ["fgsm", "ifgsm"])),
+            iters=attack.get("iters", 10),
+            settings=tuple(attack.get("settings", list(SETTINGS))),
+            batch_size=attack.get("batch_size", 500),
+            device=train_defaults["device"],
+        )
+        ev.validate()
+    except RobustmixError as e:
+        raise _bad(f"{source} [attack]", str(e), "fix the spec") from None
+    except TypeError as e:
+        raise _bad(f"{source} [attack]", f"bad value ({e})", "attacks and settings are lists of names") from None
+
+    surrogate = None
+    if "black-box" in ev.settings:
+        if "surrogate" not in raw:
+            raise _bad(source, "black-box needs a [surrogate]", 'add [surrogate] (e.g. method = "erm", seeds = [0]) or drop black-box from settings')
+        surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate")
+        if len(surrogate.configs) + len(surrogate.checkpoints) != 1:
+            raise _bad(f"{source} [surrogate]", "needs exactly one seed or checkpoint", "e.g. seeds = [0]")
+
+    spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))
+    tolerances = []
+    ids = spec.metric_ids()
+    for pattern, pp in raw.get("tolerance", {}).items():
+        if isinstance(pp, bool) or not isinstance(pp, (int, float)) or not math.isfinite(pp) or pp < 0:
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} = {pp!r} is not a number of percentage points >= 0", 'e.g. "mixup/white-box/fgsm/32/top1" = 10')
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in ids):
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
+        tolerances.append((pattern, float(pp)))
+    return BenchSpec(dataset, examples, targets, surrogate, ev, topk, tuple(tolerances), str(base))
+
+
+def load_dataset_check(name: str, source: str) -> None:
+    from .data import DATASETS
+
+    if name not in DATASETS:
+        raise _bad(f"{source} [data]", f"unknown data set {name!r}", f"choose one of {', '.join(sorted(DATASETS))}")
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RobustmixError(f"spec {str(path)!r} not found: pass --spec PATH to a TOML file (see benchmarks/robustness.toml)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+    return parse_spec(text, base=path.parent, source=str(path))
+
+
+# ----------------------------------------------------------------------------- measuring
+def metric_id(target: str, setting: str, attack: str, eps_255: float, k: int) -> str:
+    if setting == "clean":
+        return f"{target}/clean/top{k}"
+    return f"{target}/{setting}/{attack}/{eps_255:g}/top{k}"
+
+
+def measure(
+    spec: BenchSpec,
+    *,
+    train_fn: Callable[..., tuple] | None = None,
+    on_progress: Callable[[str], None] | None = None,
+) -> tuple[dict[str, str], dict]:
+    """Train or load every model, evaluate. Returns ({metric id: correctness bit-string pooled over
+    the target's seeds, in seed order}, {model slot: provenance}). `train_fn` is the trainer
+    (injectable, so tests can plant a change in the training code)."""
+    train_fn = train_fn or train  # looked up at call time, so a test can plant a change in it
+    torch_device = resolve_device(spec.eval.device)
+    data = load_dataset(spec.dataset)
+    x, y = data.x_test, data.y_test
+    if spec.examples is not None:
+        if spec.examples > x.shape[0]:
+            raise RobustmixError(f"spec asks for {spec.examples} examples but {spec.dataset} has {x.shape[0]} test examples: lower [data] examples")
+        x, y = x[: spec.examples], y[: spec.examples]
+
+    provenance: dict[str, dict] = {}
+
+    def obtain(m: ModelSpec) -> list[Checkpoint]:
+        out = []
+        for i, cfg in enumerate(m.configs):
+            model, meta = train_fn(cfg, data=data)
+            out.append(Checkpoint(f"{m.name}#{i}", model, meta))
+            if on_progress:
+                on_progress(f"trained {m.name} (seed {cfg.seed}): clean top-1 error {meta['clean_top1_err']:.2f}%")
+        for i, path in enumerate(m.checkpoints):
+            model, meta = load_checkpoint(Path(spec.base) / path)
+            if meta.get("dataset") != spec.dataset:
+                raise RobustmixError(f"checkpoint {path} was trained on {meta.get('dataset')!r}, the spec evaluates {spec.dataset!r}: fix [data] or the checkpoint")
+            out.append(Checkpoint(f"{m.name}#{i}", model, meta))
+        for c in out:
+            provenance[c.name] = {k: c.meta.get(k) for k in ("method", "alpha", "seed", "epochs", "clean_top1_err", "weights_sha256")}
+        return out
+
+    surrogate = obtain(spec.surrogate)[0] if spec.surrogate else None
+    slots = {m.name: obtain(m) for m in spec.targets}
+    records = evaluate(
+        [c for cs in slots.values() for c in cs], x, y, spec.eval, surrogate=surrogate, device=torch_device
+    )
+    if on_progress:
+        on_progress(f"evaluated {len(records)} records on {x.shape[0]} examples")
+    by_key = {(r["target"], r["setting"], r["attack"], r["eps_255"]): r for r in records}
+    metrics: dict[str, str] = {}
+    for r in records:
+        name, _, slot = r["target"].rpartition("#")
+        if slot != "0":
+            continue
+        for k in spec.topk:
+            pooled = "".join(
+                by_key[(c.name, r["setting"], r["attack"], r["eps_255"])][f"top{k}_correct"] for c in slots[name]
+            )
+            metrics[metric_id(name, r["setting"], r["attack"], r["eps_255"], k)] = pooled
+    return {m: metrics[m] for m in spec.metric_ids()}, provenance
+
+
+# ----------------------------------------------------------------------------- baseline I/O
+def make_baseline(spec: BenchSpec, metrics: dict[str, str], provenance: dict, device: str) -> dict:
+    return {
+        "format": BASELINE_FORMAT,
+        "robustmix_version": __version__,
+        "torch_version": torch.__version__,
+        "device": device,
+        "spec_hash": spec.hash,
+        "spec": spec.canonical(),
+        "models": provenance,
+        "metrics": {
+            m: {"err": 100.0 * (1 - as_bool(bits).mean()), "n": len(bits), "correct": bits} for m, bits in metrics.items()
+        },
+    }
+
+
+def save_baseline(path: str | Path, baseline: dict) -> Path:
+    return files.write_json(path, baseline)
+
+
+def _diff_keys(a, b, prefix: str = "") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff_keys(a.get(k), b.get(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    if isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+        out = []
+        for i, (x, y) in enumerate(zip(a, b)):
+            out += _diff_keys(x, y, f"{prefix}[{i}]")
+        return out
+    return [] if a == b else [prefix]
+
+
+def load_baseline(path: str | Path, spec: BenchSpec) -> dict:
+    """Read a baseline and check it was made from this spec; RobustmixError (exit 2) otherwise."""
+    path = Path(path)
+    fix = f"create it with: robustmix bench --spec SPEC --baseline {path} --update-baseline"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise RobustmixError(f"baseline {str(path)!r} not found: {fix}") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RobustmixError(f"baseline {str(path)!r} unreadable ({e.__class__.__name__}): {fix}") from None
+    if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT or not isinstance(doc.get("metrics"), dict):
+        raise RobustmixError(f"{path} is not a {BASELINE_FORMAT} file: {fix}")
+    if doc.get("spec_hash") != spec.hash:
+        changed = _diff_keys(doc.get("spec") or {}, spec.canonical())
+        what = f" (differs in {', '.join(changed[:4])}{', …' if len(changed) > 4 else ''})" if changed else ""
+        raise RobustmixError(
+            f"baseline {path} was made from another spec{what}: a baseline only compares like with like; "
+            "if the spec change is intended, rerun with --update-baseline"
+        )
+    for m, v in doc["metrics"].items():
+        if not isinstance(v, dict) or not isinstance(v.get("correct"), str) or set(v["correct"]) - {"0", "1"}:
+            raise RobustmixError(f"baseline {path}: metric {m} has no per-example correctness: {fix}")
+    return doc
+
+
+# ----------------------------------------------------------------------------- comparing
+@dataclass(frozen=True)
+class Comparison:
+    metric: str
+    baseline: float  # error, %
+    now: float
+    diff: float  # now − baseline, percentage points
+    lo: float  # paired 95% interval of diff
+    hi: float
+    p_value: float  # exact McNemar
+    n: int
+    tol_up: float  # how much worse (pp) is tolerated
+    tol_down: float  # how much better (pp) is tolerated (two-sided)
+    tolerance: str  # "binomial 95%" or "override"
+    verdict: str  # pass | regression | improved
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def newcombe_halfwidths(base_correct, now_correct, level: float = 0.95) -> tuple[float, float]:
+    """(upper, lower) half-widths of Newcombe's hybrid-score interval of err_now − err_base for two
+    independent samples (built from stats.wilson_ci). Written here because scipy has no interval of
+    a difference of proportions; it stays sensible near 0% and 100% where the Wald one collapses."""
+    pb, pn = 100 - 100 * as_bool(base_correct).mean(), 100 - 100 * as_bool(now_correct).mean()
+    lb, ub = wilson_ci(base_correct, level=level)
+    ln, un = wilson_ci(now_correct, level=level)
+    return math.hypot(un - pn, pb - lb), math.hypot(pn - ln, ub - pb)
+
+
+def compare_one(metric: str, base_bits: str, now_bits: str, override: float | None) -> Comparison:
+    if len(base_bits) != len(now_bits):
+        raise RobustmixError(f"metric {metric}: baseline has {len(base_bits)} examples, now {len(now_bits)}: rerun with --update-baseline")
+    pd_ = paired_difference(base_bits, now_bits)
+    if override is None:
+        up, down = newcombe_halfwidths(base_bits, now_bits)
+        worse = pd_.diff > up and pd_.lo > 0
+        better = -pd_.diff > down and pd_.hi < 0
+        source = "binomial 95%"
+    else:
+        up = down = override
+        worse, better, source = pd_.diff > override, -pd_.diff > override, "override"
+    verdict = "regression" if worse else "improved" if better else "pass"
+    return Comparison(
+        metric, 100 - 100 * as_bool(base_bits).mean(), 100 - 100 * as_bool(now_bits).mean(), pd_.diff,
+        pd_.lo, pd_.hi, pd_.p_value, pd_.n, up, down, source, verdict,
+    )
+
+
+def compare(spec: BenchSpec, baseline: dict, metrics: dict[str, str]) -> list[Comparison]:
+    """One Comparison per metric; the metric sets must match (else RobustmixError)."""
+    base = baseline["metrics"]
+    if set(base) != set(metrics):
+        missing = sorted(set(base) ^ set(metrics))
+        raise RobustmixError(f"baseline and run measure different metrics ({', '.join(missing[:3])}): rerun with --update-baseline")
+    return [compare_one(m, base[m]["correct"], bits, spec.tolerance_for(m)) for m, bits in metrics.items()]
+
+
+def failures(comparisons: list[Comparison], *, two_sided: bool = False) -> list[Comparison]:
+    bad = ("regression", "improved") if two_sided else ("regression",)
+    return [c for c in comparisons if c.verdict in bad]
+
+
+def exit_code(comparisons: list[Comparison], *, two_sided: bool = False) -> int:
+    return 1 if failures(comparisons, two_sided=two_sided) else 0
+
+
+# ----------------------------------------------------------------------------- reporting
+def render_summary(comparisons: list[Comparison], *, two_sided: bool = False, title: str = "Robustness gate") -> str:
+    """Markdown: one row per metric (error rates in %), then a one-line verdict."""
+    fails = failures(comparisons, two_sided=two_sided)
+    lines = [
+        f"### {title}: {'FAIL' if fails else 'pass'}",
+        "",
+        "| metric | baseline | now | difference (paired 95% CI) | tolerance | verdict |",
+        "|---|---:|---:|---|---|---|",
+    ]
+    for c in comparisons:
+        tol = f"+{c.tol_up:.1f}" + (f" / −{c.tol_down:.1f}" if two_sided else "") + f" ({c.tolerance})"
+        verdict = c.verdict.upper() if c in fails else c.verdict
+        lines.append(
+            f"| `{c.metric}` | {c.baseline:.2f}% | {c.now:.2f}% | {c.diff:+.2f} pp [{c.lo:+.2f}, {c.hi:+.2f}] | {tol} | {verdict} |"
+        )
+    n = comparisons[0].n if comparisons else 0
+    lines += ["", f"{len(comparisons)} metrics (error rates, lower is better) on {n} examples; "
+              + (f"{len(fails)} failed: {', '.join(c.metric for c in fails)}." if fails else "no regression.")]
+    return "\n".join(lines) + "\n"
+
+
+def result_json(spec: BenchSpec, comparisons: list[Comparison], *, two_sided: bool, device: str) -> dict:
+    fails = failures(comparisons, two_sided=two_sided)
+    return {
+        "format": "robustmix-bench-result/1",
+        "verdict": "fail" if fails else "pass",
+        "exit_code": 1 if fails else 0,
+        "failed": [c.metric for c in fails],
+        "two_sided": two_sided,
+        "spec_hash": spec.hash,
+        "robustmix_version": __version__,
+        "torch_version": torch.__version__,
+        "device": device,
+        "metrics": [c.to_dict() for c in comparisons],
+    }
