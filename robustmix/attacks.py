@@ -125,9 +125,11 @@ def prepare_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """The one entry point every attack (and the evaluator) passes its inputs through before any
     work: checks them and returns (x, y) detached, x in a standard memory layout.
 
-    Input-domain validation (x in [0, 1], NaN, labels in range) happens here: `checks.check_inputs`.
+    Input-domain validation (x in [0, 1], NaN, labels in range) happens here: `checks.check_inputs`
+    (model=None skips it: `evaluate` has already checked the whole set once, in `check_evaluation`).
     """
-    check_inputs(model, x, y)
+    if model is not None:
+        check_inputs(model, x, y)
     if not isinstance(x, torch.Tensor) or x.dim() != 4:
         raise RobustmixError("x must be an N×C×H×W tensor of pixels in [0, 1]")
     if not isinstance(y, torch.Tensor) or tuple(y.shape) != tuple(x.shape[:1]):

@@ -124,9 +124,15 @@ def test_mixup_target_trained_as_erm_fails_and_names_the_metric(gate, monkeypatc
 
 def test_eps_silently_halved_passes_one_sided_and_fails_two_sided(gate, monkeypatch):
     d, cached_train = gate
-    real_ifgsm = evaluate_module.ifgsm
+    real_sweep = evaluate_module.ifgsm_sweep
     monkeypatch.setattr(bench, "train", cached_train)
-    monkeypatch.setattr(evaluate_module, "ifgsm", lambda model, x, y, *, eps, **kw: real_ifgsm(model, x, y, eps=eps / 2, **kw))
+
+    def halved(model, x, y, *, eps, iters, direction=None, **kw):
+        # eps silently halved; the shared first-step direction stays valid (sign does not depend on eps)
+        out = real_sweep(model, x, y, eps=tuple(e / 2 for e in eps), iters=iters, direction=direction, **kw)
+        return {e: out[e / 2] for e in eps}  # filed under the eps that was asked for
+
+    monkeypatch.setattr(evaluate_module, "ifgsm_sweep", halved)
     rc, res = run_gate(d)
     assert rc == 0  # errors went down: not a regression...
     improved = {m["metric"] for m in res["metrics"] if m["verdict"] == "improved"}

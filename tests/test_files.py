@@ -122,7 +122,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_never_half(tmp_path):
 def test_library_writes_only_through_files_module():
     """Every write in robustmix goes through robustmix.files (atomic); no direct writes elsewhere."""
     opens = re.compile(r"open\([^)]*['\"][wax]b?\+?['\"]")
-    direct = re.compile(r"\.write_(text|bytes)\(|torch\.save\(|\.savefig\(|\.to_csv\((?!buf)\s*[^)\s]")
+    direct = re.compile(r"\.write_(text|bytes)\(|torch\.save\(|\.savefig\((?!buf)|\.to_csv\((?!buf)\s*[^)\s]")
     strings = re.compile(r"f?\"[^\"]*\"|f?'[^']*'")
     offenders = []
     for path in (ROOT / "robustmix").rglob("*.py"):
@@ -130,6 +130,8 @@ def test_library_writes_only_through_files_module():
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#")[0]
+            if path.name == "bench.py" and "step_summary" in code:
+                continue  # $GITHUB_STEP_SUMMARY is appended to by every step: GitHub's contract, not ours
             if (opens.search(code) or direct.search(strings.sub("''", code))) and "files.write_" not in code:
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
     assert offenders == [], "write through robustmix.files instead:\n" + "\n".join(offenders)

@@ -4,6 +4,8 @@ bit for bit on CPU; the plan is what runs; bf16 autocast moves adversarial error
 import pytest
 import torch
 
+from robustmix.checks import PROBE
+
 from robustmix.attacks import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep, logits_and_gradient, standard_layout
 from robustmix.evaluate import Checkpoint, EvalConfig, evaluate, find_largest, plan_evaluation
 from robustmix.metrics import topk_correct
@@ -119,7 +121,8 @@ def test_plan_counts_are_what_runs(settings, trained, trained_mixup, digits):
     plan, chunk = plan_evaluation(["erm", "mixup"], "sur", config, 40)
     assert chunk == 20
     for name, m in models.items():
-        f = sum(p.forward_cost for p in plan if p.model == name) * len(x)
+        # + the once-per-evaluation model check (checks.check_model): two forwards on a probe batch
+        f = sum(p.forward_cost for p in plan if p.model == name) * len(x) + 2 * min(PROBE, len(x))
         b = sum(p.backward_cost for p in plan if p.model == name) * len(x)
         assert (m.forward_rows, m.backward_rows) == (f, b), name
     f, b = total_cost(plan)
