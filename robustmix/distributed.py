@@ -84,6 +84,13 @@ def _all_reduce(t: torch.Tensor) -> torch.Tensor:
         return all_reduce(t)
 
 
+def sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    """Element-wise sum of `t` over ranks (no gradient)."""
+    t = t.clone()
+    dist.all_reduce(t)
+    return t
+
+
 class CPUSyncBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d whose batch statistics are taken over every rank's batch, on any device.
 

@@ -30,6 +30,7 @@ from .attacks import (
     prepare_inputs,
     standard_layout,
 )
+from . import distributed
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
@@ -193,8 +194,12 @@ def evaluate(
     surrogate: Checkpoint | None = None,
     device: torch.device | None = None,
     on_batch: Callable[[int, int], None] | None = None,
+    world: distributed.World | None = None,
 ) -> list[dict]:
     """Evaluate every target clean and under every (setting, attack, eps). Returns records.
+
+    Under torchrun pass `world` (from `distributed.init`): each rank evaluates its shard of the
+    examples and every rank returns the records of the whole set, equal to a single process's.
 
     x: N×C×H×W pixels (float in [0, 1] or uint8), y: N labels; eps in config in [0, 1] units.
     Models are moved to `device` (and to channels_last if config.channels_last).
@@ -213,6 +218,10 @@ def evaluate(
         c.model.to(device=device, memory_format=fmt)
     run = {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
     check_evaluation(targets, x, y, surrogate)
+    world = world or distributed.World()
+    if world.distributed:
+        part = distributed.shard(x.shape[0], world)
+        x, y = x[part], y[part]
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
@@ -279,7 +288,10 @@ def evaluate(
     records = []
     for key in top1:
         name, setting, attack, e = key
-        c1, c5 = torch.cat(top1[key]).cpu(), torch.cat(top5[key]).cpu()
+        # Under torchrun each rank scored its contiguous shard; gathered in rank order they are the
+        # whole set in its original order, so the records equal a single process's.
+        c1 = distributed.gather_cat(torch.cat(top1[key]), world).cpu()
+        c5 = distributed.gather_cat(torch.cat(top5[key]), world).cpu()
         meta = metas[name]
         records.append(
             {

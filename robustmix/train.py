@@ -10,8 +10,9 @@ from typing import Callable
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
-from . import __version__
+from . import __version__, distributed
 from .config import ROLES, SCHEDULES, TrainConfig
 from .data import AUGMENTS, Dataset, augment_batch, load_dataset, pixels, prepare_dataset, shuffled_batches
 from .data.sources import default_augment
@@ -97,13 +98,20 @@ def train(
     validate(config)
     method = get_method(config.method)
     augment = config.augment if config.augment != "auto" else default_augment(config.dataset)
-    device = resolve_device(config.device)
+    world, device = distributed.init(resolve_device(config.device))
+    if world.distributed and getattr(method, "needs_model", False):
+        raise RobustmixError(f"--method {config.method} mixes inside the model and does not run under torchrun yet: train it in one process")
     data, data_info = load_training_data(config, data)
     data = data.to(device)
 
     torch.manual_seed(config.seed)  # weight initialisation (and dropout)
     gen = torch.Generator().manual_seed(config.seed)  # shuffling, augmentation and mixing
     model = make_model(config, data).to(device)
+    net = model  # what the batches go through: DistributedDataParallel under torchrun
+    if world.distributed:
+        # Batch statistics over the global batch, so N ranks train like one process.
+        model = distributed.sync_batchnorm(model, device)
+        net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
                           weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0)
     n = data.x_train.shape[0]
@@ -131,15 +139,28 @@ def train(
             idx = idx.to(device)
             x = pixels(augment_batch(augment, data.x_train[idx], gen))
             y = data.y_train[idx]
-            logits, y_soft = apply_method(method, model, x, y, num_classes=data.num_classes, alpha=config.alpha, gen=gen)
+            mix_gen = gen
+            if world.distributed:
+                # Every rank drew the same global batch (same gen); each keeps its shard. Mixing draws
+                # from a per-step generator (same seed on every rank, so the same lam), leaving gen in
+                # step on every rank however large each shard is, and consumed exactly as in one
+                # process; mixup partners come from within the rank's shard.
+                mix_gen = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+                part = distributed.shard(idx.numel(), world)
+                global_n, x, y, idx = idx.numel(), x[part], y[part], idx[part]
+            logits, y_soft = apply_method(method, net, x, y, num_classes=data.num_classes, alpha=config.alpha, gen=mix_gen)
             loss = soft_cross_entropy(logits, y_soft)
+            loss_sum += loss.detach().double().cpu() * idx.numel()
+            if world.distributed:
+                # DDP averages gradients over ranks; weighting each rank's mean by its share of the
+                # global batch makes that average the global batch's mean loss exactly.
+                loss = loss * (idx.numel() * world.size / global_n)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             sched.step()
             step += 1
             seen += idx.numel()
-            loss_sum += loss.detach().double().cpu() * idx.numel()
             # Accuracy against the dominant target (the true label for erm).
             correct += int((logits.detach().argmax(1) == y_soft.argmax(1)).sum())
             if on_step is not None:
@@ -147,12 +168,15 @@ def train(
                          "steps": steps_per_epoch * config.epochs, "loss": loss.item(), "acc": 100.0 * correct / seen,
                          "images_per_second": seen / max(time.perf_counter() - started, 1e-9)})
         seconds = time.perf_counter() - started
+        if world.distributed:  # epoch statistics over every rank's shard
+            totals = distributed.sum_over_ranks(torch.tensor([float(loss_sum), float(correct)], device=device))
+            loss_sum, correct = totals[0].cpu(), int(totals[1])
         test_err = topk_error(predict_logits(model, data.x_test), data.y_test, 1)
         row = {"epoch": epoch + 1, "train_loss": float(loss_sum) / n, "train_acc": 100.0 * correct / n,
                "test_err": test_err, "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
                "images_per_second": round(n / max(seconds, 1e-9), 1)}
         history.append(row)
-        if state_path is not None:
+        if state_path is not None and world.is_main:
             save_state(state_path, model=model, opt=opt, sched=sched, gen=gen, epoch=epoch + 1,
                        config=config.to_dict(), history=history)
         if on_epoch is not None:
@@ -186,6 +210,7 @@ def train(
         "train_images_per_second": round(n * len(history) / max(seconds, 1e-9), 1),
         "resumed_at_epoch": start,
         "device": str(device),
+        "world_size": world.size,
         "torch_version": torch.__version__,
         "history": history,
         "config": config.to_dict(),

@@ -10,6 +10,7 @@ from ..attacks import AMP_MODES
 from ..checkpoint import load_checkpoint, read_meta
 from ..checks import check_fits
 from ..data import load_dataset
+from .. import distributed
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import (
@@ -130,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     if args.surrogate is not None and "black-box" not in config.settings:
         raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
-    device = resolve_device(args.device)
+    world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
     target_paths, surrogate_path = choose(args)
     load = lambda p: Checkpoint(ckpt_name(p), *load_checkpoint(p, device, allow_legacy=args.allow_legacy))  # noqa: E731
     targets = [load(p) for p in target_paths]
@@ -151,9 +152,11 @@ def run(args: argparse.Namespace) -> int:
         progress.update(1)
 
     try:
-        records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device, on_batch=on_batch)
+        records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device, on_batch=on_batch, world=world)
     finally:
         progress.close()
+    if not world.is_main:  # every rank holds the gathered records; rank 0 alone writes and prints
+        return 0
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
     out = args.out or Path("runs") / "results" / f"attack-eps{eps_tag}-iters{config.iters}.json"
     checkpoints = {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "model", "dataset", "clean_top1_err", "weights_sha256")} for c in targets + ([surrogate] if surrogate else [])}

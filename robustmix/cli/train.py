@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from .. import files
+from ..distributed import world_from_env
 from ..checkpoint import checkpoint_folder, save_checkpoint
 from ..config import ROLES, SCHEDULES, TrainConfig
 from ..data import AUGMENTS, DATASETS
@@ -153,6 +154,9 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
         say(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
             f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
+    if not world_from_env().is_main:  # under torchrun, rank 0 alone logs and writes
+        model, meta = train(config, resume=resume, state_path=out / STATE)
+        return meta
     try:
         model, meta = train(config, on_step=on_step, on_epoch=on_epoch, state_path=out / STATE, resume=resume)
     finally:
@@ -170,6 +174,8 @@ def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     out = args.out or Path("runs") / config.run_name
     meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard)
+    if not world_from_env().is_main:
+        return 0
     say(
         f"wrote {out}: {meta['method']} {meta['model']} on {meta['dataset']}, seed {meta['seed']}, "
         f"clean top-1 error {meta['clean_top1_err']:.2f}% ({meta['train_seconds']:.1f} s, "
