@@ -48,6 +48,19 @@ def check_per_example(records: list[dict]) -> None:
             )
 
 
+def identity(r: dict) -> dict:
+    """The columns that say which evaluation a record is (target, method, setting, attack, eps)."""
+    return {
+        "target": r["target"],
+        "method": r["method"],
+        "alpha": r.get("alpha"),
+        "setting": r["setting"],
+        "attack": r["attack"],
+        "eps_255": r.get("eps_255", round(r["eps"] * 255, 6)),
+        "iters": r.get("iters"),
+    }
+
+
 def per_example_frame(records: list[dict]) -> pd.DataFrame:
     """One row per record × test example: target, method, alpha, setting, attack, eps_255, iters,
     example (index in the test set), top1_correct, top5_correct (bool). For notebooks: slice with
@@ -59,13 +72,7 @@ def per_example_frame(records: list[dict]) -> pd.DataFrame:
         frames.append(
             pd.DataFrame(
                 {
-                    "target": r["target"],
-                    "method": r["method"],
-                    "alpha": r.get("alpha"),
-                    "setting": r["setting"],
-                    "attack": r["attack"],
-                    "eps_255": r.get("eps_255", round(r["eps"] * 255, 6)),
-                    "iters": r.get("iters"),
+                    **identity(r),
                     "example": np.arange(c1.size),
                     "top1_correct": c1,
                     "top5_correct": c5,
@@ -94,13 +101,7 @@ def error_intervals(
             lo, hi = bootstrap_ci(c, level=level, n_boot=n_boot, seed=seed) if interval == "bootstrap" else wilson_ci(c, level=level)
             rows.append(
                 {
-                    "target": r["target"],
-                    "method": r["method"],
-                    "alpha": r.get("alpha"),
-                    "setting": r["setting"],
-                    "attack": r["attack"],
-                    "eps_255": r.get("eps_255", round(r["eps"] * 255, 6)),
-                    "iters": r.get("iters"),
+                    **identity(r),
                     "metric": metric,
                     "n": int(c.size),
                     "err": 100.0 * (1.0 - c.mean()),

@@ -9,6 +9,11 @@ from ..errors import RobustmixError
 from .core import Normalize
 
 
+def bn_relu_pool_head(bn: nn.Module, head: nn.Module, out: torch.Tensor) -> torch.Tensor:
+    """The pre-activation networks' ending: BN, ReLU, global average pool, linear head."""
+    return head(nn.functional.adaptive_avg_pool2d(torch.relu(bn(out)), 1).flatten(1))
+
+
 class PreActBlock(nn.Module):
     expansion = 1
 
@@ -55,8 +60,7 @@ class PreActResNet(nn.Module):
         self.head = nn.Linear(in_planes, num_classes)
 
     def tail(self, out: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn(out))
-        return self.head(nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+        return bn_relu_pool_head(self.bn, self.head, out)
 
     def stages(self):
         """Mixing points: the input, after group 1, after group 2 (Verma et al.'s choice)."""
@@ -114,8 +118,7 @@ class WideResNet(nn.Module):
         self.head = nn.Linear(in_planes, num_classes)
 
     def tail(self, out: torch.Tensor) -> torch.Tensor:
-        out = torch.relu(self.bn(out))
-        return self.head(nn.functional.adaptive_avg_pool2d(out, 1).flatten(1))
+        return bn_relu_pool_head(self.bn, self.head, out)
 
     def stages(self):
         return [lambda x: self.groups[0](self.conv1(self.normalize(x))), self.groups[1],
