@@ -11,8 +11,10 @@ order rotated each repetition), after one warm-up round; the figure is the media
 3. The paper's Table 3 (white-box and black-box, FGSM and I-FGSM at eps 4/255, two targets, one
    surrogate, clean error too) with robustmix.evaluate vs a straightforward loop calling
    torchattacks once per cell and scoring each cell with one forward.
-torchattacks runs with its defaults (set_model_training_mode untouched: eval mode); its attack
-objects are built once, outside the timed region.
+robustmix runs with its defaults (float32; evaluate's channels_last "auto"); the opt-in modes
+(--amp bf16, --amp bf16-all, and NCHW for comparison) are timed in the same rounds and reported
+in rows of their own. torchattacks runs with its defaults (set_model_training_mode untouched:
+eval mode); its attack objects are built once, outside the timed region.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from robustmix.evaluate import Checkpoint, EvalConfig, evaluate  # noqa: E402
 from robustmix.metrics import topk_correct  # noqa: E402
 from robustmix.models import build_model  # noqa: E402
 from robustmix.plan import naive_cost, total_cost  # noqa: E402
-from robustmix.evaluate import plan_evaluation  # noqa: E402
+from robustmix.evaluate import channels_last_for, plan_evaluation  # noqa: E402
 
 EPS = 4 / 255
 SWEEP = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
@@ -131,12 +133,15 @@ def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3
 
     targets = [Checkpoint("t1", m), Checkpoint("t2", t2)]
     config = EvalConfig(eps=(EPS,), iters=ITERS, batch_size=batch)
+    variant = lambda **kw: EvalConfig(**{**config.to_dict(), **kw})  # noqa: E731
+    table = lambda c: evaluate(targets, x, y, c, surrogate=Checkpoint("s", sur), device=device)  # noqa: E731
     benchmarks = {
         "pass": {"forward": lambda: forward_only(m, x), "forward+backward": lambda: floor(m, x, y, iters=1)},
         "ifgsm": {
             "robustmix ifgsm": lambda: ifgsm(m, x, y, eps=EPS, iters=ITERS),
             "torchattacks BIM": lambda: ta[(id(m), "ifgsm")](x, y),
             "floor (10 fwd+bwd)": lambda: floor(m, x, y),
+            "robustmix ifgsm bf16-all": lambda: ifgsm(m, x, y, eps=EPS, iters=ITERS, amp="bf16-all"),
         },
         "fgsm8": {
             "robustmix fgsm_sweep (8 eps)": lambda: fgsm_sweep(m, x, y, eps=SWEEP),
@@ -145,8 +150,11 @@ def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3
             "torchattacks FGSM x1": lambda: fgsm_per_eps[0](x, y),
         },
         "table": {
-            "robustmix evaluate": lambda: evaluate(targets, x, y, config, surrogate=Checkpoint("s", sur), device=device),
+            "robustmix evaluate": lambda: table(config),
             "torchattacks per cell": lambda: table_torchattacks(ta, [m, t2], sur, x, y),
+            "robustmix evaluate NCHW": lambda: table(variant(channels_last=False)),
+            "robustmix evaluate bf16": lambda: table(variant(amp="bf16")),
+            "robustmix evaluate bf16-all": lambda: table(variant(amp="bf16-all")),
         },
     }
     for key, number in (("pass", "0"), ("ifgsm", "1"), ("fgsm8", "2"), ("table", "3")):
@@ -155,6 +163,7 @@ def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3
             log(f"  {key}: {res[key]}")
     plan, _ = plan_evaluation(["t1", "t2"], "s", config, batch)
     res["plan"] = total_cost(plan)
+    res["channels_last"] = channels_last_for(config, device)
     res["naive"] = naive_cost(2, attacks=config.attacks, n_eps=1, iters=ITERS, settings=config.settings)
     return res
 
@@ -168,8 +177,18 @@ def machine(device) -> list[str]:
                 break
     except OSError:
         pass
+    flags = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    bf16 = [f for f in ("avx512_bf16", "amx_bf16") if f in flags]
     lines = [
-        f"- CPU: {cpu}; {os.cpu_count()} logical cores visible; torch threads: {torch.get_num_threads()}",
+        f"- CPU: {cpu}; {os.cpu_count()} logical cores visible; torch threads: {torch.get_num_threads()}; "
+        f"bf16 hardware: {', '.join(bf16) or 'none'}",
         f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.release()}",
         f"- device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
     ]
@@ -211,9 +230,19 @@ def render(results: dict, device, command: str, load: tuple, reps: int) -> str:
         if f8:
             out.append(ratio_row("2. FGSM at 8 eps vs torchattacks FGSM ×8", f8["robustmix fgsm_sweep (8 eps)"], f8["torchattacks FGSM x8"], 3.0))
         if tb:
-            out.append(ratio_row("3. Table 3 (2 targets, 1 surrogate) vs torchattacks per cell", tb["robustmix evaluate"], tb["torchattacks per cell"], 1.8))
+            layout = "channels_last" if r["channels_last"] else "NCHW"
+            out.append(ratio_row(f"3. Table 3 (2 targets, 1 surrogate) vs torchattacks per cell; default: float32, {layout}", tb["robustmix evaluate"], tb["torchattacks per cell"], 1.8))
         else:
             out.append("| 3. Table 3 vs torchattacks per cell | not run (--benchmarks) | | | ≥ 1.8× | not measured |")
+        opt_in = []
+        if i:
+            opt_in.append(ratio_row("1a. I-FGSM, `amp=\"bf16-all\"`, vs torchattacks BIM", i["robustmix ifgsm bf16-all"], i["torchattacks BIM"], 1.0))
+        if tb:
+            for label, key in (("NCHW (`--no-channels-last`)", "NCHW"), ("`--amp bf16` (scoring forwards bf16, gradients float32)", "bf16"), ("`--amp bf16-all` (gradients bf16 too)", "bf16-all")):
+                opt_in.append(ratio_row(f"3. Table 3, {label}, vs torchattacks per cell", tb[f"robustmix evaluate {key}"], tb["torchattacks per cell"], 1.8))
+        if opt_in:
+            out += ["", "Other robustmix settings, timed in the same rounds against the same reference:", "",
+                    "| benchmark | robustmix ms | reference ms | ratio | target | |", "|---|---:|---:|---:|---:|---|", *opt_in]
         if f8:
             out += [
                 "",

@@ -36,7 +36,7 @@ from . import __version__, files
 from .checkpoint import load_checkpoint
 from .config import TrainConfig
 from .data import load_dataset
-from .devices import resolve_device
+from .devices import processor, resolve_device
 from .errors import RobustmixError
 from .evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
 from .stats import as_bool, paired_difference, wilson_ci
@@ -343,6 +343,7 @@ def make_baseline(spec: BenchSpec, metrics: dict[str, str], provenance: dict, de
         "robustmix_version": __version__,
         "torch_version": torch.__version__,
         "device": device,
+        "processor": processor(device),
         "spec_hash": spec.hash,
         "spec": spec.canonical(),
         "models": provenance,
@@ -383,7 +384,8 @@ def load_baseline(path: str | Path, spec: BenchSpec) -> dict:
     if not isinstance(doc, dict) or doc.get("format") != BASELINE_FORMAT or not isinstance(doc.get("metrics"), dict):
         raise RobustmixError(f"{path} is not a {BASELINE_FORMAT} file: {fix}")
     if doc.get("spec_hash") != spec.hash:
-        changed = _diff_keys(doc.get("spec") or {}, spec.canonical())
+        # through JSON, as the baseline stored it (tuples become lists), so only real changes are named
+        changed = _diff_keys(doc.get("spec") or {}, json.loads(json.dumps(spec.canonical())))
         what = f" (differs in {', '.join(changed[:4])}{', …' if len(changed) > 4 else ''})" if changed else ""
         raise RobustmixError(
             f"baseline {path} was made from another spec{what}: a baseline only compares like with like; "
@@ -463,8 +465,21 @@ def exit_code(comparisons: list[Comparison], *, two_sided: bool = False) -> int:
 
 
 # ----------------------------------------------------------------------------- reporting
-def render_summary(comparisons: list[Comparison], *, two_sided: bool = False, title: str = "Robustness gate") -> str:
-    """Markdown: one row per metric (error rates in %), then a one-line verdict."""
+def processor_note(baseline: dict, now: str) -> str | None:
+    """A line for the summary when the baseline was made on another processor (None otherwise)."""
+    then = baseline.get("processor")
+    if then is None or then == now:
+        return None
+    return (
+        f"Baseline made on {then}, this run on {now}: float kernels differ between processors, so the "
+        "per-example results differ about as much as two training runs do; the tolerance allows for that."
+    )
+
+
+def render_summary(
+    comparisons: list[Comparison], *, two_sided: bool = False, title: str = "Robustness gate", note: str | None = None
+) -> str:
+    """Markdown: one row per metric (error rates in %), then a one-line verdict (and `note`, if any)."""
     fails = failures(comparisons, two_sided=two_sided)
     lines = [
         f"### {title}: {'FAIL' if fails else 'pass'}",
@@ -481,6 +496,8 @@ def render_summary(comparisons: list[Comparison], *, two_sided: bool = False, ti
     n = comparisons[0].n if comparisons else 0
     lines += ["", f"{len(comparisons)} metrics (error rates, lower is better) on {n} examples; "
               + (f"{len(fails)} failed: {', '.join(c.metric for c in fails)}." if fails else "no regression.")]
+    if note:
+        lines += ["", note]
     return "\n".join(lines) + "\n"
 
 
@@ -496,5 +513,6 @@ def result_json(spec: BenchSpec, comparisons: list[Comparison], *, two_sided: bo
         "robustmix_version": __version__,
         "torch_version": torch.__version__,
         "device": device,
+        "processor": processor(device),
         "metrics": [c.to_dict() for c in comparisons],
     }

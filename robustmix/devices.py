@@ -2,9 +2,31 @@
 
 from __future__ import annotations
 
+import platform
+from pathlib import Path
+
 import torch
 
 from .errors import RobustmixError
+
+
+def processor(device: torch.device | str = "cpu") -> str:
+    """The chip a device's numbers come from: the GPU's name, or the CPU's model name.
+
+    Recorded beside results that are compared bit for bit (the bench baseline): CPU float kernels
+    differ between processor models (oneDNN picks AVX2, AVX-512 or AMX code), so the same code and
+    seed give slightly different weights and per-example results on another CPU.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
 
 
 def resolve_device(name: str = "auto") -> torch.device:

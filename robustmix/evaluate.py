@@ -14,6 +14,7 @@ attack call per target × setting × attack × eps (tests/test_shared_work.py).
 from __future__ import annotations
 
 import math
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Sequence
 
@@ -27,6 +28,7 @@ from .attacks import (
     ifgsm_sweep,
     logits_and_gradient,
     memory_format,
+    model_layout,
     prepare_inputs,
     standard_layout,
 )
@@ -51,8 +53,8 @@ class EvalConfig:
     batch_size: int | str = 500  # most rows in one model call (stacked eps count), or "auto"
     device: str = "auto"
     stack_eps: bool = True  # I-FGSM and scoring: all eps in one batch (per-example eps and step)
-    amp: str = "none"  # "bf16": forwards under bfloat16 autocast; loss and input gradient stay float32
-    channels_last: bool = False  # models and batches in channels_last memory format
+    amp: str = "none"  # "bf16": forward-only passes in bfloat16, gradients float32; "bf16-all": gradients too
+    channels_last: bool | str = "auto"  # models and batches in channels_last; "auto": see channels_last_for
     compile: bool = False  # torch.compile the models (meant for CUDA)
 
     def to_dict(self) -> dict:
@@ -74,6 +76,8 @@ class EvalConfig:
             raise RobustmixError(f"iters must be >= 1, got {self.iters}")
         if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1):
             raise RobustmixError(f"batch size must be an integer >= 1 or 'auto', got {self.batch_size!r}")
+        if self.channels_last not in (True, False, "auto"):
+            raise RobustmixError(f"channels_last must be true, false or 'auto', got {self.channels_last!r}")
         if self.amp not in AMP_MODES:
             raise RobustmixError(f"unknown amp mode {self.amp!r}: choose from {', '.join(AMP_MODES)}")
 
@@ -85,6 +89,17 @@ class Checkpoint:
     name: str
     model: nn.Module
     meta: dict = field(default_factory=dict)
+
+
+def channels_last_for(config: EvalConfig, device: torch.device) -> bool:
+    """Whether an evaluation runs in channels_last: config.channels_last, or for "auto" on CPU
+    (oneDNN's convolutions prefer NHWC: measured 1.1–1.4× per pass for the digits CNN and PreAct
+    ResNet-18, reports/perf.md) and on CUDA under bf16 autocast (tensor-core convolutions want
+    NHWC). CPU results are bit-identical to attacking with the model and x in that layout.
+    """
+    if config.channels_last != "auto":
+        return bool(config.channels_last)
+    return device.type == "cpu" or (device.type == "cuda" and config.amp != "none")
 
 
 def _bits(mask: torch.Tensor) -> str:
@@ -158,8 +173,8 @@ def resolve_batch_size(config: EvalConfig, models: Sequence[nn.Module], x: torch
     if config.batch_size != "auto":
         return int(config.batch_size)
     limit = x.shape[0] * (len(config.eps) if config.stack_eps else 1)
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
-    probe = pixels(x[:1].to(device)).contiguous(memory_format=fmt)
+    fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
+    probe = standard_layout(pixels(x[:1].to(device)), fmt)
     return auto_batch_size(models, probe, limit=limit, amp=config.amp)
 
 
@@ -202,7 +217,8 @@ def evaluate(
     examples and every rank returns the records of the whole set, equal to a single process's.
 
     x: N×C×H×W pixels (float in [0, 1] or uint8), y: N labels; eps in config in [0, 1] units.
-    Models are moved to `device` (and to channels_last if config.channels_last).
+    Models are moved to `device`; they run in channels_last if `channels_last_for(config, device)`
+    and are handed back in the mode and memory format they came in.
     """
     config.validate()
     if not targets:
@@ -210,12 +226,12 @@ def evaluate(
     if "black-box" in config.settings and surrogate is None:
         raise RobustmixError("black-box evaluation needs a surrogate checkpoint")
     device = device or torch.device("cpu")
-    fmt = torch.channels_last if config.channels_last else torch.contiguous_format
+    fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
     checkpoints = {t.name: t for t in targets}
     if surrogate is not None and "black-box" in config.settings:
         checkpoints.setdefault(surrogate.name, surrogate)
     for c in checkpoints.values():
-        c.model.to(device=device, memory_format=fmt)
+        c.model.to(device=device)
     run = {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
     check_evaluation(targets, x, y, surrogate)
     world = world or distributed.World()
@@ -241,13 +257,12 @@ def evaluate(
             return run[name](xb).float()
 
     n_chunks = math.ceil(x.shape[0] / chunk)
-    contexts = [eval_mode(c.model) for c in checkpoints.values()]
-    for c in contexts:
-        c.__enter__()
-    try:
+    with ExitStack() as stack:
+        for c in checkpoints.values():
+            stack.enter_context(eval_mode(c.model))
+            stack.enter_context(model_layout(c.model, fmt))
         for b, (xb, yb) in enumerate(zip(x.split(chunk), y.split(chunk))):
-            xb = pixels(xb.to(device)).contiguous(memory_format=fmt)
-            xb, yb = prepare_inputs(None, xb, yb.to(device))
+            xb, yb = prepare_inputs(None, standard_layout(pixels(xb.to(device)), fmt), yb.to(device))
             layout = memory_format(xb)
             n = xb.shape[0]
             direction: dict[str, torch.Tensor] = {}
@@ -280,9 +295,6 @@ def evaluate(
                         record((p.model, p.setting, p.attack, e), logits[j], yb)
             if on_batch is not None:
                 on_batch(b + 1, n_chunks)
-    finally:
-        for c in reversed(contexts):
-            c.__exit__(None, None, None)
 
     metas = {t.name: t.meta for t in targets}
     records = []

@@ -80,7 +80,7 @@ def run_gate(d, *extra):
 def test_baseline_records_provenance_and_per_example_correctness(gate):
     d, _ = gate
     doc = json.loads((d / "base.json").read_text())
-    for key in ("robustmix_version", "torch_version", "device", "spec_hash", "spec"):
+    for key in ("robustmix_version", "torch_version", "device", "processor", "spec_hash", "spec"):
         assert doc[key], key
     spec = bench.load_spec(d / "spec.toml")
     assert doc["spec_hash"] == spec.hash and list(doc["metrics"]) == spec.metric_ids()
@@ -99,6 +99,20 @@ def test_same_code_twice_passes_with_identical_numbers(gate, capsys):
     assert rc == 0, out
     assert all(m["diff"] == 0 and m["verdict"] == "pass" for m in res["metrics"])
     assert out.startswith("### Robustness gate: pass") and "| metric | baseline | now |" in out
+    assert "Baseline made on" not in out  # same processor: no note
+
+
+def test_baseline_from_another_processor_is_named_in_the_summary(gate, tmp_path, capsys, monkeypatch):
+    d, cached_train = gate
+    monkeypatch.setattr(bench, "train", cached_train)
+    doc = json.loads((d / "base.json").read_text())
+    other = tmp_path / "spec.toml"
+    other.write_text((d / "spec.toml").read_text())
+    (tmp_path / "base.json").write_text(json.dumps({**doc, "processor": "Imaginary CPU 9000"}))
+    capsys.readouterr()
+    rc, _ = run_gate(tmp_path)
+    out = capsys.readouterr().out
+    assert rc == 0 and "Baseline made on Imaginary CPU 9000, this run on " in out
 
 
 def test_mixup_target_trained_as_erm_fails_and_names_the_metric(gate, monkeypatch, capsys):
@@ -169,6 +183,7 @@ def test_baseline_from_another_spec_is_refused_with_exit_2(gate, tmp_path, capsy
     assert main(["bench", "--spec", str(other), "--baseline", str(d / "base.json")]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "another spec" in err and fragment in err and "--update-baseline" in err
+    assert "milestones" not in err  # a tuple in the spec and a list in the JSON baseline are the same value
 
 
 def test_tolerance_overrides_do_not_change_the_spec_hash():

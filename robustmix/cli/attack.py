@@ -42,8 +42,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help="comma-separated: white-box, black-box (default both)")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
-    p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="bf16: forward passes under bfloat16 autocast (opt-in, meant for CUDA; works on CPU); loss and input gradients stay float32 (default none)")
-    p.add_argument("--channels-last", action="store_true", help="models and batches in channels_last memory format (faster convolutions on CUDA)")
+    p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="bf16: forward and backward passes under bfloat16 autocast (opt-in; fast on CUDA and on CPUs with AMX/AVX512-BF16, measured ~3× per pass for PreAct ResNet-18 on a Xeon with AMX, reports/perf.md); logits, loss and input gradients stay float32; error rates move by well under 0.5 pp on the checkpoints tested (default none)")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="models and batches in channels_last memory format; --no-channels-last for NCHW (default auto: on for CPU, where oneDNN convolutions are faster in it, and on CUDA with --amp bf16)")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (opt-in, for CUDA; the first batches pay the compile time)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (every pass, and the number of forward/backward passes) and exit without attacking")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         stack_eps=args.stack_eps,
         amp=args.amp,
-        channels_last=args.channels_last,
+        channels_last="auto" if args.channels_last is None else args.channels_last,
         compile=args.compile,
     )
     if args.iters == 1 and config.attacks == ("fgsm", "ifgsm"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import bench, files
-from ..devices import resolve_device
+from ..devices import processor, resolve_device
 from .common import say
 
 HELP = "robustness regression gate: run a benchmark spec and compare it with a baseline (exit 0 pass, 1 regression, 2 bad input)"
@@ -56,7 +56,8 @@ def gate(args: argparse.Namespace, spec: bench.BenchSpec) -> int:
         return 0
 
     comparisons = bench.compare(spec, baseline, metrics)
-    summary = bench.render_summary(comparisons, two_sided=args.two_sided)
+    note = bench.processor_note(baseline, processor(device))
+    summary = bench.render_summary(comparisons, two_sided=args.two_sided, note=note)
     print(summary, end="")
     if args.summary_md:
         files.write_text(args.summary_md, summary)
