@@ -34,6 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robustmix.attacks import fgsm_sweep, ifgsm  # noqa: E402
 from robustmix.data import load_dataset  # noqa: E402
+from robustmix.devices import processor  # noqa: E402
 from robustmix.evaluate import Checkpoint, EvalConfig, evaluate  # noqa: E402
 from robustmix.metrics import topk_correct  # noqa: E402
 from robustmix.models import build_model  # noqa: E402
@@ -169,14 +170,7 @@ def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3
 
 
 def machine(device) -> list[str]:
-    cpu = platform.processor() or "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = processor("cpu")
     flags = set()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -190,7 +184,7 @@ def machine(device) -> list[str]:
         f"- CPU: {cpu}; {os.cpu_count()} logical cores visible; torch threads: {torch.get_num_threads()}; "
         f"bf16 hardware: {', '.join(bf16) or 'none'}",
         f"- torch {torch.__version__}, Python {platform.python_version()}, {platform.system()} {platform.release()}",
-        f"- device: {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
+        f"- device: {device}" + (f" ({processor(device)})" if device.type == "cuda" else ""),
     ]
     try:
         import torchattacks

@@ -44,7 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
     p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="bf16: forward and backward passes under bfloat16 autocast (opt-in; fast on CUDA and on CPUs with AMX/AVX512-BF16, measured ~3× per pass for PreAct ResNet-18 on a Xeon with AMX, reports/perf.md); logits, loss and input gradients stay float32; error rates move by well under 0.5 pp on the checkpoints tested (default none)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="models and batches in channels_last memory format; --no-channels-last for NCHW (default auto: on for CPU, where oneDNN convolutions are faster in it, and on CUDA with --amp bf16)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the models (opt-in, for CUDA; the first batches pay the compile time)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (opt-in, for CUDA; the first batches pay the compile time; on CPU measured no faster than eager, reports/perf.md)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (every pass, and the number of forward/backward passes) and exit without attacking")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
