@@ -34,14 +34,16 @@ def test_dry_run_prints_plan_and_writes_nothing(ckpts, capsys, monkeypatch):
     assert listing(d) == before
 
 
-def test_attack_with_auto_batch_bf16_and_no_stacking(ckpts, capsys, monkeypatch):
+@pytest.mark.parametrize("amp,layout,recorded", [("bf16", [], "auto"), ("bf16-all", ["--no-channels-last"], False)])
+def test_attack_with_auto_batch_bf16_and_no_stacking(amp, layout, recorded, ckpts, capsys, monkeypatch):
     d, paths = ckpts
     monkeypatch.chdir(d)
     argv = ["attack", "--targets", paths["erm"], "--settings", "white-box", "--eps", "4,8", "--iters", "2",
-            "--batch-size", "auto", "--amp", "bf16", "--no-stack-eps", "--out", "r.json"]
+            "--batch-size", "auto", "--amp", amp, "--no-stack-eps", *layout, "--out", "r.json"]
     assert main(argv) == 0
     doc = load_results(d / "r.json")
-    assert doc["config"]["batch_size"] == "auto" and doc["config"]["amp"] == "bf16" and doc["config"]["stack_eps"] is False
+    assert doc["config"]["batch_size"] == "auto" and doc["config"]["amp"] == amp and doc["config"]["stack_eps"] is False
+    assert doc["config"]["channels_last"] == recorded
     assert {(r["attack"], r["eps_255"]) for r in doc["records"]} == {("none", 0), ("fgsm", 4), ("fgsm", 8), ("ifgsm", 4), ("ifgsm", 8)}
     assert all(r["n"] == 360 for r in doc["records"])
 

@@ -18,7 +18,8 @@ from robustmix.attacks import (
     project,
     standard_layout,
 )
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate, find_largest, plan_evaluation
+from robustmix.errors import RobustmixError
+from robustmix.evaluate import Checkpoint, EvalConfig, channels_last_for, evaluate, find_largest, plan_evaluation
 from robustmix.metrics import topk_correct
 from robustmix.models import build_model
 from robustmix.plan import naive_cost, render_plan, total_cost
@@ -227,3 +228,16 @@ def test_evaluate_in_either_layout_equals_one_at_a_time_in_that_layout(channels_
     for r in records:
         c1, _ = ref[(r["target"], r["setting"], r["attack"], r["eps"])]
         assert r["top1_correct"] == "".join("1" if b else "0" for b in c1.tolist()), r
+
+
+def test_channels_last_auto_chooses_by_device_and_amp():
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    assert channels_last_for(EvalConfig(), cpu) is True
+    assert channels_last_for(EvalConfig(), cuda) is False  # float32 on CUDA: NCHW
+    assert channels_last_for(EvalConfig(amp="bf16"), cuda) is True
+    assert channels_last_for(EvalConfig(amp="bf16-all"), cuda) is True
+    assert channels_last_for(EvalConfig(), mps) is False
+    assert channels_last_for(EvalConfig(channels_last=False), cpu) is False
+    assert channels_last_for(EvalConfig(channels_last=True), cuda) is True
+    with pytest.raises(RobustmixError, match="channels_last"):
+        EvalConfig(channels_last="yes").validate()
