@@ -146,8 +146,9 @@ def memory_format(x: torch.Tensor) -> torch.memory_format:
     Exact strides, not `is_contiguous`: a 1-channel batch passes both contiguity checks whatever
     its strides, yet convolution picks its kernel from the strides, and (HW, 1, W, 1), the
     layout numpy and torchvision hand 1-channel images over in, runs the channels_last kernel,
-    measured 1.4× faster for the digits CNN on CPU than (HW, HW, W, 1). Keeping the caller's
-    layout keeps that speed (and the same kernel, so the same bits, as torchattacks on that x).
+    measured 1.16× faster for the digits CNN on CPU than (HW, HW, W, 1) (10 forward+backward
+    passes on 256 images: 189 vs 220 ms). Keeping the caller's layout keeps that speed (and the
+    same kernel, so the same bits, as torchattacks on that x).
     """
     if x.dim() == 4 and x.stride() != strides(x, torch.contiguous_format) and x.stride() == strides(x, torch.channels_last):
         return torch.channels_last
