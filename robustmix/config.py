@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 ROLES = ("target", "surrogate")
@@ -41,6 +41,8 @@ class TrainConfig:
     download: bool = False
     cache_dir: str = ""  # imagefolder decode cache ("" = ROOT/.robustmix-cache)
     recipe: str = ""  # the recipe the values came from, if any (explicit flags override it)
+    # --- added with issue 16 ---
+    method_options: dict[str, Any] = field(default_factory=dict)  # e.g. puzzle-mix's {"adv_p": 0.1}; {} = defaults
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +62,8 @@ class TrainConfig:
     def run_name(self) -> str:
         """A descriptive default folder name, e.g. digits-cnn-mixup-a1-s1-target."""
         method = self.method if self.method == "erm" else f"{self.method}-a{self.alpha:g}"
+        for key, value in sorted(self.method_options.items()):  # e.g. puzzle-mix-a1-adv_p0.1
+            method += f"-{key}{','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
         dataset = self.dataset
         if dataset.startswith("imagefolder:"):
             dataset = "imagefolder-" + (dataset.rstrip("/").rsplit("/", 1)[-1] or "root")

@@ -10,6 +10,7 @@ The loss (`soft_cross_entropy`) never needs to know that mixing happened.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable
 
@@ -17,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import betaincinv
 
+from . import puzzlemix
 from .errors import RobustmixError
 
 
@@ -120,6 +122,19 @@ def manifold_mixup(model, x, y, *, num_classes: int, alpha: float, gen: torch.Ge
 
 manifold_mixup.needs_model = True  # type: ignore[attr-defined]
 
+
+def puzzle_mix(model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator, options=None):
+    """Kim et al. 2020: saliency-guided graph-cut masks and block transport (robustmix.puzzlemix).
+    Options: `puzzlemix.PuzzleOptions` (defaults: the authors' CIFAR values). Returns (logits, y_soft)."""
+    lam = sample_lam(alpha, gen)
+    perm = partner(y, gen)
+    return puzzlemix.puzzle_mix(model, x, y, num_classes=num_classes, lam=lam, perm=perm, gen=gen, options=options)
+
+
+puzzle_mix.needs_model = True  # type: ignore[attr-defined]
+puzzle_mix.options = puzzlemix.PuzzleOptions  # type: ignore[attr-defined]  # what `options` takes
+puzzle_mix.network_passes = puzzlemix.PASSES  # type: ignore[attr-defined]  # forward+backward passes per batch
+
 Method = Callable[..., tuple[torch.Tensor, torch.Tensor]]
 
 # name -> method. Plain dict; tests are generated from it.
@@ -130,14 +145,38 @@ METHODS: dict[str, Method] = {
     "mixup-cross-class": mixup_cross_class,
     "cutmix": cutmix,
     "manifold-mixup": manifold_mixup,
+    "puzzle-mix": puzzle_mix,
 }
 
 
-def get_method(name: str) -> Method:
+def get_method(name: str, options: dict | None = None) -> Method:
+    """The method `name`, with `options` (e.g. from --method-option) bound if given; raises
+    RobustmixError for an unknown name, or options the method does not take."""
     try:
-        return METHODS[name]
+        method = METHODS[name]
     except KeyError:
         raise RobustmixError(f"unknown method {name!r}: choose one of {', '.join(METHODS)}") from None
+    if not options:
+        return method
+    kind = getattr(method, "options", None)
+    if kind is None:
+        raise RobustmixError(f"--method {name} takes no options (got {', '.join(options)}): drop --method-option")
+    bound = functools.partial(method, options=kind.from_dict(options))
+    return functools.update_wrapper(bound, method)
+
+
+def method_options(method: Method) -> dict | None:
+    """The options a method runs with, all of them (defaults included), or None if it takes none."""
+    kind = getattr(method, "options", None)
+    if kind is None:
+        return None
+    given = getattr(method, "keywords", {}).get("options")
+    return (given or kind()).to_dict()
+
+
+def network_passes(method: Method) -> int:
+    """Forward+backward passes of the batch per training step (1 for all but Puzzle Mix's 2)."""
+    return getattr(method, "network_passes", 1)
 
 
 def apply_method(method: Method, model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator):

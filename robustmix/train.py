@@ -18,7 +18,7 @@ from .data import AUGMENTS, Dataset, augment_batch, load_dataset, pixels, prepar
 from .data.sources import default_augment
 from .devices import resolve_device
 from .errors import RobustmixError
-from .methods import apply_method, get_method, soft_cross_entropy
+from .methods import apply_method, get_method, method_options, network_passes, soft_cross_entropy
 from .metrics import predict_logits, topk_error
 from .models import build_model, model_options
 from .resume import config_mismatch, load_state, restore_state, save_state
@@ -45,7 +45,7 @@ def validate(config: TrainConfig) -> None:
         raise RobustmixError(f"--dropout must be in [0, 1), got {config.dropout}")
     if not 0.0 <= config.warmup < 1.0:
         raise RobustmixError(f"--warmup must be a fraction in [0, 1), got {config.warmup}")
-    get_method(config.method)
+    get_method(config.method, config.method_options)
 
 
 def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
@@ -96,7 +96,7 @@ def train(
     (on CPU) to an uninterrupted run.
     """
     validate(config)
-    method = get_method(config.method)
+    method = get_method(config.method, config.method_options)
     augment = config.augment if config.augment != "auto" else default_augment(config.dataset)
     world, device = distributed.init(resolve_device(config.device))
     if world.distributed and getattr(method, "needs_model", False):
@@ -174,7 +174,8 @@ def train(
         test_err = topk_error(predict_logits(model, data.x_test), data.y_test, 1)
         row = {"epoch": epoch + 1, "train_loss": float(loss_sum) / n, "train_acc": 100.0 * correct / n,
                "test_err": test_err, "lr": opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
-               "images_per_second": round(n / max(seconds, 1e-9), 1)}
+               "images_per_second": round(n / max(seconds, 1e-9), 1),
+               "network_passes": step * network_passes(method)}  # cumulative forward+backward passes of a batch
         history.append(row)
         if state_path is not None and world.is_main:
             save_state(state_path, model=model, opt=opt, sched=sched, gen=gen, epoch=epoch + 1,
@@ -198,6 +199,8 @@ def train(
         "input_shape": list(data.input_shape),
         "method": config.method,
         "alpha": config.alpha if config.method != "erm" else 0.0,
+        "method_options": method_options(method),
+        "network_passes_per_batch": network_passes(method),
         "seed": config.seed,
         "epochs": config.epochs,
         "recipe": config.recipe,

@@ -12,7 +12,7 @@ from ..checkpoint import checkpoint_folder, save_checkpoint
 from ..config import ROLES, SCHEDULES, TrainConfig
 from ..data import AUGMENTS, DATASETS
 from ..errors import RobustmixError
-from ..methods import METHODS
+from ..methods import METHODS, get_method, method_options
 from ..models import MODELS
 from ..recipes import RECIPES, resolve_config
 from ..train import train
@@ -56,6 +56,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--depth", type=positive_int, default=None, help="model depth (wrn28_10 only: 6n+4, e.g. 10, 16, 28)")
     a("--dropout", type=fraction, default=None, help="dropout probability where the model has dropout (default 0)")
     a("--method", default=None, help=f"training method: {', '.join(METHODS)} (default {D.method})")
+    a("--method-option", action="append", default=None, metavar="KEY=VALUE", type=key_value,
+      help="a method's option, repeatable; puzzle-mix: beta, gamma, eta, xi, m, grids (e.g. 2,4,8), neigh, transport, "
+           "transport_size, adv_p, adv_eps (0–255 scale), clean_lam (see robustmix.puzzlemix.PuzzleOptions)")
     a("--alpha", type=nonneg_float, default=None, help=f"Beta(alpha, alpha) for the mixing methods (default {D.alpha}); ignored by erm")
     a("--epochs", type=positive_int, default=None, help=f"training epochs (default {D.epochs})")
     a("--batch-size", type=positive_int, default=None, help=f"batch size (default {D.batch_size})")
@@ -81,8 +84,19 @@ FIELDS = ("dataset", "data_dir", "download", "cache_dir", "image_size", "train_s
           "nesterov", "schedule", "milestones", "lr_decay", "warmup", "weight_decay", "seed", "role", "device")
 
 
+def key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not KEY=VALUE (e.g. adv_p=0.1)")
+    return key.strip(), value.strip()
+
+
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return resolve_config(args.recipe, **{f: getattr(args, f) for f in FIELDS})
+    options = None
+    if getattr(args, "method_option", None):  # stored typed, as the method reads them (checked by train)
+        method = get_method(args.method or resolve_config(args.recipe).method, dict(args.method_option))
+        options = {k: v for k, v in method_options(method).items() if k in dict(args.method_option)}
+    return resolve_config(args.recipe, **{f: getattr(args, f) for f in FIELDS}, method_options=options)
 
 
 def refuse_overwrite(out: Path, resume: bool = False) -> None:
