@@ -1,4 +1,5 @@
-"""`robustmix figures`: the paper's Figure 2 and reliability diagrams (with ECE) for checkpoints.
+"""`robustmix figures`: the paper's Figure 2 and reliability diagrams (with ECE) for checkpoints;
+with --curves, their training curves instead (robustmix.curves).
 
 Figure 2 uses random pairs of *training* examples (y_i != y_j unless --any-labels), a λ grid
 from 0 to 1, the miss rate and the mean per-example L2 norm of the input gradient of the
@@ -15,6 +16,7 @@ import numpy as np
 from .. import files
 from ..analysis import calibration_frame, figure2_curves
 from ..checkpoint import load_checkpoint
+from ..curves import curves_figure, curves_frame, read_history
 from ..data import load_dataset
 from ..devices import resolve_device
 from ..evaluate import Checkpoint
@@ -36,11 +38,21 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bins", type=positive_int, default=10, help="confidence bins of the reliability diagram (default 10)")
     p.add_argument("--seed", type=nonneg_int, default=0, help="seed for drawing the pairs (default 0)")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--curves", action="store_true", help="draw only the training curves (train accuracy and test error per epoch, "
+                   "from each checkpoint's log) as curves.png and curves.csv; needs no data or model")
+
+
+def draw_curves(paths: list[Path], out: Path) -> list[Path]:
+    frame = curves_frame({Path(p).name: read_history(p) for p in paths})
+    return [save_png(curves_figure(frame), out / "curves.png"), files.write_text(out / "curves.csv", csv_text(frame))]
 
 
 def run(args: argparse.Namespace) -> int:
-    device = resolve_device(args.device)
     paths = args.checkpoints or discover(args.runs)
+    if args.curves:
+        say("wrote " + ", ".join(str(p) for p in draw_curves(paths, args.out_dir)))
+        return 0
+    device = resolve_device(args.device)
     cps = [Checkpoint(Path(p).name, *load_checkpoint(p, device)) for p in paths]
     data = load_dataset(check_compatible(cps))
     models = {c.name: c.model for c in cps}
