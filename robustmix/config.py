@@ -45,7 +45,10 @@ class TrainConfig:
     method_options: dict[str, Any] = field(default_factory=dict)  # e.g. puzzle-mix's {"adv_p": 0.1}; {} = defaults
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        if not d["method_options"]:  # omitted when empty: configs (and bench spec hashes) from before it stay equal
+            del d["method_options"]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

@@ -23,7 +23,9 @@ baselines' epochs (the authors: 600 against 1200) to use the same number of netw
 We follow the authors' code (snu-mllab/PuzzleMix: main.py, mixup.py) for the normalisations (unary
 saliency summing to 1 per image, β/(16·g), the Binomial prior over g² blocks, the reparametrisation of
 the data-smoothness term into unary costs and an edge weight); the code here is our own. Deviations:
-negative edge weights are clipped to 0 (a graph cut needs them non-negative), the saliency is taken
+negative edge weights are clipped to 0 (a graph cut needs them non-negative; with pixels in [0, 1]
+that happens only for γ > 2), the mask search starts from each block's cheapest value (gco's from
+label 0; measured: our swap reaches lower energies on average), the saliency is taken
 with respect to pixels in [0, 1] (the authors': normalised inputs), and the clean regulariser adds
 clean_lam·CE(clean) to the cross-entropy loss (the authors' loss is a BCE on the softmax, with weight
 2·clean_lam/num_classes).
@@ -154,18 +156,20 @@ def mask_problem(sal, x, perm, lam: float, g: int, o: PuzzleOptions):
     neigh = math.gcd(bs, min(o.neigh, bs))
     pooled = F.avg_pool2d(x, neigh)
     own_cost, partner_cost = s[perm].clone(), s.clone()  # choosing x hides the partner's saliency, and vice versa
+    srcs = (pooled[perm], pooled)  # source 0: the partner, 1: x itself
+    # D[a, b]: border differences (vertical edges, horizontal edges) with source a before the border, b after.
+    D = {(a, b): border_differences(srcs[a], srcs[b], bs // neigh) for a in (0, 1) for b in (0, 1)}
     w_edges = []
-    for axis, (lo, hi) in ((1, (slice(None, -1), slice(1, None))), (2, (slice(None, -1), slice(1, None)))):
-        srcs = (pooled[perm], pooled)  # 0: partner, 1: own
-        D = [[border_differences(srcs[a], srcs[b], bs // neigh)[axis - 1] * (beta * o.gamma) for b in (0, 1)] for a in (0, 1)]
-        # Exact split of the 2×2 border cost D[a][b] into unary terms and an edge weight (as the authors).
-        ix_lo = (slice(None), lo, slice(None)) if axis == 1 else (slice(None), slice(None), lo)
-        ix_hi = (slice(None), hi, slice(None)) if axis == 1 else (slice(None), slice(None), hi)
-        own_cost[ix_lo] += (D[1][0] + D[1][1]) / 2
-        partner_cost[ix_lo] += (D[0][0] + D[0][1]) / 2
-        own_cost[ix_hi] += (D[0][1] + D[1][1]) / 2
-        partner_cost[ix_hi] += (D[0][0] + D[1][0]) / 2
-        w_edges.append(((D[1][0] + D[0][1] - D[1][1] - D[0][0]) / 2 + beta).clamp_min(0))
+    for axis in (0, 1):  # 0: edges between block rows, 1: between block columns
+        d = {ab: D[ab][axis] * (beta * o.gamma) for ab in D}
+        before = (slice(None), slice(None, -1)) if axis == 0 else (slice(None), slice(None), slice(None, -1))
+        after = (slice(None), slice(1, None)) if axis == 0 else (slice(None), slice(None), slice(1, None))
+        # Exact split of each edge's 2×2 cost d[a, b] into unary terms and a weight on a ≠ b (as the authors).
+        own_cost[before] += (d[1, 0] + d[1, 1]) / 2
+        partner_cost[before] += (d[0, 0] + d[0, 1]) / 2
+        own_cost[after] += (d[0, 1] + d[1, 1]) / 2
+        partner_cost[after] += (d[0, 0] + d[1, 0]) / 2
+        w_edges.append(((d[1, 0] + d[0, 1] - d[1, 1] - d[0, 0]) / 2 + beta).clamp_min(0))
     values = torch.arange(o.m + 1, dtype=torch.float64) / o.m  # label k ↔ mask value k/m
     log_pmf = torch.tensor([math.lgamma(o.m + 1) - math.lgamma(k + 1) - math.lgamma(o.m - k + 1) for k in range(o.m + 1)], dtype=torch.float64)
     pmf = (log_pmf + values * o.m * math.log(max(lam, 1e-300)) + (1 - values) * o.m * math.log(max(1 - lam, 1e-300))).exp()

@@ -173,3 +173,29 @@ def test_one_epoch_on_digits_counts_its_network_passes(digits):
     assert again["history"][0]["train_loss"] == meta["history"][0]["train_loss"], "same seed, same run"
     erm = train(config.with_(method="erm", method_options={}), data=digits)[1]
     assert erm["history"][0]["network_passes"] == steps
+
+
+def test_mask_objective_is_the_papers_energy_up_to_a_constant(setup):
+    """m = 1: our unary costs and edge weights give, for every mask, the direct objective: hidden saliency
+    + β'·(label changes) + β'γ·(border differences of the sources shown) + prior, plus one constant."""
+    from robustmix.graphcut import grid_energy
+    from robustmix.puzzlemix import block_mean, border_differences, mask_problem
+
+    _, x, _, perm, sal = setup
+    g, lam, o = 4, 0.3, PuzzleOptions(m=1)
+    problem = mask_problem(sal, x, perm, lam, g, o)
+    s, beta = block_mean(sal, g).double(), o.beta / g / 16
+    pooled = torch.nn.functional.avg_pool2d(x, 2).double()
+    srcs = (pooled[perm], pooled)
+    D = {(a, b): border_differences(srcs[a], srcs[b], 1) for a in (0, 1) for b in (0, 1)}
+    gen = torch.Generator().manual_seed(0)
+    gaps = []
+    for _ in range(6):
+        z = torch.randint(0, 2, (128, g, g), generator=gen)
+        direct = (z * s[perm] + (1 - z) * s).sum((1, 2))
+        direct -= o.eta * torch.log(torch.where(z == 1, lam, 1 - lam) + 1e-8).sum((1, 2)) / g**2
+        for axis, (a, b) in enumerate(((z[:, :-1, :], z[:, 1:, :]), (z[:, :, :-1], z[:, :, 1:]))):
+            border = sum(D[i, j][axis] * ((a == i) & (b == j)) for i in (0, 1) for j in (0, 1))
+            direct += (beta * (a != b) + beta * o.gamma * border).sum((1, 2))
+        gaps.append(torch.from_numpy(grid_energy(z.numpy(), *problem)) - direct)
+    assert torch.allclose(torch.stack(gaps), gaps[0].expand(6, -1), atol=1e-9)
