@@ -202,16 +202,20 @@ def transport_plan(visible: torch.Tensor, s: torch.Tensor, xi: float) -> torch.T
     """
     B, n = visible.shape[0], visible.shape[-1]
     N = n * n
-    cost = xi * location_cost(n, s.device) - s.reshape(B, N, 1) * visible.reshape(B, 1, N).to(s.dtype)
+    cost = s.reshape(B, N, 1) * visible.reshape(B, 1, N).to(s.dtype)  # (B, N, N), built in place: it is large
+    cost.neg_().add_(xi * location_cost(n, s.device))
     rows = torch.arange(N, device=s.device).expand(B, N)
-    for _ in range(n):
-        choice = cost.argmin(-1)  # (B, N): the place block i wants
+    choice = cost.argmin(-1)  # (B, N): the place block i wants
+    for round_ in range(n):
         price = cost.gather(-1, choice[..., None])[..., 0]
         best = torch.full_like(price, math.inf).scatter_reduce(1, choice, price, "amin")
         cheapest = price == best.gather(1, choice)
         first = torch.full_like(choice, N).scatter_reduce(1, choice, torch.where(cheapest, rows, N), "amin")
         won = first.gather(1, choice) == rows  # the cheapest chooser of its place (lowest index on ties)
-        cost.scatter_add_(-1, choice[..., None], (~won).to(cost.dtype)[..., None])  # losers pay 1 more
+        if round_ < n - 1:  # losers pay 1 more for the place and choose again; the others' rows are unchanged
+            b, i = (~won).nonzero(as_tuple=True)
+            cost[b, i, choice[b, i]] += 1
+            choice[b, i] = cost[b, i].argmin(-1)
     taken = torch.zeros(B, N + 1, dtype=torch.bool, device=s.device).scatter(1, torch.where(won, choice, N), True)[:, :N]
     # Left-over blocks take the free places in index order: the k-th free block gets the k-th free place.
     free_rows = torch.argsort((won).to(torch.int8), dim=1, stable=True)
