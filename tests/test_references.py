@@ -4,8 +4,9 @@
 
 - **outside**: a path that starts by going up a folder (two dots and a slash at the start of a
   token; not `a/../b`, not Python's `from ..x import`), a path whose first folder is `shared`, or
-  the upper-case protocol file name of the old shared notes. The project's own protocol is `docs/protocol.md`. Absolute paths (`/data/...`)
-  are not flagged: reports record the commands that produced them.
+  the upper-case protocol file name of the old shared notes (the project's own protocol is
+  `docs/protocol.md`). Absolute paths (`/data/...`) are not flagged: reports record the commands
+  that produced them.
 - **missing**: in Markdown (`.md`, the Markdown cells of notebooks) every link `[text](target)`,
   image `![alt](target)`, reference `[id]: target` and HTML `src=`/`href=` is resolved against the
   file's folder and must name a tracked file or folder inside the repository. Anywhere, a mention
@@ -14,11 +15,13 @@
 - **anchor**: a `#fragment` on a Markdown target must name an anchor of that file: an explicit
   `id`/`name` attribute (what `docs/protocol.md` uses, e.g. `docs/protocol.md#c3`) or a heading's
   GitHub slug.
+- **absolute**: a Markdown link that starts with `/` (GitHub reads it from the repository root,
+  a MkDocs site from the site root): write it relative to the file.
 
 Skipped: URLs (`scheme:`), placeholders (a target containing `<`, `>`, `*`, `{`, `}`, `$` or `%`),
 user outputs under `runs/`, fenced and inline code in Markdown (for links only), and any line that
-contains the marker `refcheck: allow`, or lies between a line containing `refcheck: off` and one
-containing `refcheck: on` (for deliberate examples, such as this file's synthetic files).
+carries the marker `ALLOW` or lies between a line carrying `OFF` and one carrying `ON` (the
+constants below; for deliberate examples, such as this file's synthetic files).
 """
 
 from __future__ import annotations
@@ -111,64 +114,75 @@ def line_of(text: str, offset: int) -> int:
     return text.count("\n", 0, offset) + 1
 
 
+def folders_of(paths: Iterable[str]) -> set[str]:
+    """Every folder that holds one of the paths ("a/b/c.md" -> "a", "a/b")."""
+    folders = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        folders.update("/".join(parts[: i + 1]) for i in range(len(parts)))
+    return folders
+
+
 def find_problems(files: Mapping[str, str], tracked: Iterable[str] | None = None) -> list[Problem]:
     """Problems in `files` (repository path -> text). `tracked`: every path in the repository,
     binary files included (default: the keys of `files`)."""
     tracked = set(files) if tracked is None else set(tracked)
-    folders = {f for p in tracked for f in _parents(p)}
+    folders = folders_of(tracked)
+    anchors: dict[str, set[str] | None] = {}
     problems: list[Problem] = []
 
-    def check_target(path: str, line: int, ref: str, target: str, base: str) -> None:
-        target = unquote(target)
+    def anchors_in(path: str) -> set[str] | None:  # None: not a Markdown file we hold
+        if path not in anchors:
+            markdown = markdown_of(path, files[path]) if path in files else None
+            anchors[path] = None if markdown is None else anchors_of(markdown)
+        return anchors[path]
+
+    def check(path: str, line: int, ref: str, base: str) -> None:
+        """ref, relative to the folder base, names a tracked file or folder (and its anchor)."""
+        target = unquote(ref)
         if SCHEME.match(target) or target.startswith("//") or PLACEHOLDER.search(target):
-            return
+            return  # a URL or a placeholder
         file, _, fragment = target.partition("#")
         resolved = posixpath.normpath(posixpath.join(base, file)) if file else path
-        if resolved == ".." or resolved.startswith("../") or file.startswith("/"):
+        if file.startswith("/"):
+            problems.append(Problem(path, line, ref, "absolute"))  # GitHub and MkDocs read it differently
+        elif resolved == ".." or resolved.startswith("../"):
             problems.append(Problem(path, line, ref, "outside"))
         elif resolved.split("/")[0] == "runs":
-            return
+            return  # user outputs
         elif resolved not in tracked and resolved not in folders:
             problems.append(Problem(path, line, ref, "missing"))
-        elif fragment and resolved in files and markdown_of(resolved, files[resolved]) is not None:
-            if fragment not in anchors_of(markdown_of(resolved, files[resolved])):
-                problems.append(Problem(path, line, ref, "anchor"))
+        elif fragment and anchors_in(resolved) is not None and fragment not in anchors_in(resolved):
+            problems.append(Problem(path, line, ref, "anchor"))
 
     for path, text in files.items():
         skipped = skipped_lines(text)
-        link_spans: list[tuple[int, int]] = []
+        reported: list[tuple[int, int]] = []  # spans the outside rule must not look at again
         markdown = markdown_of(path, text)
         if markdown is not None:
             prose = blank(blank(markdown, FENCE), INLINE_CODE)
+            skipped_md = skipped_lines(markdown)
             for pattern in (LINK, REFDEF, HTML_REF):
                 for m in pattern.finditer(prose):
                     line = line_of(prose, m.start(1))
-                    if line not in skipped_lines(markdown):
-                        check_target(path, line, m.group(1), m.group(1), posixpath.dirname(path))
-                    if path.endswith(".md"):
-                        link_spans.append(m.span(1))
+                    if line not in skipped_md:
+                        check(path, line, m.group(1), posixpath.dirname(path))
+                    if path.endswith(".md"):  # offsets in prose are offsets in text
+                        reported.append(m.span(1))
         for pattern in (UP, SHARED, OLD_PROTOCOL):
             for m in pattern.finditer(text):
-                if any(a <= m.start() < b for a, b in link_spans):
-                    continue  # a Markdown link target (resolved above) or a token already reported
                 line = line_of(text, m.start())
-                if line not in skipped:
-                    token = re.match(r"[^\s'\"`()\[\]<>,;]*", text[m.start():]).group(0).rstrip(".")
-                    problems.append(Problem(path, line, token, "outside"))
-                    link_spans.append((m.start(), m.start() + len(token)))
+                if line in skipped or any(a <= m.start() < b for a, b in reported):
+                    continue
+                token = re.match(r"[^\s'\"`()\[\]<>,;]*", text[m.start():]).group(0).rstrip(".")
+                problems.append(Problem(path, line, token, "outside"))
+                reported.append((m.start(), m.start() + len(token)))
         for m in BARE.finditer(text):
             ref = m.group(1).rstrip(".")
-            file, _, fragment = ref.partition("#")
             line = line_of(text, m.start())
-            if PLACEHOLDER.search(ref) or not EXTENSION.search(file) or line in skipped:
-                continue
-            check_target(path, line, ref, ref, "")
+            if line not in skipped and not PLACEHOLDER.search(ref) and EXTENSION.search(ref.partition("#")[0]):
+                check(path, line, ref, "")
     return sorted(set(problems))
-
-
-def _parents(path: str) -> list[str]:
-    parts = path.split("/")[:-1]
-    return ["/".join(parts[: i + 1]) for i in range(len(parts))]
 
 
 def repository() -> tuple[dict[str, str], set[str]]:
@@ -217,9 +231,9 @@ def test_the_protocol_defines_the_anchors_that_reports_and_checks_link_to():
 BAD = {
     "robustmix/recipes.py": '"""Recipes (see ../shared/notes.md)."""\n',
     "robustmix/analysis.py": '"""Figure 2 (see shared/PROTOCOL.md)."""\n',
-    "robustmix/stats.py": '"""See the shared PROTOCOL.md and ./../up/x.py."""\n',
+    "robustmix/stats.py": '"""See the shared PROTOCOL.md and ./../up/x.py."""\nURL = "docs/protocol.md#check-no"\n',
     "README.md": "[guide](docs/missing.md), `reports/gone.csv`, [c99](docs/protocol.md#c99)\n",
-    "docs/index.md": "Intro.\n\n[up](../../outside.md) and [self](#nowhere)\n",
+    "docs/index.md": "Intro.\n\n[up](../../outside.md) and [self](#nowhere)\n[root](/README.md)\n",
     "notebooks/a.ipynb": json.dumps({"cells": [{"cell_type": "markdown", "source": ["[x](gone.png)"]}]}),
     "docs/protocol.md": '## <a id="c1"></a>C1. A claim\n\n### Two words\n',
 }
@@ -232,12 +246,14 @@ def test_bad_references_are_reported():
         ("robustmix/analysis.py", 1, "shared/PROTOCOL.md", "outside"),
         ("robustmix/stats.py", 1, "PROTOCOL.md", "outside"),
         ("robustmix/stats.py", 1, "./../up/x.py", "outside"),
+        ("robustmix/stats.py", 2, "docs/protocol.md#check-no", "anchor"),
         ("README.md", 1, "docs/missing.md", "missing"),
         ("README.md", 1, "reports/gone.csv", "missing"),
         ("README.md", 1, "docs/protocol.md#c99", "anchor"),
         ("docs/index.md", 3, "../../outside.md", "outside"),
         ("docs/index.md", 3, "#nowhere", "anchor"),
         ("notebooks/a.ipynb", 1, "gone.png", "missing"),
+        ("docs/index.md", 4, "/README.md", "absolute"),
     }
 
 
@@ -257,7 +273,7 @@ GOOD = {
         "```\n[not a link](nowhere.md)\n```\n`[code](nowhere.md)` and docs/protocol.md#c1.\n"
         "[^1]: a footnote, not a path\n"
     ),
-    "README.md": "See `docs/protocol.md#c1`, `robustmix/cli/__init__.py`, reports/ and [two](docs/protocol.md#two-words).\n",
+    "README.md": "See `docs/protocol.md#c1`, `robustmix/cli/__init__.py`, reports/, [two](docs/protocol.md#two-words).\n",
     "docs/protocol.md": '## <a id="c1"></a>C1. A claim\n\n### Two words\n',
     "docs/img/figure.png": "",
     "reports/perf.md": "",
