@@ -5,7 +5,7 @@ Every interval and paired test comes from `robustmix.stats` (seeded bootstrap ov
 exact McNemar for differences on the same examples). Error rates are in percent; eps is stored
 in [0, 1] units and shown on the 0–255 scale (`eps_255`).
 
-Figure 2 (see shared PROTOCOL.md), robustmix's stated choices: pairs of *training* examples drawn
+Figure 2 (docs/protocol.md#figure-2), robustmix's stated choices: pairs of *training* examples drawn
 at random with a seeded generator, by default only pairs with y_i != y_j (equal-label pairs can
 never miss); x = λ·x_i + (1−λ)·x_j on a λ grid from 0 to 1; (a) miss rate = % of pairs predicted
 as neither y_i nor y_j; (b) the per-example L2 norm of ∇x of the cross-entropy with the mixed
