@@ -1,6 +1,7 @@
 """Figures as PNG (matplotlib, Agg; no pyplot state): robustness curves, the paper's Figure 2,
-reliability diagrams. Each `*_figure` function takes the DataFrame built in `robustmix.analysis`
-(or `robustmix.report.evidence`) and returns a matplotlib Figure; `save_png` writes it atomically.
+reliability diagrams. Each `*_figure` function takes a DataFrame built in `robustmix.analysis`
+(or `robustmix.report.evidence`) or `robustmix.probes` and returns a matplotlib Figure;
+`save_png` writes it atomically.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import files
-from .evaluate import ATTACK_LABELS
-
-SETTINGS = ("white-box", "black-box")
+from .attacks import ATTACKS, SETTINGS
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -31,7 +30,7 @@ def robustness_figure(
     bootstrap band; eps = 0 is the clean error. `intervals` is `analysis.error_intervals(records)`."""
     labels = labels or {}
     iv = intervals[intervals.metric == metric]
-    attacks = [a for a in ATTACK_LABELS if (iv.attack == a).any()]
+    attacks = [a for a in ATTACKS if (iv.attack == a).any()]
     settings = [s for s in SETTINGS if (iv.setting == s).any()]
     fig = Figure(figsize=(4.2 * max(1, len(attacks)), 3.4 * max(1, len(settings))), layout="constrained")
     axes = fig.subplots(max(1, len(settings)), max(1, len(attacks)), squeeze=False, sharex=True, sharey=True)
@@ -49,7 +48,7 @@ def robustness_figure(
                 ax.plot(pts.eps_255, pts.err, marker="o", ms=3, color=color, label=labels.get(t, t))
                 ax.fill_between(pts.eps_255, pts.lo, pts.hi, color=color, alpha=0.2, lw=0)
             surrogate = " (from the ERM surrogate)" if setting == "black-box" else ""
-            ax.set_title(f"{setting} {ATTACK_LABELS[attack]}{surrogate}", fontsize=10)
+            ax.set_title(f"{setting} {ATTACKS[attack].label}{surrogate}", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if r == len(settings) - 1:
@@ -62,7 +61,7 @@ def robustness_figure(
 
 
 def figure2(curves: pd.DataFrame) -> Figure:
-    """The paper's Figure 2, both panels, from `analysis.figure2_curves`."""
+    """The paper's Figure 2, both panels, from `probes.figure2_curves`."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax_miss, ax_grad = fig.subplots(1, 2)
     for k, (name, c) in enumerate(curves.groupby("checkpoint", sort=False)):
@@ -91,7 +90,7 @@ def figure2(curves: pd.DataFrame) -> Figure:
 
 def reliability_figure(calib: pd.DataFrame) -> Figure:
     """Reliability diagrams (accuracy vs confidence per bin), one panel per checkpoint, with ECE.
-    `calib` is `analysis.calibration_frame`."""
+    `calib` is `probes.calibration_frame`."""
     names = list(dict.fromkeys(calib.checkpoint))
     fig = Figure(figsize=(3.4 * len(names), 3.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]

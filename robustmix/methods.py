@@ -160,7 +160,7 @@ def get_method(name: str, options: dict | None = None) -> Method:
         return method
     kind = getattr(method, "options", None)
     if kind is None:
-        raise RobustmixError(f"--method {name} takes no options (got {', '.join(options)}): drop --method-option")
+        raise RobustmixError(f"method {name} takes no options (got {', '.join(options)}): drop them, or choose a method that has them")
     bound = functools.partial(method, options=kind.from_dict(options))
     return functools.update_wrapper(bound, method)
 

@@ -7,6 +7,7 @@ are trained once per configuration and shared through a cache, except where retr
 point of the test.
 """
 
+import importlib
 import json
 
 import numpy as np
@@ -14,10 +15,13 @@ import pytest
 import torch
 
 import robustmix.bench as bench
-import robustmix.evaluate as evaluate_module
+import robustmix.bench_spec as bench_spec
 from robustmix.cli import main
 from robustmix.errors import RobustmixError
 from robustmix.train import train
+
+# the module, not the function `fgsm` that robustmix.attacks re-exports under the same name
+fgsm_module = importlib.import_module("robustmix.attacks.fgsm")
 
 SPEC = """
 [data]
@@ -82,7 +86,7 @@ def test_baseline_records_provenance_and_per_example_correctness(gate):
     doc = json.loads((d / "base.json").read_text())
     for key in ("robustmix_version", "torch_version", "device", "processor", "spec_hash", "spec"):
         assert doc[key], key
-    spec = bench.load_spec(d / "spec.toml")
+    spec = bench_spec.load_spec(d / "spec.toml")
     assert doc["spec_hash"] == spec.hash and list(doc["metrics"]) == spec.metric_ids()
     m = doc["metrics"]["mixup/black-box/ifgsm/32/top1"]
     assert m["n"] == len(m["correct"]) == 360
@@ -138,7 +142,7 @@ def test_mixup_target_trained_as_erm_fails_and_names_the_metric(gate, monkeypatc
 
 def test_eps_silently_halved_passes_one_sided_and_fails_two_sided(gate, monkeypatch):
     d, cached_train = gate
-    real_sweep = evaluate_module.ifgsm_sweep
+    real_sweep = fgsm_module.ifgsm_sweep
     monkeypatch.setattr(bench, "train", cached_train)
 
     def halved(model, x, y, *, eps, iters, direction=None, **kw):
@@ -146,7 +150,7 @@ def test_eps_silently_halved_passes_one_sided_and_fails_two_sided(gate, monkeypa
         out = real_sweep(model, x, y, eps=tuple(e / 2 for e in eps), iters=iters, direction=direction, **kw)
         return {e: out[e / 2] for e in eps}  # filed under the eps that was asked for
 
-    monkeypatch.setattr(evaluate_module, "ifgsm_sweep", halved)
+    monkeypatch.setattr(fgsm_module, "ifgsm_sweep", halved)
     rc, res = run_gate(d)
     assert rc == 0  # errors went down: not a regression...
     improved = {m["metric"] for m in res["metrics"] if m["verdict"] == "improved"}
@@ -187,8 +191,8 @@ def test_baseline_from_another_spec_is_refused_with_exit_2(gate, tmp_path, capsy
 
 
 def test_tolerance_overrides_do_not_change_the_spec_hash():
-    a = bench.parse_spec(SPEC)
-    b = bench.parse_spec(SPEC.replace("= 12", "= 3"))
+    a = bench_spec.parse_spec(SPEC)
+    b = bench_spec.parse_spec(SPEC.replace("= 12", "= 3"))
     assert a.hash == b.hash and a.tolerance_for("erm/white-box/fgsm/32/top1") == 12
     assert b.tolerance_for("erm/white-box/fgsm/32/top1") == 3 and a.tolerance_for("erm/clean/top1") is None
 
@@ -213,7 +217,7 @@ def test_bad_specs_are_refused_with_one_line_and_exit_2(tmp_path, capsys, text, 
     spec = tmp_path / "bad.toml"
     spec.write_text(text)
     with pytest.raises(RobustmixError) as e:
-        bench.load_spec(spec)
+        bench_spec.load_spec(spec)
     assert fragment in str(e.value) and "\n" not in str(e.value)
     assert main(["bench", "--spec", str(spec), "--baseline", str(tmp_path / "b.json")]) == 2
     assert not (tmp_path / "b.json").exists()
@@ -253,7 +257,7 @@ def test_checkpoints_seeds_and_subset_pool_the_same_per_example_results(gate, tm
     from robustmix.checkpoint import save_checkpoint
 
     d, cached_train = gate
-    spec = bench.load_spec(d / "spec.toml")
+    spec = bench_spec.load_spec(d / "spec.toml")
     base = json.loads((d / "base.json").read_text())["metrics"]
     erm_cfg, mixup_cfg = spec.targets[0].configs[0], spec.targets[1].configs[0]
     for name, cfg in (("erm", erm_cfg), ("mixup", mixup_cfg)):
@@ -271,11 +275,11 @@ iters = 5
 settings = ["white-box"]
 """
     (tmp_path / "ckpt.toml").write_text(text)
-    assert bench.load_spec(tmp_path / "ckpt.toml").hash == bench.parse_spec(text).hash  # not the folder
+    assert bench_spec.load_spec(tmp_path / "ckpt.toml").hash == bench_spec.parse_spec(text).hash  # not the folder
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI that made the baseline: identical float reductions
     try:
-        metrics, provenance = bench.measure(bench.load_spec(tmp_path / "ckpt.toml"))
+        metrics, provenance = bench.measure(bench_spec.load_spec(tmp_path / "ckpt.toml"))
     finally:
         torch.set_num_threads(threads)
     bits = metrics["both/white-box/ifgsm/32/top1"]
