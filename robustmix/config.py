@@ -47,7 +47,8 @@ class TrainConfig:
     cache_dir: str = ""  # imagefolder decode cache ("" = ROOT/.robustmix-cache)
     recipe: str = ""  # the recipe the values came from, if any (explicit flags override it)
     # --- added with issue 16 ---
-    method_options: dict[str, Any] = field(default_factory=dict)  # e.g. puzzle-mix's {"adv_p": 0.1}; {} = defaults
+    # e.g. puzzle-mix's {"adv_p": 0.1}; {} = the method's defaults. Compared, not hashed (a dict); treat as read-only.
+    method_options: dict[str, Any] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
