@@ -199,3 +199,20 @@ def test_mask_objective_is_the_papers_energy_up_to_a_constant(setup):
             direct += (beta * (a != b) + beta * o.gamma * border).sum((1, 2))
         gaps.append(torch.from_numpy(grid_energy(z.numpy(), *problem)) - direct)
     assert torch.allclose(torch.stack(gaps), gaps[0].expand(6, -1), atol=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_no_method_touches_parameter_gradients_or_the_mode(name, digits):
+    """Generated from the registry: a method's own passes (Puzzle Mix's saliency) leave `.grad` and
+    train/eval mode as they were; it declares how many network passes it costs."""
+    torch.manual_seed(0)
+    model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=digits.mean, std=digits.std).train()
+    for p in model.parameters():
+        p.grad = torch.full_like(p, 0.25)
+    from robustmix.methods import apply_method, network_passes
+
+    apply_method(METHODS[name], model, pixels(digits.x_train[:32]), digits.y_train[:32], num_classes=10, alpha=1.0,
+                 gen=torch.Generator().manual_seed(0))
+    assert model.training
+    assert all(torch.equal(p.grad, torch.full_like(p, 0.25)) for p in model.parameters())
+    assert network_passes(METHODS[name]) == (2 if name == "puzzle-mix" else 1)
