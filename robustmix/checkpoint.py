@@ -28,6 +28,7 @@ from . import __version__, files
 from .config import TrainConfig
 from .data import Dataset
 from .errors import RobustmixError
+from .methods import get_method, method_options, network_passes
 from .models import build_model, model_options
 
 FORMAT = "robustmix-checkpoint/1"
@@ -70,6 +71,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
     `save_checkpoint` adds the sha256 of the weights."""
     seconds = sum(r["seconds"] for r in history)
     n = data.x_train.shape[0]
+    method = get_method(config.method, config.method_options)
     return {
         "format": FORMAT,
         "robustmix_version": __version__,
@@ -83,6 +85,8 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
         "input_shape": list(data.input_shape),
         "method": config.method,
         "alpha": config.alpha if config.method != "erm" else 0.0,
+        "method_options": method_options(method),  # all of them, defaults included (None: the method has none)
+        "network_passes_per_batch": network_passes(method),  # forward+backward passes per training batch
         "seed": config.seed,
         "epochs": config.epochs,
         "recipe": config.recipe,

@@ -25,7 +25,7 @@ from .data import Dataset, augment_batch, load_dataset, pixels, prepare_dataset,
 from .data.sources import default_augment
 from .devices import resolve_device
 from .errors import RobustmixError
-from .methods import Method, apply_method, get_method, method_options, network_passes, soft_cross_entropy
+from .methods import Method, apply_method, get_method, network_passes, soft_cross_entropy
 from .metrics import predict_logits, topk_error
 from .models import build_model, model_options
 from .resume import config_mismatch, load_state, restore_state, save_state
@@ -87,7 +87,6 @@ def train(
     model.eval()
     meta = checkpoint_meta(config, data, data_info=data_info, augment=t.augment, clean_errors=clean_errors(model, data),
                            history=history, resumed_at_epoch=start, device=device, world_size=world.size)
-    meta.update(method_options=method_options(method), network_passes_per_batch=network_passes(method))
     return model.cpu(), meta
 
 

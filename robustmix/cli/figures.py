@@ -25,7 +25,7 @@ from ..results import csv_text
 from ..runs import check_compatible, checkpoint_name, discover, open_checkpoints
 from .common import nonneg_int, positive_int, say
 
-HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE"
+HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE; --curves: training curves"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
