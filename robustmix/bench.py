@@ -38,7 +38,8 @@ from .config import TrainConfig
 from .data import load_dataset
 from .devices import processor, resolve_device
 from .errors import RobustmixError
-from .evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
+from .attacks import SETTINGS
+from .evaluate import Checkpoint, EvalConfig, evaluate
 from .stats import as_bool, paired_difference, wilson_ci
 from .train import train
 
@@ -166,13 +167,11 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
         )
     except (TypeError, ValueError) as e:
         raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
-    from .train import validate  # the trainer's own checks, with their one-line messages
-
     for c in configs:
         try:
-            validate(c)
+            c.validate()  # the trainer's own checks, with their one-line, flag-neutral messages
         except RobustmixError as e:
-            raise _bad(where, str(e).replace("--", ""), "fix the spec") from None
+            raise _bad(where, str(e), "fix the spec") from None
         except TypeError:
             raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
     return ModelSpec(name, configs=configs)

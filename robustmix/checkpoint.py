@@ -20,10 +20,13 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import files
+from . import __version__, files
+from .config import TrainConfig
+from .data import Dataset
 from .errors import RobustmixError
-from .models import build_model
+from .models import build_model, model_options
 
+FORMAT = "robustmix-checkpoint/1"
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 LEGACY = (".pt", ".pth")
@@ -33,11 +36,50 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     """Write weights then metadata, each atomically. Returns the checkpoint folder."""
     folder = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = st_save(state, metadata={"format": "robustmix-checkpoint/1"})
+    blob = st_save(state, metadata={"format": FORMAT})
     meta = dict(meta, weights_sha256=hashlib.sha256(blob).hexdigest())
     files.write_bytes(folder / WEIGHTS, blob)
     files.write_json(folder / META, meta)
     return folder
+
+
+def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augment: str, clean_errors: tuple[float, float],
+                    history: list[dict], resumed_at_epoch: int, device: torch.device | str, world_size: int) -> dict:
+    """The metadata a trained model's checkpoint carries: how it was made (the full config, the
+    data it saw, versions, device) and what it measured (clean error, per-epoch history, speed).
+    `save_checkpoint` adds the sha256 of the weights."""
+    seconds = sum(r["seconds"] for r in history)
+    n = data.x_train.shape[0]
+    return {
+        "format": FORMAT,
+        "robustmix_version": __version__,
+        "name": config.run_name,
+        "role": config.role,
+        "model": config.model,
+        "model_options": model_options(width=config.width, depth=config.depth, dropout=config.dropout),
+        "dataset": config.dataset,
+        "num_classes": data.num_classes,
+        "classes": list(data.classes),
+        "input_shape": list(data.input_shape),
+        "method": config.method,
+        "alpha": config.alpha if config.method != "erm" else 0.0,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "recipe": config.recipe,
+        "augment": augment,
+        "label_noise": config.label_noise,
+        "data": data_info,
+        "clean_top1_err": clean_errors[0],
+        "clean_top5_err": clean_errors[1],
+        "train_seconds": round(seconds, 3),
+        "train_images_per_second": round(n * len(history) / max(seconds, 1e-9), 1),
+        "resumed_at_epoch": resumed_at_epoch,
+        "device": str(device),
+        "world_size": world_size,
+        "torch_version": torch.__version__,
+        "history": history,
+        "config": config.to_dict(),
+    }
 
 
 def checkpoint_folder(path: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .core import Normalize
+from .normalize import Normalize
 
 WHITEN_EPS = 5e-4  # airbench94's eps added to the eigenvalues before 1/sqrt
 HEAD_SCALE = 1 / 9  # airbench94's output scaling
