@@ -55,8 +55,7 @@ def test_whitening_comes_from_the_data_and_is_not_trained():
     opt = decoupled_sgd(model, lr=11.5, weight_decay=0.0153, momentum=0.85, batch_size=64)
     trained = {id(p) for g in opt.param_groups for p in g["params"]}
     assert id(model.whiten.weight) not in trained and id(model.whiten.bias) in trained
-    model.train_stem_bias(False)
-    assert not model.whiten.bias.requires_grad
+    assert model.early_parameters() == [model.whiten.bias]
 
 
 def test_whiten_cnn_layout():

@@ -8,7 +8,7 @@ The ideas we follow from airbench94 (read from KellerJordan/cifar10-airbench, ai
 - the stem's 2·C·4 filters (24 for colour) are the ± eigenvectors of the covariance of the 2×2 patches
   of (normalised) training images, each scaled by 1/sqrt(eigenvalue + 5e-4): `init_from_data`
   computes them; they are never trained. The stem's bias starts at 0 and is trained only for the
-  first epochs (the trainer calls `train_stem_bias`);
+  first epochs (`early_parameters`: the trainer drops their gradients afterwards);
 - BatchNorm with its weight frozen at 1 (only the bias learns), eps 1e-12, running statistics
   updated as 0.6·old + 0.4·batch (PyTorch momentum 0.4);
 - every 3×3 convolution starts as the identity on its first `in_channels` filters (dirac), the rest
@@ -113,9 +113,10 @@ class WhitenCNN(nn.Module):
         return {"whitening_images": int(x.shape[0]), "whitening_eps": WHITEN_EPS,
                 "whitening_eigenvalues": [round(v, 6) for v in eigenvalues.tolist()]}
 
-    def train_stem_bias(self, on: bool) -> None:
-        """airbench trains the stem's bias for the first epochs only, then freezes it."""
-        self.whiten.bias.requires_grad_(on)
+    def early_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained only in the first epochs (airbench: the stem's bias, for 3 epochs); the
+        trainer drops their gradients afterwards (TrainConfig.whiten_bias_epochs)."""
+        return [self.whiten.bias]
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
         return self.group1(F.gelu(self.whiten(self.normalize(x))))
