@@ -165,9 +165,10 @@ AUTO = [
     ((3, 32, 32), 50_000, "fast-cifar", {}),  # CIFAR-10/100
     ((3, 32, 32), 73_257, "fast-cifar", {}),  # SVHN
     ((1, 28, 28), 60_000, "fast-cifar", {"width": 32}),  # MNIST, Fashion-MNIST
-    ((1, 28, 28), 1_437, "fast-cifar", {"width": 32, "batch_size": 64, "epochs": 100, "lookahead_after": 30}),
-    ((3, 32, 32), 10_000, "fast-cifar", {"batch_size": 512, "epochs": 15, "lookahead_after": 4}),
-    ((3, 64, 64), 20_000, "fast-cifar", {"batch_size": 1024, "epochs": 10, "lookahead_after": 3}),
+    ((1, 28, 28), 1_437, "fast-cifar", {"width": 32, "batch_size": 128, "epochs": 25, "lookahead_after": 8}),
+    ((3, 32, 32), 25_000, "fast-cifar", {"batch_size": 1024, "epochs": 12, "lookahead_after": 4}),
+    ((3, 32, 32), 10_000, "fast-cifar", {"batch_size": 1024, "epochs": 30, "lookahead_after": 9}),
+    ((3, 64, 64), 300, "fast-cifar", {"batch_size": 128, "epochs": 100, "lookahead_after": 30}),
 ]
 
 
