@@ -1,4 +1,7 @@
-"""Checkpoints: a folder with `model.safetensors` (weights) and `meta.json` (how it was made).
+"""Checkpoints: a folder with `model.safetensors` (weights) and `meta.json` (how it was made);
+the `Checkpoint` type (a loaded model, its name and metadata), the metadata a trained model's
+checkpoint carries (`checkpoint_meta`) and what result files quote of it (`provenance`).
+Finding checkpoints in a runs folder, naming them and checking they go together: `runs.py`.
 
 Loading never unpickles anything. The metadata records the sha256 of the weights it belongs to,
 so a folder whose two files do not match is refused rather than half-loaded.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -31,6 +35,22 @@ FORMAT = "robustmix-checkpoint/1"
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 LEGACY = (".pt", ".pth")
+# What result files, figures and the gate's baseline quote of each checkpoint they used.
+PROVENANCE = ("role", "method", "alpha", "seed", "model", "dataset", "epochs", "clean_top1_err", "weights_sha256")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model, the name it is reported under, and the metadata of the checkpoint it came from."""
+
+    name: str
+    model: nn.Module
+    meta: dict = field(default_factory=dict)
+
+
+def provenance(meta: dict) -> dict:
+    """The part of a checkpoint's metadata that a result quotes to say which model it measured."""
+    return {k: meta.get(k) for k in PROVENANCE}
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:

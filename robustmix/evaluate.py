@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Callable, Sequence
 
 import torch
@@ -39,6 +39,7 @@ from .attacks import (
     prepare_inputs,
     standard_layout,
 )
+from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
@@ -82,15 +83,6 @@ class EvalConfig:
             raise RobustmixError(f"channels_last must be true, false or 'auto', got {self.channels_last!r}")
         if self.amp not in AMP_MODES:
             raise RobustmixError(f"unknown amp mode {self.amp!r}: choose from {', '.join(AMP_MODES)}")
-
-
-@dataclass
-class Checkpoint:
-    """A loaded model and the metadata of the checkpoint it came from."""
-
-    name: str
-    model: nn.Module
-    meta: dict = field(default_factory=dict)
 
 
 def channels_last_for(config: EvalConfig, device: torch.device) -> bool:

@@ -24,7 +24,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .checkpoint import checkpoint_meta
-from .config import TrainConfig
+from .config import TrainConfig, config_mismatch
 from .data import Dataset, augment_batch, load_dataset, pixels, prepare_dataset, shuffled_batches
 from .data.sources import default_augment
 from .devices import resolve_device
@@ -34,7 +34,7 @@ from .metrics import predict_logits, topk_error
 from .models import build_model, model_options
 from .optim import Lookahead, decoupled_sgd, loss_scale, smooth_labels
 from .precision import autocast, memory_format, resolve_amp, resolve_channels_last, to_layout
-from .resume import config_mismatch, load_state, restore_state, save_state
+from .resume import load_state, restore_state, save_state
 
 STEM_IMAGES = 5000  # training images a data-initialised stem is computed from (airbench94: 5,000)
 PROGRESS_SECONDS = 0.5  # on_step's loss/accuracy are read from the device at most this often
