@@ -1,11 +1,22 @@
-"""Epoch time of robustmix's data path vs a plain torchvision DataLoader + per-image transforms.
+"""Epoch time of robustmix's trainer vs a bare loop over pre-made batches and vs a torchvision DataLoader.
 
-Same model (the cpu-fast recipe's FastCNN), same optimiser, batch size and training images, in one
-process; the three loops are interleaved epoch by epoch (ours-ERM, DataLoader-ERM, ours-mixup), so
-CPU contention from other users hits all of them alike, and the medians over several epochs give
-the ratios. Prints a Markdown table with `uptime` before and after.
+Same model, optimiser, loss, batch size and training images, in one process (the fast-cifar recipe
+unless --recipe says otherwise); the loops are interleaved epoch by epoch, so CPU contention from
+other users hits all of them alike, and the medians over the epochs give the ratios:
 
-    PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 2048 --epochs 3
+- trainer: `robustmix.train.run_epoch` as `robustmix train` runs it (seeded shuffling, whole-batch
+  augmentation on uint8, float conversion, memory layout, autocast, label smoothing, loss, optimiser
+  step, lr schedule, lookahead, progress callback), timed by the trainer itself (its `seconds`,
+  without the epoch-end test evaluation). One trainer loop per --trainer variant (amp:layout), so
+  float32 vs bf16 and channels_last vs NCHW are compared side by side in one run.
+- bare: forward + backward + optimiser step over batches augmented, converted and laid out before
+  the clock starts: the floor for this model. Target: trainer speed ≥ 0.9 × bare speed.
+- DataLoader: ImageFolder decoding each JPEG with PIL + per-image RandomCrop(pad 2, reflect),
+  RandomHorizontalFlip, ToTensor (the usual torchvision loop), same model and optimiser.
+
+    PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 4096 --epochs 3
+    PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 1024 --epochs 2 \\
+        --trainer none:cl,none:nchw,bf16:cl --no-loader
 """
 
 from __future__ import annotations
@@ -16,82 +27,117 @@ import subprocess
 import time
 
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches, stratified_subset
-from robustmix.methods import apply_method, get_method, soft_cross_entropy
-from robustmix.models import build_model
+from robustmix import train as trainer
+from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches
+from robustmix.devices import processor
+from robustmix.methods import get_method, soft_cross_entropy
+from robustmix.optim import loss_scale, smooth_labels
+from robustmix.precision import autocast, to_layout
 from robustmix.recipes import resolve_config
 
 
-def make(data, cfg):
-    torch.manual_seed(0)
-    model = build_model(cfg.model, in_channels=3, num_classes=data.num_classes, image_size=32, mean=data.mean,
-                        std=data.std, width=cfg.width)
-    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9, nesterov=True, weight_decay=cfg.weight_decay)
-    return model.train(), opt
+def build(cfg, data, amp: str, channels_last: bool) -> trainer.Trainer:
+    """A Trainer made by the trainer's own steps, with amp and the layout forced to the variant's."""
+    device = torch.device("cpu")
+    world = trainer.distributed.World(rank=0, size=1, local_rank=0)
+    model, net, _ = trainer.build_network(cfg, data, world, device, channels_last)
+    opt, sched, steps = trainer.build_optimiser(cfg, model, data.x_train.shape[0])
+    return trainer.Trainer(cfg, world, device, data, get_method(cfg.method), trainer.augment_of(cfg), model, net, opt,
+                           sched, torch.Generator().manual_seed(cfg.seed), steps, amp, channels_last,
+                           trainer.Lookahead() if cfg.lookahead_after else None)
 
 
-def step(model, opt, logits_and_targets):
-    logits, y_soft = logits_and_targets
-    loss = soft_cross_entropy(logits, y_soft)
-    opt.zero_grad(set_to_none=True)
+def progress(s: dict) -> None:
+    """What the CLI's progress bar does with each step's values."""
+    f"{s['loss']:.3f} {s['acc']:.1f} {s['images_per_second']:.0f}"
+
+
+def step(t: trainer.Trainer, x: torch.Tensor, y_soft: torch.Tensor) -> None:
+    with autocast(t.device, t.amp):
+        logits = t.model(x)
+    loss = soft_cross_entropy(logits.float(), y_soft) * loss_scale(t.config.optimizer, x.shape[0])
+    t.opt.zero_grad(set_to_none=True)
     loss.backward()
-    opt.step()
+    t.opt.step()
 
 
-def ours_epoch(model, opt, x, y, method, bs, gen):
-    """The trainer's data path: one uint8 tensor, one permutation, whole-batch crop+flip."""
-    for idx in shuffled_batches(x.shape[0], bs, gen):
-        xb = pixels(augment_batch("crop-flip", x[idx], gen))
-        step(model, opt, apply_method(method, model, xb, y[idx], num_classes=10, alpha=1.0, gen=gen))
-
-
-def loader_epoch(model, opt, loader, method, gen):
-    """The usual torchvision loop: ImageFolder (decode each JPEG with PIL) + per-image transforms."""
-    for xb, yb in loader:
-        step(model, opt, apply_method(method, model, xb, yb, num_classes=10, alpha=1.0, gen=gen))
+def premade(t: trainer.Trainer, epoch: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of batches exactly as the trainer makes them (augmented, float, laid out, smoothed targets)."""
+    gen, out = torch.Generator().manual_seed(1000 + epoch), []
+    for idx in shuffled_batches(t.data.x_train.shape[0], t.config.batch_size, gen):
+        x = augment_batch(t.augment, t.data.x_train[idx], gen, idx=idx, epoch=epoch, seed=0)
+        y = smooth_labels(F.one_hot(t.data.y_train[idx], t.data.num_classes).float(), t.config.label_smoothing)
+        out.append((to_layout(pixels(x), t.channels_last), y))
+    return out
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", required=True, help="ImageFolder root with train/ and test/")
-    p.add_argument("--images", type=int, default=2048, help="training images per epoch (stratified subset)")
+    p.add_argument("--recipe", default="fast-cifar")
+    p.add_argument("--width", type=int, default=0, help="model width (0: the recipe's)")
+    p.add_argument("--images", type=int, default=4096, help="training images per epoch (stratified subset)")
     p.add_argument("--epochs", type=int, default=3)
+    p.add_argument("--trainer", default="none:cl", help="trainer variants amp:layout, comma-separated (amp none|bf16, layout cl|nchw)")
+    p.add_argument("--no-loader", action="store_true", help="skip the DataLoader loop")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: the 2 cores train the model)")
     a = p.parse_args()
-    import torchvision.transforms as T
-    from torchvision.datasets import ImageFolder
 
     uptime0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    cfg = resolve_config("cpu-fast")
-    data = load_dataset(f"imagefolder:{a.root}")
-    idx = stratified_subset(data.y_train, a.images, seed=0)
-    x, y = data.x_train[idx], data.y_train[idx]
-    tf = T.Compose([T.RandomCrop(32, padding=4), T.RandomHorizontalFlip(), T.ToTensor()])
-    ds = Subset(ImageFolder(f"{a.root}/train", transform=tf), idx.tolist())
-    assert [ds.dataset.targets[i] for i in idx[:50].tolist()] == y[:50].tolist(), "same images, same labels"
-    loader = DataLoader(ds, batch_size=cfg.batch_size, shuffle=True, num_workers=a.workers,
-                        generator=torch.Generator().manual_seed(0))
-    runs = {
-        "ours, erm": (lambda m, o, g: ours_epoch(m, o, x, y, get_method("erm"), cfg.batch_size, g)),
-        "DataLoader + per-image transforms, erm": (lambda m, o, g: loader_epoch(m, o, loader, get_method("erm"), g)),
-        "ours, mixup": (lambda m, o, g: ours_epoch(m, o, x, y, get_method("mixup"), cfg.batch_size, g)),
-    }
-    state = {name: (*make(data, cfg), torch.Generator().manual_seed(0)) for name in runs}
+    cfg = resolve_config(a.recipe, dataset=f"imagefolder:{a.root}", train_subset=a.images, test_subset=100,
+                         width=a.width or None, epochs=a.epochs, seed=0, device="cpu")
+    data, _ = trainer.build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
+    variants = [(v.split(":")[0], v.split(":")[1] == "cl") for v in a.trainer.split(",")]
+    runs: dict[str, tuple] = {}
+    for amp, cl in variants:
+        runs[f"trainer, amp {amp}, {'channels_last' if cl else 'NCHW'}"] = ("trainer", build(cfg, data, amp, cl))
+    first = build(cfg, data, *variants[0])
+    runs[f"bare loop over pre-made batches, amp {variants[0][0]}"] = ("bare", first)
+    if not a.no_loader:
+        import torchvision.transforms as T
+        from torchvision.datasets import ImageFolder
+
+        from robustmix.data import stratified_subset
+
+        tf = T.Compose([T.RandomCrop(32, padding=2, padding_mode="reflect"), T.RandomHorizontalFlip(), T.ToTensor()])
+        folder = ImageFolder(f"{a.root}/train", transform=tf)
+        idx = stratified_subset(torch.tensor(folder.targets), a.images, seed=0)
+        loader = DataLoader(Subset(folder, idx.tolist()), batch_size=cfg.batch_size, shuffle=True, num_workers=a.workers,
+                            generator=torch.Generator().manual_seed(0))
+        runs["DataLoader + per-image transforms"] = ("loader", (build(cfg, data, *variants[0]), loader))
     times: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(a.epochs):
-        for name, epoch in runs.items():
-            t = time.perf_counter()
-            epoch(*state[name])
-            times[name].append(time.perf_counter() - t)
+    for epoch in range(a.epochs):
+        batches = premade(first, epoch)  # made before the clock starts
+        for name, (kind, obj) in runs.items():
+            if kind == "trainer":
+                times[name].append(trainer.run_epoch(obj, epoch, progress)["seconds"])
+                continue
+            t0 = time.perf_counter()
+            if kind == "bare":
+                obj.model.train()
+                for x, y in batches:
+                    step(obj, x, y)
+            else:
+                t, loader = obj
+                t.model.train()
+                for xb, yb in loader:
+                    y = smooth_labels(F.one_hot(yb, 10).float(), cfg.label_smoothing)
+                    step(t, to_layout(xb, t.channels_last), y)
+            times[name].append(time.perf_counter() - t0)
     uptime1 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"{a.images} training images per epoch, batch {cfg.batch_size}, {cfg.model} width {cfg.width}, "
-          f"{a.epochs} interleaved epochs each, torch threads {torch.get_num_threads()}, DataLoader workers {a.workers}\n")
-    print("| loop | epoch seconds (each) | median s | images/s | time ratio vs ours-ERM |\n|---|---|---|---|---|")
+    ref = next(iter(med))
+    bare = next(k for k in med if k.startswith("bare"))
+    print(f"{processor()}, torch {torch.__version__}, {torch.get_num_threads()} threads; recipe {a.recipe}, {cfg.model} "
+          f"width {cfg.width or 'default'}, batch {cfg.batch_size}, {a.images} training images per epoch, "
+          f"{a.epochs} interleaved epochs each, DataLoader workers {a.workers}\n")
+    print(f"| loop | epoch seconds (each) | median s | images/s | speed vs {ref} | speed vs bare loop |\n|---|---|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {a.images / med[k]:.0f} | {med[k] / med['ours, erm']:.2f} |")
+        print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {a.images / med[k]:.0f} | "
+              f"{med[ref] / med[k]:.2f} | {med[bare] / med[k]:.2f} |")
     print(f"\nuptime before: {uptime0}\nuptime after:  {uptime1}")
 
 

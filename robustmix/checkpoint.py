@@ -27,6 +27,7 @@ from torch import nn
 from . import __version__, files
 from .config import TrainConfig
 from .data import Dataset
+from .devices import processor
 from .errors import RobustmixError
 from .methods import get_method, method_options, network_passes
 from .models import build_model, model_options
@@ -65,7 +66,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
 
 
 def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augment: str, clean_errors: tuple[float, float],
-                    history: list[dict], resumed_at_epoch: int, device: torch.device | str, world_size: int) -> dict:
+                    history: list[dict], resumed_at_epoch: int, device: torch.device | str, world_size: int,
+                    amp: str = "none", channels_last: bool = False, stem: dict | None = None) -> dict:
     """The metadata a trained model's checkpoint carries: how it was made (the full config, the
     data it saw, versions, device) and what it measured (clean error, per-epoch history, speed).
     `save_checkpoint` adds the sha256 of the weights."""
@@ -99,6 +101,11 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
         "train_images_per_second": round(n * len(history) / max(seconds, 1e-9), 1),
         "resumed_at_epoch": resumed_at_epoch,
         "device": str(device),
+        "processor": processor(device),
+        "amp": amp,  # resolved: "none" (float32) or "bf16" (autocast, float32 weights)
+        "channels_last": channels_last,
+        "recipe_reason": config.recipe_reason,
+        "stem": stem or {},  # what a data-initialised stem was computed from (WhitenCNN)
         "world_size": world_size,
         "torch_version": torch.__version__,
         "history": history,

@@ -12,7 +12,9 @@ from .errors import RobustmixError
 from .methods import get_method
 
 ROLES = ("target", "surrogate")
-SCHEDULES = ("cosine", "step", "onecycle")
+SCHEDULES = ("cosine", "step", "onecycle", "triangle")
+OPTIMIZERS = ("sgd", "decoupled-sgd")
+AMP_MODES = ("auto", "none", "bf16")
 
 
 @dataclass(frozen=True)
@@ -31,10 +33,10 @@ class TrainConfig:
     device: str = "auto"
     # --- added with issue 3 (defaults keep the foundation's behaviour) ---
     nesterov: bool = True
-    schedule: str = "cosine"  # cosine (per step) | step (lr × lr_decay at each milestone epoch) | onecycle
+    schedule: str = "cosine"  # cosine (per step) | step (lr × lr_decay at each milestone epoch) | onecycle | triangle
     milestones: tuple[int, ...] = (100, 150)  # epochs after which the step schedule decays the lr
     lr_decay: float = 0.1
-    warmup: float = 0.25  # onecycle: fraction of the steps spent rising to the peak lr
+    warmup: float = 0.25  # onecycle, triangle: fraction of the steps spent rising to the peak lr
     augment: str = "auto"  # none | crop | crop-flip | auto (the data set's default; none for digits)
     width: int = 0  # model options; 0 = the model's default
     depth: int = 0
@@ -50,6 +52,14 @@ class TrainConfig:
     # --- added with issue 16 ---
     # e.g. puzzle-mix's {"adv_p": 0.1}; {} = the method's defaults. Compared, not hashed (a dict); treat as read-only.
     method_options: dict[str, Any] = field(default_factory=dict, hash=False)
+    # --- added with issue 14 (defaults keep the earlier behaviour) ---
+    amp: str = "none"  # none | bf16 (autocast, float32 master weights) | auto (bf16 on CUDA and AMX CPUs)
+    channels_last: bool | str = "auto"  # True | False | "auto" (robustmix.precision.resolve_channels_last)
+    optimizer: str = "sgd"  # sgd | decoupled-sgd (lr and weight decay per 1,024 examples, summed loss; airbench)
+    label_smoothing: float = 0.0  # applied to every method's soft targets
+    lookahead_after: int = 0  # lookahead weight averaging from this epoch on (0: none)
+    whiten_bias_epochs: int = 3  # whiten_cnn: the epochs in which the whitening stem's bias is trained
+    recipe_reason: str = ""  # why `--recipe auto` chose `recipe` for this data
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -80,6 +90,18 @@ class TrainConfig:
             raise RobustmixError(f"dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.warmup < 1.0:
             raise RobustmixError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.amp not in AMP_MODES:
+            raise RobustmixError(f"amp must be one of {', '.join(AMP_MODES)}, got {self.amp!r}")
+        if self.channels_last not in (True, False, "auto"):
+            raise RobustmixError(f"channels_last must be true, false or auto, got {self.channels_last!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise RobustmixError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {self.optimizer!r}")
+        if self.optimizer == "decoupled-sgd" and not 0.0 <= self.momentum < 1.0:
+            raise RobustmixError(f"momentum must be in [0, 1) for decoupled-sgd, got {self.momentum}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise RobustmixError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
+        if self.lookahead_after < 0 or self.whiten_bias_epochs < 0:
+            raise RobustmixError("lookahead_after and whiten_bias_epochs must be >= 0 (epochs)")
         get_method(self.method, self.method_options)
 
     @classmethod

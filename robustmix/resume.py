@@ -1,9 +1,10 @@
 """Per-epoch resume state: one safetensors file (tensors) whose header carries the JSON rest.
 
 Tensors: the model's state (`model.*`), the optimiser's per-parameter state (`opt.<i>.<name>`), the
-shuffling/mixing generator's and torch's global RNG states (`rng.*`). JSON (in the safetensors
-metadata): format, epoch, config, optimiser param groups, scheduler state, history. One file written
-atomically, so a run killed at any moment leaves the previous epoch's state intact. Never pickled.
+lookahead average if the run has one (`lookahead.*`), the shuffling/mixing generator's and torch's
+global RNG states (`rng.*`). JSON (in the safetensors metadata): format, epoch, config, optimiser
+param groups, scheduler state, history. One file written atomically, so a run killed at any moment
+leaves the previous epoch's state intact. Never pickled.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ FORMAT = "robustmix-resume/1"
 
 
 def save_state(path: str | Path, *, model, opt, sched, gen: torch.Generator, epoch: int, config: dict,
-               history: list[dict]) -> Path:
+               history: list[dict], lookahead=None) -> Path:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if lookahead is not None:
+        tensors.update({f"lookahead.{k}": v for k, v in lookahead.tensors().items()})
     opt_state = opt.state_dict()
     for i, st in opt_state["state"].items():
         for name, v in st.items():
@@ -51,8 +54,11 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, info
 
 
-def restore_state(tensors: dict, info: dict, *, model, opt, sched, gen: torch.Generator) -> None:
+def restore_state(tensors: dict, info: dict, *, model, opt, sched, gen: torch.Generator, lookahead=None) -> None:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if lookahead is not None:
+        device = next(model.parameters()).device
+        lookahead.load({k[10:]: v for k, v in tensors.items() if k.startswith("lookahead.")}, device)
     state: dict = {}
     for k, v in tensors.items():
         if k.startswith("opt."):

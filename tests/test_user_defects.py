@@ -139,7 +139,7 @@ def test_boolean_flags_refuse_anything_but_true_or_false(text, capsys):
 @pytest.mark.parametrize("text, value", [("true", True), ("False", False), ("yes", True), ("0", False)])
 def test_boolean_flags_take_true_and_false(text, value):
     args = build_parser().parse_args(["train", "--nesterov", text])
-    assert config_from_args(args).nesterov is value
+    assert config_from_args(args)[0].nesterov is value
 
 
 # 8 ------------------------------------------------------------------------------------------------

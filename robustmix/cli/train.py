@@ -9,8 +9,8 @@ from pathlib import Path
 from .. import files
 from ..distributed import world_from_env
 from ..checkpoint import LEGACY, META, WEIGHTS, checkpoint_folder, save_checkpoint
-from ..config import ROLES, SCHEDULES, TrainConfig
-from ..data import AUGMENTS, DATASETS, DEFAULT_AUGMENT
+from ..config import AMP_MODES, OPTIMIZERS, ROLES, SCHEDULES, TrainConfig
+from ..data import AUGMENTS, DATASETS, DEFAULT_AUGMENT, Dataset, load_dataset
 from ..data.sources import IMAGEFOLDER
 from ..errors import RobustmixError
 from ..methods import METHODS, get_method, method_options
@@ -50,7 +50,7 @@ def auto_augment_help() -> str:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Every value flag defaults to None: None means "the recipe's value, else TrainConfig's default".
     a = p.add_argument
-    a("--recipe", choices=list(RECIPES), default=None, help="start from a recipe: paper-cifar (the paper's CIFAR setup) or cpu-fast (CIFAR-10 on 2 CPU cores in minutes); explicit flags override it")
+    a("--recipe", choices=["auto", *RECIPES], default="auto", help="start from a recipe; explicit flags override it. auto (default) chooses from the data: small-cnn for images under 16 px, else fast-cifar (WhitenCNN after airbench94; width 32 for one channel; smaller batches and more epochs under 25,000 images), recorded with the reason in the checkpoint's meta.json; fast-cifar-3x (3× the epochs, for mixup), paper-cifar (the paper's CIFAR setup), cpu-fast, small-cnn")
     a("--dataset", default=None, help=f"data set: {', '.join(DATASETS)} or imagefolder:ROOT (ROOT/train/<class>/*, ROOT/test/<class>/*) (default {D.dataset})")
     a("--data-dir", default=None, help="folder of the torchvision data sets (default ./data)")
     a("--download", action="store_true", default=None, help="download a torchvision data set into --data-dir if missing (needs network)")
@@ -59,9 +59,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--train-subset", type=nonneg_int, default=None, help="train on a stratified, seeded subset of N images (0 = all)")
     a("--test-subset", type=nonneg_int, default=None, help="evaluate on a stratified subset of N test images, the same for every seed (0 = all)")
     a("--label-noise", type=fraction, default=None, help="replace this fraction of training labels with a wrong random label, seeded (paper Table 2)")
-    a("--augment", choices=["auto", *AUGMENTS], default=None, help=f"batch augmentation (default auto: {auto_augment_help()}; flips only for data known to be flip-safe)")
+    a("--augment", choices=["auto", *AUGMENTS], default=None, help=f"batch augmentation (default: the recipe's; auto: {auto_augment_help()}; flips only for data known to be flip-safe); translate = 2 px with reflection, altflip-translate adds airbench's alternating flip (the fast recipes use it on flip-safe data, translate elsewhere)")
     a("--model", default=None, help=f"architecture: {', '.join(MODELS)} (default {D.model})")
-    a("--width", type=positive_int, default=None, help="model width (cnn/fast_cnn: first channels; preact_resnet18: 64; wrn28_10: widening factor 10)")
+    a("--width", type=positive_int, default=None, help="model width (cnn/fast_cnn/whiten_cnn: first channels, whiten_cnn 64 with 4× that after; preact_resnet18: 64; wrn28_10: widening factor 10)")
     a("--depth", type=positive_int, default=None, help="model depth (wrn28_10 only: 6n+4, e.g. 10, 16, 28)")
     a("--dropout", type=fraction, default=None, help="dropout probability where the model has dropout (default 0)")
     a("--method", default=None, help=f"training method: {', '.join(METHODS)} (default {D.method})")
@@ -74,10 +74,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--lr", type=finite_float, default=None, help=f"peak SGD learning rate (default {D.lr})")
     a("--momentum", type=nonneg_float, default=None, help=f"SGD momentum (default {D.momentum})")
     a("--nesterov", type=boolean, default=None, help="Nesterov momentum: true or false (default true)")
-    a("--schedule", choices=SCHEDULES, default=None, help=f"lr schedule: cosine, step (× --lr-decay at --milestones), onecycle (default {D.schedule})")
+    a("--schedule", choices=SCHEDULES, default=None, help=f"lr schedule: cosine, step (× --lr-decay at --milestones), onecycle, triangle (airbench's 0.2 → 1 at --warmup → 0.07) (default {D.schedule})")
     a("--milestones", type=int_list, default=None, help="step schedule: epochs after which the lr decays, e.g. 100,150")
     a("--lr-decay", type=nonneg_float, default=None, help="step schedule: lr factor at each milestone (default 0.1)")
-    a("--warmup", type=fraction, default=None, help="onecycle: fraction of steps rising to the peak lr (default 0.25)")
+    a("--warmup", type=fraction, default=None, help="onecycle, triangle: fraction of steps rising to the peak lr (default 0.25)")
+    a("--optimizer", choices=OPTIMIZERS, default=None, help="sgd (lr and weight decay as PyTorch's, mean loss) or decoupled-sgd (airbench: lr and weight decay per 1,024 examples, summed loss, Nesterov, BatchNorm biases at 64× lr) (default sgd)")
+    a("--label-smoothing", type=fraction, default=None, help="label smoothing applied to every method's soft targets (default 0)")
+    a("--lookahead-after", type=nonneg_int, default=None, help="lookahead weight averaging (airbench's schedule) from this epoch on; 0 = none (default 0)")
+    a("--whiten-bias-epochs", type=nonneg_int, default=None, help="whiten_cnn: epochs in which the whitening stem's bias is trained (default 3)")
+    a("--amp", choices=AMP_MODES, default=None, help="bfloat16 autocast with float32 master weights: bf16, none (float32), or auto = bf16 on CUDA and on CPUs with AMX, float32 elsewhere (bf16 is ~16× slower on CPUs without AMX, reports/cifar10-cpu.md) (default: the recipe's; none without one)")
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="model and batches in channels_last memory; --no-channels-last for NCHW (default auto: on for whiten_cnn, measured faster on the CPU, and on CUDA under bf16)")
     a("--weight-decay", type=nonneg_float, default=None, help=f"weight decay (default {D.weight_decay})")
     a("--seed", type=int, default=None, help=f"seed for initialisation, subsets, label noise, shuffling, augmentation and mixing (default {D.seed})")
     a("--role", choices=ROLES, default=None, help="target (attacked) or surrogate (crafts black-box examples); default target")
@@ -90,7 +96,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 FIELDS = ("dataset", "data_dir", "download", "cache_dir", "image_size", "train_subset", "test_subset", "label_noise",
           "augment", "model", "width", "depth", "dropout", "method", "alpha", "epochs", "batch_size", "lr", "momentum",
-          "nesterov", "schedule", "milestones", "lr_decay", "warmup", "weight_decay", "seed", "role", "device")
+          "nesterov", "schedule", "milestones", "lr_decay", "warmup", "weight_decay", "seed", "role", "device",
+          "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs", "amp", "channels_last")
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -100,12 +107,20 @@ def key_value(text: str) -> tuple[str, str]:
     return key.strip(), value.strip()
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    options = None
+def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Dataset | None]:
+    """The config the flags ask for, and the data set if it had to be loaded to choose the recipe
+    (--recipe auto: its shape and size decide; the data is then handed to training, not loaded twice)."""
+    explicit = {f: getattr(args, f) for f in FIELDS}
     if getattr(args, "method_option", None):  # stored typed, as the method reads them (checked by train)
-        method = get_method(args.method or resolve_config(args.recipe).method, dict(args.method_option))
-        options = {k: v for k, v in method_options(method).items() if k in dict(args.method_option)}
-    return resolve_config(args.recipe, **{f: getattr(args, f) for f in FIELDS}, method_options=options)
+        method = get_method(args.method or resolve_config(args.recipe if args.recipe != "auto" else "").method,
+                            dict(args.method_option))
+        explicit["method_options"] = {k: v for k, v in method_options(method).items() if k in dict(args.method_option)}
+    if args.recipe != "auto":
+        return resolve_config(args.recipe, **explicit), None
+    data = load_dataset(args.dataset or D.dataset, data_dir=args.data_dir, download=bool(args.download),
+                        image_size=args.image_size or 0, cache_dir=args.cache_dir)
+    n = data.x_train.shape[0] if not args.train_subset else min(args.train_subset, data.x_train.shape[0])
+    return resolve_config("auto", auto=(data.input_shape, n), **dict(explicit, dataset=args.dataset or D.dataset)), data
 
 
 def refuse_overwrite(out: Path, resume: bool = False) -> None:
@@ -147,7 +162,7 @@ def epoch_logger(out: Path, tensorboard: bool):
 
 
 def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
-                   tensorboard: bool = False) -> dict:
+                   tensorboard: bool = False, data: Dataset | None = None) -> dict:
     """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`)."""
     if not overwrite:
         refuse_overwrite(out, resume)
@@ -178,10 +193,10 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
             f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
     if not world_from_env().is_main:  # under torchrun, rank 0 alone logs and writes
-        model, meta = train(config, resume=resume, state_path=out / STATE)
+        model, meta = train(config, data=data, resume=resume, state_path=out / STATE)
         return meta
     try:
-        model, meta = train(config, on_step=on_step, on_epoch=on_epoch, state_path=out / STATE, resume=resume)
+        model, meta = train(config, data=data, on_step=on_step, on_epoch=on_epoch, state_path=out / STATE, resume=resume)
     finally:
         if state["bar"] is not None:
             state["bar"].close()
@@ -203,17 +218,19 @@ def check_out(out: Path) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    config = config_from_args(args)
+    config, data = config_from_args(args)
     config.validate()
     out = args.out or Path("runs") / config.run_name
     check_out(out)
-    meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard)
+    meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard,
+                          data=data)
     if not world_from_env().is_main:
         return 0
     say(
         f"wrote {out}: {meta['method']} {meta['model']} on {meta['dataset']}, seed {meta['seed']}, "
         f"clean top-1 error {meta['clean_top1_err']:.2f}% ({meta['train_seconds']:.1f} s, "
-        f"{meta['train_images_per_second']:.0f} img/s)"
+        f"{meta['train_images_per_second']:.0f} img/s); recipe {meta['recipe'] or 'none'}"
+        + (f" ({meta['recipe_reason']})" if meta.get("recipe_reason") else "")
     )
     print(out)
     return 0

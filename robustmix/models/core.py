@@ -11,6 +11,7 @@ from ..errors import RobustmixError
 from .imagenet import TorchvisionResNet
 from .resnets import PreActResNet, WideResNet
 from .small import FastCNN, LeNet5, SmallCNN
+from .whiten import WhitenCNN
 
 
 def run_stages(model: nn.Module, x: torch.Tensor, *, mix_at: int = -1, mix: Callable | None = None) -> torch.Tensor:
@@ -32,6 +33,7 @@ MODELS: dict[str, ModelFactory] = {
     "cnn": lambda c, k, size, mean, std, **kw: SmallCNN(c, k, mean, std, **kw),
     "fast_cnn": lambda c, k, size, mean, std, **kw: FastCNN(c, k, mean, std, **kw),
     "lenet5": lambda c, k, size, mean, std, **kw: LeNet5(c, k, mean, std, image_size=size, **kw),
+    "whiten_cnn": lambda c, k, size, mean, std, **kw: WhitenCNN(c, k, mean, std, **kw),
     "preact_resnet18": lambda c, k, size, mean, std, **kw: PreActResNet(c, k, mean, std, blocks=(2, 2, 2, 2), **kw),
     "wrn28_10": lambda c, k, size, mean, std, **kw: WideResNet(c, k, mean, std, **kw),
     "resnet18": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet18", c, k, mean, std, **kw),
