@@ -64,7 +64,7 @@ def logits_of(model: nn.Module, x: torch.Tensor, device: torch.device, batch_siz
 def check_forward(model: ImportedModel, x: torch.Tensor, num_classes: int, device: torch.device, name: str) -> list[str]:
     """Step 1 (model in eval mode). Raises on a broken forward pass; returns warnings."""
     probe = pixels(x[:64].to(device))
-    before = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    before = {k: v.detach().clone() for k, v in model.named_buffers()}
     with torch.inference_mode():
         a = model(probe)
         b = model(probe)
@@ -74,7 +74,7 @@ def check_forward(model: ImportedModel, x: torch.Tensor, num_classes: int, devic
         raise RobustmixError(f"{name} outputs {a.shape[1]} classes but the data set has {num_classes}: import a model trained on this data set")
     if not torch.isfinite(a).all():
         raise RobustmixError(f"{name} returns NaN or inf logits on clean test images: check its weights and normalisation")
-    moved = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    moved = [k for k, v in model.named_buffers() if not torch.equal(v, before[k])]
     if moved:
         raise RobustmixError(
             f"{name} changes its buffers ({moved[0]}) in eval mode: it was traced or exported in training mode "

@@ -221,12 +221,10 @@ def read_source(source: str, weights: str | Path | None, input_shape, num_classe
     if kind == "program":
         blob = read_bytes(arch)
         program_kind = programs.program_kind(blob, arch)
-        net = programs.KINDS[program_kind](blob, arch)
+        info = {"source": program_kind, "arch": None, "file": str(arch), "file_sha256": sha256_of(blob)}
         if program_kind == "torch.export":
-            blob = programs.sanitized_pt2(blob, arch)  # what we keep: the checked archive
-            # note: the sanitized archive's sha256 differs from the file's; both are recorded
-        info = {"source": program_kind, "arch": None, "file": str(arch), "file_sha256": sha256_of(read_bytes(arch))}
-        return net, info, blob
+            blob = programs.sanitized_pt2(blob, arch)  # what the folder keeps (and load_pt2 re-checks): the checked archive
+        return programs.KINDS[program_kind](blob, arch), info, blob
     blob = read_bytes(weights)
     state = read_state_dict(weights, blob)
     net = build_net(kind, arch, input_shape, num_classes, state)

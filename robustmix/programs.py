@@ -25,8 +25,9 @@ pickle payload like tests/hostile.py's fails to load). The archive's code, thoug
 compiled by TorchScript and run by its interpreter; PyTorch's SECURITY.md says to treat TorchScript
 "the same way as locally executable code from an unknown source". The only archive code that runs
 while loading is a class's `__setstate__`, so we refuse archives that define one (searched in the
-code before loading), and after loading we walk the forward graph (calls inlined) and refuse any
-operator outside `aten::`/`prim::` or among the ones that read or write files or call Python.
+code before loading), and after loading we walk the forward graph and every scripted forward hook
+(calls inlined) and refuse any operator outside `aten::`/`prim::` or among the ones that read or
+write files or call Python.
 What remains is the risk PyTorch names: a bug in TorchScript's own deserializer. Import
 TorchScript from people you trust; prefer `torch.export` or a state dict.
 """
@@ -277,7 +278,12 @@ def load_torchscript(blob: bytes, path: str) -> nn.Module:
         raise RobustmixError(f"{path}: TorchScript could not load it ({first[:120]}): save it again with torch.jit.save") from None
     if not hasattr(module, "forward"):
         raise RobustmixError(f"{path}: the TorchScript module has no forward method: script the classifier itself")
-    ops = _graph_ops(module.forward.inlined_graph if hasattr(module.forward, "inlined_graph") else module.inlined_graph)
+    ops = _graph_ops(module.forward.inlined_graph)
+    for m in module.modules():  # scripted forward hooks run around forward, outside its graph
+        for hook in m._c._get_forward_pre_hooks() + m._c._get_forward_hooks():
+            graph = hook.graph.copy()
+            torch._C._jit_pass_inline(graph)
+            ops |= _graph_ops(graph)
     bad = sorted(op for op in ops if op in DENIED_OPS or op.split("::")[0] not in ("aten", "prim"))
     if bad:
         raise _refuse(path, f"its forward calls {', '.join(bad[:3])}; only aten and prim operators that touch no files are accepted",

@@ -127,6 +127,26 @@ class ReadsFile(nn.Module):
         return self.head(x.flatten(1)) + t.float().sum() * 0
 
 
+class Small(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(64, 10)
+
+    def forward(self, x):
+        return self.head(x.flatten(1))
+
+
+def saving_hook(module: nn.Module, inputs: Tuple[torch.Tensor]) -> None:
+    torch.save(inputs[0], "leak.pt")
+
+
+def with_saving_hook() -> nn.Module:
+    """A module whose own (root) forward pre-hook writes its input to a file: scripted with it."""
+    m = Small()
+    m.register_forward_pre_hook(saving_hook)
+    return m
+
+
 def torchscript_with_hostile_pickle(src, dst) -> None:
     """A TorchScript archive whose data.pkl is replaced by a Python pickle carrying the payload."""
     import pickle

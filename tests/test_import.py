@@ -32,6 +32,12 @@ def records(model, surrogate, batch):
     return sorted(({k: r[k] for k in SAME} for r in out), key=lambda r: (r["setting"], r["attack"]))
 
 
+@pytest.fixture(scope="module")
+def reference(trained, trained_mixup, digits):
+    """The trained model's own records on the first 96 test images (computed once per module)."""
+    return records(trained[0].eval(), trained_mixup[0], (digits.x_test[:96], digits.y_test[:96]))
+
+
 def import_cli(tmp_path, source, *flags, name="imported"):
     out = tmp_path / name
     code = main(["import", str(source), "--dataset", "digits", "--out", str(out), "--device", "cpu", *flags])
@@ -55,7 +61,7 @@ ROUND_TRIPS = {
 
 
 @pytest.mark.parametrize("case", sorted(ROUND_TRIPS))
-def test_round_trip_gives_identical_logits_and_attack_records(case, exports, trained, trained_mixup, digits, batch, tmp_path):
+def test_round_trip_gives_identical_logits_and_attack_records(case, exports, trained, trained_mixup, reference, digits, batch, tmp_path):
     model, _ = trained
     export, flags = ROUND_TRIPS[case]
     flags = flags(digits)
@@ -66,7 +72,7 @@ def test_round_trip_gives_identical_logits_and_attack_records(case, exports, tra
     loaded, meta = load_checkpoint(folder)
     with torch.no_grad():
         assert torch.equal(loaded(digits.x_test), model.eval()(digits.x_test))
-    assert records(loaded, trained_mixup[0], batch) == records(model, trained_mixup[0], batch)
+    assert records(loaded, trained_mixup[0], batch) == reference
     imp = meta["import"]
     assert meta["clean_top1_err"] == pytest.approx(trained[1]["clean_top1_err"])
     assert imp["warnings"] == [] and imp["forced"] is False
@@ -100,6 +106,8 @@ def test_attack_and_report_work_unchanged_on_imported_folders(exports, tmp_path,
     out = capsys.readouterr().out
     assert "| white-box | Top-1 | imported |" in out and "| black-box |" in out
     assert main(["report", "results.json"]) == 0
+    assert main(["figures", "--pairs", "20", "--lams", "3", "--out-dir", "figs", "--device", "cpu"]) == 0
+    assert (tmp_path / "figs" / "figure2.png").is_file()
 
 
 # --- torchvision and timm: a robustmix resnet18 (torchvision's network) trained here ----------------
@@ -131,13 +139,13 @@ def test_torchvision_and_timm_state_dicts_round_trip(library, resnet, trained_mi
 # --- the Python API -----------------------------------------------------------------------------
 
 
-def test_import_model_wraps_a_module_for_evaluate(trained, trained_mixup, digits, batch):
+def test_import_model_wraps_a_module_for_evaluate(trained, trained_mixup, reference, digits, batch):
     model, meta = trained
     bare = import_model(Bare(model), digits, mean=digits.mean, std=digits.std, name="bare")
     assert bare.meta["clean_top1_err"] == pytest.approx(meta["clean_top1_err"])
-    assert records(bare.model, trained_mixup[0], batch) == records(model, trained_mixup[0], batch)
+    assert records(bare.model, trained_mixup[0], batch) == reference
     perm = import_model(Permuted(model), "digits", class_order=[str(c) for c in PERM])
-    assert records(perm.model, trained_mixup[0], batch) == records(model, trained_mixup[0], batch)
+    assert records(perm.model, trained_mixup[0], batch) == reference
     assert perm.meta["import"]["class_order"] == PERM
     norm = bare.meta["import"]["normalization"]
     assert norm["kind"] == "custom" and norm["mean"] == list(digits.mean) and bare.meta["import"]["source"] == "python"

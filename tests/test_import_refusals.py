@@ -27,6 +27,7 @@ def workdir(tmp_path_factory, trained, digits):
     hp.torchscript_with_hostile_pickle(f["scripted"], d / "hostile-pickle.ts")
     script(hp.SetState(), d / "setstate.ts")
     script(hp.ReadsFile(), d / "reads-file.ts")
+    script(hp.with_saving_hook(), d / "saving-hook.ts")
     train_mode = trace(trained[0].__class__(1, 10, (0.5,), (0.25,)).train(), digits.x_test, d / "train-mode.ts")
     assert train_mode.exists()
     script(nn.Sequential(trained[0], nn.Linear(10, 9)), d / "nine-classes.ts")
@@ -60,6 +61,7 @@ BAD = [
     (["hostile-pickle.ts"], "TorchScript could not load it"),
     (["setstate.ts"], "defines __setstate__"),
     (["reads-file.ts"], "calls aten::from_file"),
+    (["saving-hook.ts"], "calls aten::save"),
     (["notes.txt"], "not a zip archive"),
     (["missing.ts"], "neither a file nor torchvision:ARCH"),
     (["torchvision:resnet18"], "needs its weights: pass --weights"),

@@ -34,8 +34,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--mean", type=float_list, default=None, help="the network expects inputs normalised with this per-channel mean, in [0, 1] "
       "units (e.g. 0.485,0.456,0.406); robustmix adds the layer, so attacks still see [0, 1] pixels")
     a("--std", type=float_list, default=None, help="the per-channel std that goes with --mean, in [0, 1] units")
-    a("--expects-normalized", action="store_true", help="the network expects the data set's usual mean/std (robustmix adds the layer); "
-      "without this or --mean/--std, the network must take [0, 1] pixels itself")
+    a("--expects-normalized", action="store_true", help="the network expects the data set's usual mean/std (the per-channel "
+      "statistics of its training pixels, as robustmix train uses; robustmix adds the layer); without this or --mean/--std, "
+      "the network must take [0, 1] pixels itself")
     a("--bgr", action="store_true", help="the network expects BGR channel order (robustmix reverses the channels first)")
     a("--class-order", default=None, help="comma-separated: the data-set class (name or index) each output of the network "
       "stands for, when its order differs from the data set's")
