@@ -57,17 +57,29 @@ class Findings:
 
 
 @torch.inference_mode()
-def logits_of(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256) -> torch.Tensor:
-    return torch.cat([model(pixels(xb.to(device))).float() for xb in x.split(batch_size)]).cpu()
+def forward(model: nn.Module, x: torch.Tensor, name: str = "the model") -> torch.Tensor:
+    """model(x), with a failure inside the imported network turned into a one-line RobustmixError."""
+    try:
+        return model(x)
+    except RobustmixError:
+        raise
+    except Exception as e:  # the network's own error: shape asserts of exported programs, TorchScript errors, ...
+        first = (str(e).strip().splitlines() or [e.__class__.__name__])[0]
+        raise RobustmixError(
+            f"{name} fails on a batch of {x.shape[0]} test images of shape {list(x.shape[1:])} ({first[:160]}): it must "
+            "take batches of any size of this data set's images (torch.export: export with a dynamic batch dimension)"
+        ) from None
+
+
+def logits_of(model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 256, name: str = "the model") -> torch.Tensor:
+    return torch.cat([forward(model, pixels(xb.to(device)), name).float() for xb in x.split(batch_size)]).cpu()
 
 
 def check_forward(model: ImportedModel, x: torch.Tensor, num_classes: int, device: torch.device, name: str) -> list[str]:
     """Step 1 (model in eval mode). Raises on a broken forward pass; returns warnings."""
     probe = pixels(x[:64].to(device))
     before = {k: v.detach().clone() for k, v in model.named_buffers()}
-    with torch.inference_mode():
-        a = model(probe)
-        b = model(probe)
+    a, b = forward(model, probe, name), forward(model, probe, name)
     if a.dim() != 2 or a.shape[0] != probe.shape[0]:
         raise RobustmixError(f"{name} returned shape {tuple(a.shape)} for {probe.shape[0]} images: it must return N×classes logits")
     if a.shape[1] != num_classes:
@@ -182,7 +194,7 @@ def run_checks(model: ImportedModel, data: Dataset, given: Normalization, *, dev
     model.eval()
     try:
         notes = check_forward(model, data.x_test, data.num_classes, device, name)
-        logits = logits_of(model, data.x_test, device)
+        logits = logits_of(model, data.x_test, device, name=name)
         found = Findings(logits, topk_error(logits, data.y_test, 1), topk_error(logits, data.y_test, 5), notes=notes)
         problem = probabilities_problem(logits, found.top1, f)
         if problem:

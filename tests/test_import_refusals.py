@@ -31,6 +31,7 @@ def workdir(tmp_path_factory, trained, digits):
     train_mode = trace(trained[0].__class__(1, 10, (0.5,), (0.25,)).train(), digits.x_test, d / "train-mode.ts")
     assert train_mode.exists()
     script(nn.Sequential(trained[0], nn.Linear(10, 9)), d / "nine-classes.ts")
+    torch.export.save(torch.export.export(trained[0].eval(), (digits.x_test[:2],)), d / "batch-of-2.pt2")
     write_hostile_pt(d / "hostile.pt")
     (d / "notes.txt").write_text("not a model")
     (d / "existing").mkdir()
@@ -48,6 +49,7 @@ BAD = [
     (["softmax.ts"], "the model outputs probabilities"),
     (["train-mode.ts"], "changes its buffers (net.features.1.running_mean) in eval mode"),
     (["nine-classes.ts"], "outputs 9 classes but the data set has 10"),
+    (["batch-of-2.pt2"], "fails on a batch of 64 test images of shape [1, 8, 8] (Expected input at *args[0].shape[0] to be equal to 2"),
     (["torchvision:resnet18", "--weights", "hostile.pt"], "hostile.pt: refused, the file carries pickled code"),
     (["timm:resnet18", "--weights", "hostile.pt"], "hostile.pt: refused, the file carries pickled code"),
     (["robustmix:cnn", "--weights", "hostile.pt"], "hostile.pt: refused, the file carries pickled code"),
