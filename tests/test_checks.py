@@ -11,7 +11,8 @@ from torch import nn
 from robustmix.attacks import ATTACKS, fgsm_sweep
 from robustmix.checks import RobustmixWarning, check_fits, check_model, model_classes
 from robustmix.errors import RobustmixError
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate
+from robustmix.checkpoint import Checkpoint
+from robustmix.evaluate import EvalConfig, evaluate
 
 
 class Counting(nn.Module):
@@ -81,7 +82,7 @@ BAD_Y = {
 def run_attack(name, model, x, y):
     if name == "fgsm_sweep":
         return fgsm_sweep(model, x, y, eps=[4 / 255])
-    return ATTACKS[name](model, x, y, eps=4 / 255)
+    return ATTACKS[name].fn(model, x, y, eps=4 / 255)
 
 
 ENTRY_POINTS = sorted(ATTACKS) + ["fgsm_sweep"]
@@ -116,7 +117,7 @@ def test_valid_edge_pixels_pass_unchanged(trained, batch):
     x = x.clone()
     x[0] = 0.0
     x[1] = 1.0
-    x_adv = ATTACKS["fgsm"](model, x, y, eps=4 / 255)
+    x_adv = ATTACKS["fgsm"].fn(model, x, y, eps=4 / 255)
     assert (x_adv - x).abs().max() <= 4 / 255 + 1e-6
 
 

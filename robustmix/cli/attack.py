@@ -6,18 +6,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..attacks import AMP_MODES
-from ..checkpoint import load_checkpoint, read_meta
+from ..attacks import AMP_MODES, ATTACKS, CPU_AUTO_BATCH, SETTINGS
+from ..checkpoint import Checkpoint, provenance
 from ..checks import check_fits
 from ..data import load_dataset
 from .. import distributed
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import (
-    ATTACK_LABELS,
-    CPU_AUTO_BATCH,
-    SETTINGS,
-    Checkpoint,
     EvalConfig,
     evaluate,
     plan_evaluation,
@@ -26,6 +22,7 @@ from ..evaluate import (
 from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
+from ..runs import check_compatible, find_surrogate, find_targets, open_checkpoints
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
 
 HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table; --dry-run prints the plan of passes"
@@ -38,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--surrogate", type=Path, default=None, help="surrogate checkpoint for black-box examples (default: the one in --runs whose role is surrogate)")
     p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
-    p.add_argument("--attacks", type=name_list(tuple(ATTACK_LABELS)), default=D.attacks, help="comma-separated: fgsm, ifgsm (default both)")
-    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help="comma-separated: white-box, black-box (default both)")
+    p.add_argument("--attacks", type=name_list(tuple(ATTACKS)), default=D.attacks, help=f"comma-separated: {', '.join(ATTACKS)} (default {','.join(D.attacks)})")
+    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)})")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
     p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="opt-in bfloat16 autocast, for CUDA and CPUs with AMX/AVX512-BF16: bf16 runs the forward-only passes (clean, scoring) in bf16 and keeps every attack gradient float32; bf16-all runs the gradients in bf16 too (2.5× faster I-FGSM for PreAct ResNet-18 on a Xeon with AMX); logits, loss and gradients are float32 tensors; on trained CIFAR-10 checkpoints error moved by at most 0.12 pp, reports/perf.md (default none)")
@@ -60,56 +57,13 @@ def batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer >= 1") from None
 
 
-def discover(runs: Path) -> list[Path]:
-    if not runs.is_dir():
-        raise RobustmixError(f"no checkpoints: {runs} is not a folder; train first (robustmix quickstart) or pass --targets")
-    found = sorted(p.parent for p in runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
-    if not found:
-        raise RobustmixError(f"no checkpoints in {runs}: train first (robustmix quickstart) or pass --targets")
-    return found
-
-
 def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
     """Target and surrogate folders from the flags, or from the roles recorded in --runs."""
-    found = None
-    if args.targets is None:
-        found = discover(args.runs)
-        targets = [p for p in found if read_meta(p).get("role") == "target"]
-        if not targets:
-            raise RobustmixError(f"no checkpoint with role 'target' in {args.runs}: pass --targets")
-    else:
-        targets = list(args.targets)
+    targets = list(args.targets) if args.targets is not None else find_targets(args.runs)
     surrogate = args.surrogate
     if surrogate is None and "black-box" in args.settings:
-        found = found or sorted(p.parent for p in args.runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
-        surrogates = [p for p in found if read_meta(p).get("role") == "surrogate"]
-        if len(surrogates) > 1:
-            names = ", ".join(str(p) for p in surrogates)
-            raise RobustmixError(f"several surrogates in {args.runs} ({names}): choose one with --surrogate")
-        if not surrogates:
-            raise RobustmixError(
-                f"black-box needs a surrogate and none has role 'surrogate' in {args.runs}: "
-                "pass --surrogate PATH or --settings white-box"
-            )
-        surrogate = surrogates[0]
+        surrogate = find_surrogate(args.runs)
     return targets, surrogate
-
-
-def ckpt_name(path: Path) -> str:
-    """A checkpoint's name: its folder's name (also when the path names a file inside it)."""
-    return path.parent.name if path.suffix in (".json", ".safetensors", ".pt", ".pth") else path.name
-
-
-def check_compatible(checkpoints: list[Checkpoint]) -> str:
-    first = checkpoints[0].meta
-    for c in checkpoints[1:]:
-        for key in ("dataset", "num_classes", "input_shape"):
-            if c.meta.get(key) != first.get(key):
-                raise RobustmixError(
-                    f"{c.name} was trained with {key}={c.meta.get(key)!r} but {checkpoints[0].name} with "
-                    f"{first.get(key)!r}: evaluate checkpoints of one data set together"
-                )
-    return first["dataset"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,9 +87,8 @@ def run(args: argparse.Namespace) -> int:
         raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
     world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
     target_paths, surrogate_path = choose(args)
-    load = lambda p: Checkpoint(ckpt_name(p), *load_checkpoint(p, device, allow_legacy=args.allow_legacy))  # noqa: E731
-    targets = [load(p) for p in target_paths]
-    surrogate = load(surrogate_path) if surrogate_path else None
+    targets = open_checkpoints(target_paths, device, allow_legacy=args.allow_legacy, what="targets")
+    surrogate = open_checkpoints([surrogate_path], device, allow_legacy=args.allow_legacy)[0] if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
     data = load_dataset(dataset)
     for c in targets + ([surrogate] if surrogate else []):
@@ -159,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
     out = args.out or Path("runs") / "results" / f"attack-eps{eps_tag}-iters{config.iters}.json"
-    checkpoints = {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "model", "dataset", "clean_top1_err", "weights_sha256")} for c in targets + ([surrogate] if surrogate else [])}
+    checkpoints = {c.name: provenance(c.meta) for c in targets + ([surrogate] if surrogate else [])}
     save_results(out, records, config={**config.to_dict(), "dataset": dataset, "device": str(device)}, checkpoints=checkpoints)
     print(render_markdown(records))
     say(f"wrote {out} and {out.with_suffix('.csv')}")
