@@ -8,7 +8,7 @@ weights), `meta.json`, and for TorchScript / torch.export sources the (checked) 
 network from meta["import"] (and the program file) and loads the safetensors weights into it.
 
 `import_model(module, dataset=...)` is the same path for notebooks: any nn.Module plus its
-normalisation becomes an `evaluate.Checkpoint`, with the same checks; nothing is written.
+normalisation becomes a `checkpoint.Checkpoint`, with the same checks; nothing is written.
 Pixels are in [0, 1]; mean/std are in [0, 1] units too (ImageNet's are 0.485,0.456,0.406 /
 0.229,0.224,0.225).
 """
@@ -25,7 +25,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .checkpoint import save_checkpoint
+from .checkpoint import FORMAT, Checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 from .errors import RobustmixError
 from .import_checks import FLAGS, run_checks
@@ -86,7 +86,7 @@ def base_meta(name: str, data: Dataset, dataset: str, role: str, method: str, al
     from . import __version__
 
     return {
-        "format": "robustmix-checkpoint/1",
+        "format": FORMAT,
         "robustmix_version": __version__,
         "name": name,
         "role": role,
@@ -172,8 +172,6 @@ def import_model(module: nn.Module, dataset: str | Dataset = "digits", *, mean: 
     outputting probabilities, a likely wrong normalisation or a permuted class order, unless force=True.
     The module itself is wrapped, not copied: the checkpoint's model shares its weights.
     """
-    from .evaluate import Checkpoint
-
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     model, found, norm, order, forced = wrap_checked(
         module, data, mean=mean, std=std, expects_normalized=expects_normalized, bgr=bgr, class_order=class_order,

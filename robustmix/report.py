@@ -21,7 +21,7 @@ def row_labels(records: list[dict]) -> dict[str, str]:
     """Target name -> label: its method (with alpha), or the target's name where methods repeat."""
     methods: dict[str, str] = {}
     for r in records:
-        m = r["method"] if r["method"] == "erm" else f"{r['method']} (α={r['alpha']:g})"
+        m = r["method"] if r["method"] == "erm" or r.get("alpha") is None else f"{r['method']} (α={r['alpha']:g})"
         methods[r["target"]] = "ERM" if m == "erm" else m
     counts = pd.Series(list(methods.values())).value_counts()
     return {t: (m if counts[m] == 1 else f"{m} [{t}]") for t, m in methods.items()}

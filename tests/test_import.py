@@ -9,10 +9,11 @@ import torch
 
 from import_fixtures import PERM, Bare, Permuted, write_exports
 from robustmix import load_checkpoint
+from robustmix.checkpoint import Checkpoint
 from robustmix.cli import main
 from robustmix.config import TrainConfig
 from robustmix.errors import RobustmixError
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate
+from robustmix.evaluate import EvalConfig, evaluate
 from robustmix.imports import import_model
 from robustmix.train import train
 
@@ -105,6 +106,8 @@ def test_attack_and_report_work_unchanged_on_imported_folders(exports, tmp_path,
     assert main(["attack", "--eps", "8", "--iters", "2", "--out", "results.json"]) == 0
     out = capsys.readouterr().out
     assert "| white-box | Top-1 | imported |" in out and "| black-box |" in out
+    quoted = json.loads((tmp_path / "results.json").read_text())["checkpoints"]
+    assert quoted["exported"]["import"]["source"] == "torch.export" and quoted["surrogate"]["import"]["normalization"]["kind"] == "dataset"
     assert main(["report", "results.json"]) == 0
     assert main(["figures", "--pairs", "20", "--lams", "3", "--out-dir", "figs", "--device", "cpu"]) == 0
     assert (tmp_path / "figs" / "figure2.png").is_file()

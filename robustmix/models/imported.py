@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import RobustmixError
-from .core import Normalize
+from .normalize import Normalize
 
 
 class ImportedModel(nn.Module):
