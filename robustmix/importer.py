@@ -54,13 +54,28 @@ class Normalization:
         return {**asdict(self), "mean": list(self.mean), "std": list(self.std)}
 
 
-def normalization(channels: int, dataset_stats: tuple, *, mean: Sequence[float] | None = None,
-                  std: Sequence[float] | None = None, expects_normalized: bool = False, bgr: bool = False) -> Normalization:
-    """The normalisation the user declared (CLI --mean/--std, --expects-normalized, --bgr), validated."""
+def check_stats(mean: Sequence[float] | None, std: Sequence[float] | None, expects_normalized: bool = False) -> None:
+    """The declared statistics on their own (before any data is read): both or neither, finite, [0, 1] units."""
     if (mean is None) != (std is None):
         raise RobustmixError("give both --mean and --std (mean= and std=), or neither")
     if mean is not None and expects_normalized:
         raise RobustmixError("give --mean/--std or --expects-normalized, not both: --expects-normalized means the data set's usual mean/std")
+    if mean is None:
+        return
+    values = [float(v) for v in mean] + [float(v) for v in std]
+    if not all(v == v and abs(v) != float("inf") for v in values) or min(float(v) for v in std) <= 0:
+        raise RobustmixError("--mean must be finite numbers and --std finite numbers > 0")
+    if max(abs(float(v)) for v in mean) > 1 or max(float(v) for v in std) > 1:
+        raise RobustmixError(
+            f"--mean {','.join(f'{float(v):g}' for v in mean)} --std {','.join(f'{float(v):g}' for v in std)} look like the 0–255 "
+            "scale: robustmix pixels are in [0, 1]; divide them by 255 (e.g. 123.68 -> 0.485)"
+        )
+
+
+def normalization(channels: int, dataset_stats: tuple, *, mean: Sequence[float] | None = None,
+                  std: Sequence[float] | None = None, expects_normalized: bool = False, bgr: bool = False) -> Normalization:
+    """The normalisation the user declared (CLI --mean/--std, --expects-normalized, --bgr), validated."""
+    check_stats(mean, std, expects_normalized)
     if bgr and channels != 3:
         raise RobustmixError(f"--bgr (bgr=True) reverses colour channels, but the data set has {channels} channel(s): drop it")
     if mean is None:
@@ -70,13 +85,6 @@ def normalization(channels: int, dataset_stats: tuple, *, mean: Sequence[float] 
     mean, std = tuple(float(v) for v in mean), tuple(float(v) for v in std)
     if len(mean) != channels or len(std) != channels:
         raise RobustmixError(f"--mean and --std need {channels} value(s), one per channel of the data set; got {len(mean)} and {len(std)}")
-    if not all(v == v and abs(v) != float("inf") for v in mean + std) or min(std) <= 0:
-        raise RobustmixError("--mean must be finite numbers and --std finite numbers > 0")
-    if max(abs(v) for v in mean) > 1 or max(std) > 1:
-        raise RobustmixError(
-            f"--mean {','.join(f'{v:g}' for v in mean)} --std {','.join(f'{v:g}' for v in std)} look like the 0–255 scale: "
-            "robustmix pixels are in [0, 1]; divide them by 255 (e.g. 123.68 -> 0.485)"
-        )
     return Normalization("custom", mean, std, bgr)
 
 

@@ -29,7 +29,7 @@ from .checkpoint import FORMAT, Checkpoint, save_checkpoint
 from .data import Dataset, load_dataset
 from .errors import RobustmixError
 from .import_checks import FLAGS, run_checks
-from .importer import PROGRAM_FILES, normalization, parse_class_order, read_source, sha256_of
+from .importer import PROGRAM_FILES, check_stats, normalization, parse_class_order, parse_source, read_source, sha256_of
 from .models.imported import ImportedModel
 
 ROLES = ("target", "surrogate")
@@ -109,6 +109,8 @@ def import_source(config: ImportConfig, *, name: str, data: Dataset | None = Non
     """Read, wrap and check one SOURCE. Returns (model on the CPU in eval mode, meta, program bytes or None)."""
     if config.role not in ROLES:
         raise RobustmixError(f"role must be one of {', '.join(ROLES)}, got {config.role!r}")
+    check_stats(config.mean, config.std, config.expects_normalized)  # before reading any data
+    parse_source(config.source, config.weights)
     data = data or load_dataset(config.dataset)
     net, info, program = read_source(config.source, config.weights, data.input_shape, data.num_classes)
     model, found, norm, order, forced = wrap_checked(
