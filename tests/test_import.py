@@ -8,13 +8,12 @@ import pytest
 import torch
 
 from import_fixtures import PERM, Bare, Permuted, write_exports
-from robustmix import load_checkpoint
+from robustmix import import_model, load_checkpoint
 from robustmix.checkpoint import Checkpoint
 from robustmix.cli import main
 from robustmix.config import TrainConfig
 from robustmix.errors import RobustmixError
 from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.imports import import_model
 from robustmix.train import train
 
 CFG = EvalConfig(eps=(8 / 255,), iters=3, batch_size=96)

@@ -60,11 +60,11 @@ def run(args: argparse.Namespace) -> int:
     model, meta, program = import_source(config, name=args.out.name, device=resolve_device(args.device))
     imp = meta["import"]
     norm = imp["normalization"]
-    stats = f" (mean {','.join(f'{v:.4g}' for v in norm['mean'])}, std {','.join(f'{v:.4g}' for v in norm['std'])})"
-    how = {"none": "none (the network takes [0, 1] pixels)", "dataset": "the data set's" + stats, "custom": "--mean/--std" + stats}[norm["kind"]]
+    stats = f"mean {','.join(f'{v:.4g}' for v in norm['mean'])}, std {','.join(f'{v:.4g}' for v in norm['std'])}"
+    how = {"none": "none (the network takes [0, 1] pixels)", "dataset": f"the data set's {stats}", "custom": stats}[norm["kind"]]
     say(f"{imp['source']} model on {meta['dataset']}: clean top-1 error {meta['clean_top1_err']:.2f}% "
-        f"(top-5 {meta['clean_top5_err']:.2f}%), normalisation {how}{', BGR' if norm['bgr'] else ''}"
-        f"{', class order ' + ','.join(map(str, imp['class_order'])) if imp['class_order'] else ''}")
+        f"(top-5 {meta['clean_top5_err']:.2f}%); normalisation: {how}{'; BGR input' if norm['bgr'] else ''}"
+        f"{'; class order ' + ','.join(map(str, imp['class_order'])) if imp['class_order'] else ''}")
     for w in imp["warnings"] if imp["forced"] else []:
         say(f"robustmix import: warning: imported despite: {w}")
     save_imported(args.out, model, meta, program, overwrite=args.overwrite)
