@@ -1,6 +1,7 @@
 """Figures as PNG (matplotlib, Agg; no pyplot state): robustness curves, the paper's Figure 2,
-reliability diagrams. Each `*_figure` function takes the DataFrame built in `robustmix.analysis`
-(or `robustmix.report.evidence`) and returns a matplotlib Figure; `save_png` writes it atomically.
+reliability diagrams. Each `*_figure` function takes a DataFrame built in `robustmix.analysis`
+(or `robustmix.report.evidence`) or `robustmix.probes` and returns a matplotlib Figure;
+`save_png` writes it atomically.
 """
 
 from __future__ import annotations
@@ -46,8 +47,7 @@ def robustness_figure(
                 color = f"C{k}"
                 ax.plot(pts.eps_255, pts.err, marker="o", ms=3, color=color, label=labels.get(t, t))
                 ax.fill_between(pts.eps_255, pts.lo, pts.hi, color=color, alpha=0.2, lw=0)
-            surrogate = " (from the ERM surrogate)" if setting == "black-box" else ""
-            ax.set_title(f"{setting} {ATTACKS[attack].label}{surrogate}", fontsize=10)
+            ax.set_title(f"{setting} {ATTACKS[attack].label}{crafted_on(iv, setting, attack)}", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if r == len(settings) - 1:
@@ -59,8 +59,17 @@ def robustness_figure(
     return fig
 
 
+def crafted_on(intervals: pd.DataFrame, setting: str, attack: str) -> str:
+    """" (from SURROGATE)": the surrogate(s) the records name for a black-box panel, else ""."""
+    if "surrogate" not in intervals:
+        return ""
+    panel = intervals[(intervals.setting == setting) & (intervals.attack == attack)]
+    names = sorted(set(panel.surrogate.dropna()))
+    return f" (from {', '.join(names)})" if names else ""
+
+
 def figure2(curves: pd.DataFrame) -> Figure:
-    """The paper's Figure 2, both panels, from `analysis.figure2_curves`."""
+    """The paper's Figure 2, both panels, from `probes.figure2_curves`."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax_miss, ax_grad = fig.subplots(1, 2)
     for k, (name, c) in enumerate(curves.groupby("checkpoint", sort=False)):
@@ -89,7 +98,7 @@ def figure2(curves: pd.DataFrame) -> Figure:
 
 def reliability_figure(calib: pd.DataFrame) -> Figure:
     """Reliability diagrams (accuracy vs confidence per bin), one panel per checkpoint, with ECE.
-    `calib` is `analysis.calibration_frame`."""
+    `calib` is `probes.calibration_frame`."""
     names = list(dict.fromkeys(calib.checkpoint))
     fig = Figure(figsize=(3.4 * len(names), 3.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]
