@@ -9,6 +9,7 @@ __version__ = "0.1.0"
 
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .config import TrainConfig  # noqa: E402
+from .imports import import_model  # noqa: E402
 from .train import train  # noqa: E402
 
-__all__ = ["__version__", "TrainConfig", "load_checkpoint", "save_checkpoint", "train"]
+__all__ = ["__version__", "TrainConfig", "import_model", "load_checkpoint", "save_checkpoint", "train"]

@@ -38,6 +38,7 @@ META = "meta.json"
 LEGACY = (".pt", ".pth")
 # What result files, figures and the gate's baseline quote of each checkpoint they used.
 PROVENANCE = ("role", "method", "alpha", "seed", "model", "dataset", "epochs", "clean_top1_err", "weights_sha256")
+IMPORT_PROVENANCE = ("source", "arch", "file", "file_sha256", "normalization", "class_order", "forced", "warnings")
 
 
 @dataclass
@@ -50,8 +51,12 @@ class Checkpoint:
 
 
 def provenance(meta: dict) -> dict:
-    """The part of a checkpoint's metadata that a result quotes to say which model it measured."""
-    return {k: meta.get(k) for k in PROVENANCE}
+    """The part of a checkpoint's metadata that a result quotes to say which model it measured
+    (for a model brought in by `robustmix import`, also where it came from and how it was wrapped)."""
+    out = {k: meta.get(k) for k in PROVENANCE}
+    if isinstance(meta.get("import"), dict):
+        out["import"] = {k: meta["import"].get(k) for k in IMPORT_PROVENANCE}
+    return out
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
@@ -209,16 +214,21 @@ def load_checkpoint(
     else:
         state = load_safetensors(weights, meta)
     try:
-        c, h, _ = meta["input_shape"]
-        model = build_model(
-            meta["model"],
-            in_channels=c,
-            num_classes=meta["num_classes"],
-            image_size=h,
-            mean=[0.0] * c,  # the real mean/std are buffers in the weights
-            std=[1.0] * c,
-            **meta.get("model_options", {}),
-        )
+        if "import" in meta:  # a model brought in by `robustmix import`: robustmix.importer rebuilds it
+            from .importer import rebuild
+
+            model = rebuild(meta, folder, state)
+        else:
+            c, h, _ = meta["input_shape"]
+            model = build_model(
+                meta["model"],
+                in_channels=c,
+                num_classes=meta["num_classes"],
+                image_size=h,
+                mean=[0.0] * c,  # the real mean/std are buffers in the weights
+                std=[1.0] * c,
+                **meta.get("model_options", {}),
+            )
     except RobustmixError as e:
         raise RobustmixError(f"{folder / META}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RobustmixError
-from . import attack, bench, figures, quickstart, report, train
+from . import attack, bench, figures, import_, quickstart, report, train
 from .common import Parser, one_line_warnings
 
 COMMANDS = {
@@ -19,6 +19,7 @@ COMMANDS = {
     "quickstart": quickstart,
     "figures": figures,
     "bench": bench,
+    "import": import_,
 }
 
 
