@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attacks import eval_mode
+from .attacks import attack_label, eval_mode
 from .data import pixels
 from .errors import RobustmixError
 from .metrics import predict_logits
@@ -184,9 +184,8 @@ def verdict(row) -> str:
     metric = row.metric.replace("top", "top-")
     if row.setting == "clean":
         return f"{better} has a lower clean {metric} error than {worse}: {abs(row.diff):.1f} points (Holm-adjusted p = {row.p_holm:.2g})."
-    attack = {"fgsm": "FGSM", "ifgsm": "I-FGSM"}.get(row.attack, row.attack)
     return (
-        f"{better} is more robust than {worse} to {row.setting} {attack} at eps {row.eps_255:g}/255: "
+        f"{better} is more robust than {worse} to {row.setting} {attack_label(row.attack)} at eps {row.eps_255:g}/255: "
         f"{metric} error {abs(row.diff):.1f} points lower (Holm-adjusted p = {row.p_holm:.2g})."
     )
 

@@ -38,7 +38,8 @@ from .config import TrainConfig
 from .data import load_dataset
 from .devices import processor, resolve_device
 from .errors import RobustmixError
-from .evaluate import ATTACK_LABELS, SETTINGS, Checkpoint, EvalConfig, evaluate
+from .attacks import SETTINGS
+from .evaluate import Checkpoint, EvalConfig, evaluate
 from .stats import as_bool, paired_difference, wilson_ci
 from .train import train
 

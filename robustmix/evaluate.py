@@ -21,27 +21,29 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
+from . import distributed
 from .attacks import (
     AMP_MODES,
+    ATTACKS,
+    CLEAN,
+    NO_ATTACK,
+    SETTINGS,
+    Crafting,
+    auto_batch_size,
     autocast,
+    chunking,
     eval_mode,
-    ifgsm_sweep,
     logits_and_gradient,
     memory_format,
     model_layout,
     prepare_inputs,
     standard_layout,
 )
-from . import distributed
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
 from .metrics import topk_correct
 from .plan import Pass, build_plan
-
-SETTINGS = ("white-box", "black-box")
-ATTACK_LABELS = {"fgsm": "FGSM", "ifgsm": "I-FGSM"}
-CPU_AUTO_BATCH = 512  # rows per pass for --batch-size auto off CUDA (see auto_batch_size)
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,8 @@ class EvalConfig:
             if not (math.isfinite(e) and 0 <= e <= 1):
                 raise RobustmixError(f"eps {e!r} is outside [0, 1] pixel units (0–255 on the CLI)")
         for a in self.attacks:
-            if a not in ATTACK_LABELS:
-                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join(ATTACK_LABELS)}")
+            if a not in ATTACKS:
+                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join(ATTACKS)}")
         for s in self.settings:
             if s not in SETTINGS:
                 raise RobustmixError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
@@ -106,67 +108,6 @@ def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.tolist())
 
 
-def find_largest(fits: Callable[[int], bool], *, start: int = 32, limit: int) -> int:
-    """The largest b <= limit with fits(b), assuming fits is monotone: doubling, then bisection."""
-    if limit < 1:
-        raise RobustmixError("nothing to evaluate: no examples")
-    b = min(start, limit)
-    if not fits(b):
-        lo, hi = 0, b  # fits(lo) assumed, fits(hi) false
-        while hi - lo > 1:
-            mid = (lo + hi) // 2
-            lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-        if lo == 0:
-            raise RobustmixError("not even one example fits in device memory: use a smaller model or --device cpu")
-        return lo
-    while b < limit and fits(min(2 * b, limit)):
-        b = min(2 * b, limit)
-    if b == limit:
-        return b
-    lo, hi = b, min(2 * b, limit)
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
-    return lo
-
-
-def auto_batch_size(models: Sequence[nn.Module], example: torch.Tensor, *, limit: int, amp: str = "none") -> int:
-    """Most rows per pass that fit: on CUDA, probed with a forward+backward of every model
-    (an out-of-memory error means "does not fit"), keeping 10% headroom.
-
-    Off CUDA there is no safe probe (a CPU allocation that is too large can bring the whole
-    machine down rather than raise), and CPU throughput stops growing long before memory runs
-    out, so auto means min(limit, CPU_AUTO_BATCH).
-    """
-    if example.device.type != "cuda":
-        return min(limit, CPU_AUTO_BATCH)
-
-    def fits(rows: int) -> bool:
-        x = example[:1].expand(rows, *example.shape[1:]).contiguous()
-        y = torch.zeros(rows, dtype=torch.long, device=example.device)
-        try:
-            for m in models:
-                with eval_mode(m):
-                    logits_and_gradient(m, x, y, amp=amp)
-            torch.cuda.synchronize(example.device)
-            return True
-        except torch.cuda.OutOfMemoryError:
-            return False
-        finally:
-            del x, y
-            torch.cuda.empty_cache()
-
-    return max(1, int(find_largest(fits, limit=limit) * 0.9))
-
-
-def chunking(batch_size: int, n_eps: int, stack_eps: bool) -> tuple[int, int]:
-    """(examples per chunk, eps per stacked pass) so that no call exceeds batch_size rows."""
-    if not stack_eps:
-        return batch_size, 1
-    per_pass = max(1, min(n_eps, batch_size))
-    return max(1, batch_size // per_pass), per_pass
-
-
 def resolve_batch_size(config: EvalConfig, models: Sequence[nn.Module], x: torch.Tensor, device: torch.device) -> int:
     """config.batch_size, or for "auto" the most rows per pass that fit (see auto_batch_size).
     The models must already be on `device`."""
@@ -200,6 +141,7 @@ def _stack(t: torch.Tensor, fmt) -> torch.Tensor:
     return standard_layout(t.reshape(-1, *t.shape[2:]), fmt)
 
 
+
 def evaluate(
     targets: list[Checkpoint],
     x: torch.Tensor,
@@ -221,18 +163,9 @@ def evaluate(
     and are handed back in the mode and memory format they came in.
     """
     config.validate()
-    if not targets:
-        raise RobustmixError("no target checkpoints to evaluate")
-    if "black-box" in config.settings and surrogate is None:
-        raise RobustmixError("black-box evaluation needs a surrogate checkpoint")
     device = device or torch.device("cpu")
-    fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
-    checkpoints = {t.name: t for t in targets}
-    if surrogate is not None and "black-box" in config.settings:
-        checkpoints.setdefault(surrogate.name, surrogate)
-    for c in checkpoints.values():
-        c.model.to(device=device)
-    run = {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
+    checkpoints = models_to_run(targets, surrogate, config)
+    run = place_models(checkpoints, config, device)
     check_evaluation(targets, x, y, surrogate)
     world = world or distributed.World()
     if world.distributed:
@@ -241,21 +174,8 @@ def evaluate(
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
-    last_use = {(p.source, p.eps): i for i, p in enumerate(plan) if p.kind == "score" and p.attack == "ifgsm"}
-
-    # correctness per key -> list of per-chunk bool tensors, kept on the device until the end
-    top1: dict[tuple, list[torch.Tensor]] = {}
-    top5: dict[tuple, list[torch.Tensor]] = {}
-    target_names = set(c.name for c in targets)
-
-    def record(key: tuple, logits: torch.Tensor, yb: torch.Tensor) -> None:
-        top1.setdefault(key, []).append(topk_correct(logits, yb, 1))
-        top5.setdefault(key, []).append(topk_correct(logits, yb, 5))
-
-    def forward(name: str, xb: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode(), autocast(xb, config.amp):
-            return run[name](xb).float()
-
+    fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
+    tally = Tally()
     n_chunks = math.ceil(x.shape[0] / chunk)
     with ExitStack() as stack:
         for c in checkpoints.values():
@@ -263,66 +183,115 @@ def evaluate(
             stack.enter_context(model_layout(c.model, fmt))
         for b, (xb, yb) in enumerate(zip(x.split(chunk), y.split(chunk))):
             xb, yb = prepare_inputs(None, standard_layout(pixels(xb.to(device)), fmt), yb.to(device))
-            layout = memory_format(xb)
-            n = xb.shape[0]
-            direction: dict[str, torch.Tensor] = {}
-            clean_done: set[str] = set()
-            ifgsm_adv: dict[tuple, torch.Tensor] = {}
-            for i, p in enumerate(plan):
-                if p.kind == "clean":
-                    record((p.model, "clean", "none", 0.0), forward(p.model, xb), yb)
-                    clean_done.add(p.model)
-                elif p.kind == "gradient":
-                    # its logits are the clean predictions: no separate clean pass
-                    logits, grad = logits_and_gradient(run[p.model], xb, yb, amp=config.amp)
-                    if p.model in target_names and p.model not in clean_done:
-                        record((p.model, "clean", "none", 0.0), logits, yb)
-                        clean_done.add(p.model)
-                    direction[p.model] = grad.sign()
-                elif p.kind == "ifgsm":
-                    adv = ifgsm_sweep(run[p.model], xb, yb, eps=p.eps, iters=config.iters, direction=direction[p.model], amp=config.amp)
-                    ifgsm_adv[(p.model, p.eps)] = torch.stack([adv[e] for e in p.eps])
-                else:  # score
-                    eps_t = torch.tensor(p.eps, dtype=xb.dtype, device=device).view(-1, 1, 1, 1, 1)
-                    if p.attack == "fgsm" or config.iters == 1:
-                        adv = (xb.unsqueeze(0) + eps_t * direction[p.source].unsqueeze(0)).clamp_(0.0, 1.0)
-                    else:
-                        adv = ifgsm_adv[(p.source, p.eps)]
-                        if last_use[(p.source, p.eps)] == i:
-                            del ifgsm_adv[(p.source, p.eps)]
-                    logits = forward(p.model, _stack(adv, layout)).view(len(p.eps), n, -1)
-                    for j, e in enumerate(p.eps):
-                        record((p.model, p.setting, p.attack, e), logits[j], yb)
+            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets})
             if on_batch is not None:
                 on_batch(b + 1, n_chunks)
+    return tally.records(targets, surrogate, config, world)
 
-    metas = {t.name: t.meta for t in targets}
-    records = []
-    for key in top1:
-        name, setting, attack, e = key
-        # Under torchrun each rank scored its contiguous shard; gathered in rank order they are the
-        # whole set in its original order, so the records equal a single process's.
-        c1 = distributed.gather_cat(torch.cat(top1[key]), world).cpu()
-        c5 = distributed.gather_cat(torch.cat(top5[key]), world).cpu()
-        meta = metas[name]
-        records.append(
-            {
-                "target": name,
-                "method": meta.get("method", "?"),
-                "alpha": meta.get("alpha"),
-                "seed": meta.get("seed"),
-                "setting": setting,
-                "attack": attack,
-                "iters": (config.iters if attack == "ifgsm" else 1) if attack != "none" else 0,
-                "eps": e,
-                "eps_255": round(e * 255, 6),
-                "surrogate": surrogate.name if setting == "black-box" else None,
-                "n": int(c1.numel()),
-                "top1_err": 100.0 * (1 - c1.float().mean().item()),
-                "top5_err": 100.0 * (1 - c5.float().mean().item()),
-                "top1_correct": _bits(c1),
-                "top5_correct": _bits(c5),
-                "amp": config.amp,
-            }
-        )
-    return records
+
+def models_to_run(targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig) -> dict[str, Checkpoint]:
+    """name -> checkpoint of every model the request runs: the targets, and the surrogate for black-box."""
+    if not targets:
+        raise RobustmixError("no target checkpoints to evaluate")
+    if "black-box" in config.settings and surrogate is None:
+        raise RobustmixError("black-box evaluation needs a surrogate checkpoint")
+    checkpoints = {t.name: t for t in targets}
+    if surrogate is not None and "black-box" in config.settings:
+        checkpoints.setdefault(surrogate.name, surrogate)
+    return checkpoints
+
+
+def place_models(checkpoints: dict[str, Checkpoint], config: EvalConfig, device: torch.device) -> dict[str, nn.Module]:
+    """Every model moved to `device`; name -> what runs (the model, compiled if config.compile)."""
+    for c in checkpoints.values():
+        c.model.to(device=device)
+    return {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
+
+
+class Tally:
+    """Per-example correctness of every (target, setting, attack, eps), chunk after chunk, kept on
+    the device until the end; then the records."""
+
+    def __init__(self) -> None:
+        self.top1: dict[tuple, list[torch.Tensor]] = {}
+        self.top5: dict[tuple, list[torch.Tensor]] = {}
+
+    def add(self, key: tuple, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.top1.setdefault(key, []).append(topk_correct(logits, y, 1))
+        self.top5.setdefault(key, []).append(topk_correct(logits, y, 5))
+
+    def records(self, targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig,
+                world: distributed.World) -> list[dict]:
+        metas = {t.name: t.meta for t in targets}
+        records = []
+        for key in self.top1:
+            name, setting, attack, e = key
+            # Under torchrun each rank scored its contiguous shard; gathered in rank order they are
+            # the whole set in its original order, so the records equal a single process's.
+            c1 = distributed.gather_cat(torch.cat(self.top1[key]), world).cpu()
+            c5 = distributed.gather_cat(torch.cat(self.top5[key]), world).cpu()
+            meta = metas[name]
+            records.append(
+                {
+                    "target": name,
+                    "method": meta.get("method", "?"),
+                    "alpha": meta.get("alpha"),
+                    "seed": meta.get("seed"),
+                    "setting": setting,
+                    "attack": attack,
+                    "iters": 0 if attack == NO_ATTACK else ATTACKS[attack].record_iters(config.iters),
+                    "eps": e,
+                    "eps_255": round(e * 255, 6),
+                    "surrogate": surrogate.name if setting == "black-box" else None,
+                    "n": int(c1.numel()),
+                    "top1_err": 100.0 * (1 - c1.float().mean().item()),
+                    "top5_err": 100.0 * (1 - c5.float().mean().item()),
+                    "top1_correct": _bits(c1),
+                    "top5_correct": _bits(c5),
+                    "amp": config.amp,
+                }
+            )
+        return records
+
+
+def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, config: EvalConfig,
+              tally: Tally, targets: set[str]) -> None:
+    """Run one chunk's plan, pass by pass, into `tally`. Adversarial examples are crafted at their
+    attack's `craft` pass (or, made from the shared gradient alone, where first scored) and
+    dropped after their last scoring."""
+    n, layout = x.shape[0], memory_format(x)
+    jobs: dict[str, Crafting] = {}
+    crafted: dict[tuple, torch.Tensor] = {}
+    last_use = {(p.source, p.attack, p.eps): i for i, p in enumerate(plan) if p.kind == "score"}
+    clean_done: set[str] = set()
+
+    def job(name: str) -> Crafting:
+        return jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp)
+
+    for i, p in enumerate(plan):
+        if p.kind == "clean":
+            tally.add((p.model, CLEAN, NO_ATTACK, 0.0), forward(run[p.model], x, config.amp), y)
+            clean_done.add(p.model)
+        elif p.kind == "gradient":
+            # its logits are the clean predictions: no separate clean pass
+            logits, grad = logits_and_gradient(run[p.model], x, y, amp=config.amp)
+            if p.model in targets and p.model not in clean_done:
+                tally.add((p.model, CLEAN, NO_ATTACK, 0.0), logits, y)
+                clean_done.add(p.model)
+            jobs[p.model] = Crafting(run[p.model], x, y, config.iters, config.amp, direction=grad.sign())
+        elif p.kind == "craft":
+            crafted[(p.model, p.attack, p.eps)] = ATTACKS[p.attack].craft(job(p.model), p.eps)
+        else:  # score
+            key = (p.source, p.attack, p.eps)
+            if key not in crafted:
+                crafted[key] = ATTACKS[p.attack].craft(job(p.source), p.eps)
+            adv = crafted.pop(key) if last_use[key] == i else crafted[key]
+            logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
+            for j, e in enumerate(p.eps):
+                tally.add((p.model, p.setting, p.attack, e), logits[j], y)
+
+
+def forward(model: nn.Module, x: torch.Tensor, amp: str) -> torch.Tensor:
+    """Float32 logits from a forward-only pass (no autograd; bf16 autocast if amp asks)."""
+    with torch.inference_mode(), autocast(x, amp):
+        return model(x).float()

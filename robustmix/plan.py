@@ -3,13 +3,16 @@
 A request is targets × surrogate × attacks × eps × settings. Per chunk of examples the plan is:
 
 - `gradient` (1 forward + 1 backward over N rows) for every model that crafts examples (each target
-  for white-box, the surrogate for black-box). Its logits are the target's clean predictions, and
-  sign(∇x loss) at x gives FGSM at every eps *and* the first I-FGSM step at every eps (I-FGSM
-  starts at x, with no random start).
-- `ifgsm` (iters − 1 forwards + backwards over k·N rows): the remaining I-FGSM steps, all k eps
-  stacked into one batch with per-example eps and step.
-- `clean` (1 forward over N rows) only for a target that crafts nothing (black-box only).
+  for white-box, the surrogate for black-box), when an attack crafts from it. Its logits are the
+  target's clean predictions, and sign(∇x loss) at x gives FGSM at every eps *and* the first
+  I-FGSM step at every eps (I-FGSM starts at x, with no random start).
+- `craft` (an attack's own passes, from its registry entry's plan step, over k·N rows): e.g. the
+  remaining iters − 1 I-FGSM steps, all k eps stacked into one batch with per-example eps and step.
+  An attack made from the shared gradient alone (FGSM) has none.
+- `clean` (1 forward over N rows) for a target that runs no gradient pass (black-box only).
 - `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
+
+Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).
 
 Costs are counted in passes over one chunk of N examples (a stacked pass over k·N rows counts k),
 because that, not the number of model calls, is what a pass costs. `naive_cost` counts the
@@ -22,19 +25,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-FGSM, IFGSM = "fgsm", "ifgsm"
+from .attacks import ATTACKS
 
 
 @dataclass(frozen=True)
 class Pass:
-    kind: str  # "gradient" | "ifgsm" | "clean" | "score"
+    kind: str  # "gradient" | "craft" | "clean" | "score"
     model: str  # the checkpoint whose forward/backward runs
     source: str = ""  # score: the model whose adversarial examples are scored
-    setting: str = ""  # score: "white-box" | "black-box"
-    attack: str = ""  # score: "fgsm" | "ifgsm"
+    setting: str = ""  # score: one of attacks.SETTINGS
+    attack: str = ""  # craft, score: an ATTACKS name
     eps: tuple[float, ...] = ()  # eps values stacked in this pass ([0, 1] units)
     forwards: int = 0  # model calls
     backwards: int = 0
+    what: str = ""  # gradient, craft: what the pass computes, in words
 
     @property
     def stack(self) -> int:
@@ -52,9 +56,9 @@ class Pass:
     def describe(self) -> str:
         eps = ",".join(f"{e * 255:g}" for e in self.eps)
         if self.kind == "gradient":
-            return f"{self.model}: clean logits + sign(∇x loss) at x (FGSM, I-FGSM step 1)"
-        if self.kind == "ifgsm":
-            return f"{self.model}: I-FGSM steps 2..{self.forwards + 1}, eps {eps}/255 stacked"
+            return f"{self.model}: clean logits + sign(∇x loss) at x ({self.what})"
+        if self.kind == "craft":
+            return f"{self.model}: {self.what}, eps {eps}/255 stacked"
         if self.kind == "clean":
             return f"{self.model}: clean predictions"
         return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255"
@@ -78,26 +82,28 @@ def build_plan(
 ) -> list[Pass]:
     """The passes for one chunk of examples, in the order they run.
 
-    `eps_per_pass` caps how many eps are stacked in one pass (None: all of them).
+    `attacks` are ATTACKS names; `eps_per_pass` caps how many eps are stacked in one pass (None: all).
     """
     groups = eps_groups(eps, eps_per_pass or len(eps))
+    chosen = [ATTACKS[a] for a in attacks]
     crafters = [(t, "white-box") for t in targets] if "white-box" in settings else []
     if "black-box" in settings and surrogate is not None:
         crafters.append((surrogate, "black-box"))
-    plan: list[Pass] = []
-    crafting = {name for name, _ in crafters}
-    for t in targets:
-        if t not in crafting:
-            plan.append(Pass("clean", t, forwards=1))
+    uses = ", ".join(a.direction for a in chosen if a.direction)
+    gradient = {name for name, _ in crafters} if uses else set()
+    plan = [Pass("clean", t, forwards=1) for t in targets if t not in gradient]
     for name, setting in crafters:
-        plan.append(Pass("gradient", name, forwards=1, backwards=1))
+        if uses:
+            plan.append(Pass("gradient", name, forwards=1, backwards=1, what=uses))
         scored = [name] if setting == "white-box" else list(targets)
-        for attack in attacks:
+        for attack in chosen:
+            step = attack.plan(iters)
             for group in groups:
-                if attack == IFGSM and iters > 1:
-                    plan.append(Pass("ifgsm", name, eps=group, forwards=iters - 1, backwards=iters - 1))
+                if step is not None:
+                    plan.append(Pass("craft", name, attack=attack.name, eps=group, forwards=step.forwards,
+                                     backwards=step.backwards, what=step.what))
                 for t in scored:
-                    plan.append(Pass("score", t, source=name, setting=setting, attack=attack, eps=group, forwards=1))
+                    plan.append(Pass("score", t, source=name, setting=setting, attack=attack.name, eps=group, forwards=1))
     return plan
 
 
@@ -108,15 +114,14 @@ def total_cost(plan: Sequence[Pass]) -> tuple[int, int]:
 
 def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int, settings: Sequence[str]) -> tuple[int, int]:
     """(forward, backward) passes per chunk for the one-at-a-time loop: a clean forward per target,
-    and per target × setting × attack × eps a fresh attack (FGSM 1 + 1, I-FGSM iters + iters) and a
-    scoring forward."""
-    f = b = 0
-    f += n_targets
+    and per target × setting × attack × eps a fresh attack (its registry `cost`: FGSM 1 + 1,
+    I-FGSM iters + iters) and a scoring forward."""
+    f, b = n_targets, 0
     cells = n_targets * len(settings) * n_eps
     for attack in attacks:
-        steps = 1 if attack == FGSM else iters
-        f += cells * (steps + 1)
-        b += cells * steps
+        forwards, backwards = ATTACKS[attack].cost(iters)
+        f += cells * (forwards + 1)
+        b += cells * backwards
     return f, b
 
 

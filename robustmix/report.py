@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .analysis import SIGNIFICANCE, error_intervals, paired_comparisons
-from .evaluate import ATTACK_LABELS
+from .attacks import ATTACKS, NO_ATTACK, SETTINGS, attack_label
 
 METRICS = {"top1_err": "Top-1", "top5_err": "Top-5"}
 
@@ -32,9 +32,9 @@ def table3(records: list[dict], eps: float) -> pd.DataFrame:
     labels = row_labels(records)
     clean = {r["target"]: r for r in records if r["setting"] == "clean"}
     adv = [r for r in records if r["setting"] != "clean" and abs(r["eps"] - eps) < 1e-9]
-    attacks = [a for a in ATTACK_LABELS if any(r["attack"] == a for r in adv)]
+    attacks = [a for a in ATTACKS if any(r["attack"] == a for r in adv)]
     rows = []
-    for setting in ("white-box", "black-box"):
+    for setting in SETTINGS:
         sub = [r for r in adv if r["setting"] == setting]
         if not sub:
             continue
@@ -45,7 +45,7 @@ def table3(records: list[dict], eps: float) -> pd.DataFrame:
                 row["Clean"] = clean[t][metric] if t in clean else float("nan")
                 for a in attacks:
                     hit = [r for r in sub if r["target"] == t and r["attack"] == a]
-                    row[ATTACK_LABELS[a]] = hit[0][metric] if hit else float("nan")
+                    row[ATTACKS[a].label] = hit[0][metric] if hit else float("nan")
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -98,7 +98,6 @@ def table_csv(records: list[dict]) -> pd.DataFrame:
 
 # --- Table 3 with 95% intervals and paired tests (the `robustmix report` evidence) --------------
 
-ATTACK_COLUMNS = {"none": "Clean", **ATTACK_LABELS}
 REPORT_FORMATS = ("markdown", "csv", "latex", "json")
 
 
@@ -126,18 +125,18 @@ def table3_ci(ev: dict, eps_255: float) -> pd.DataFrame:
     labels = ev["labels"]
     clean = iv[iv.setting == "clean"]
     adv = iv[(iv.setting != "clean") & ((iv.eps_255 - eps_255).abs() < 1e-6)]
-    attacks = [a for a in ATTACK_LABELS if (adv.attack == a).any()]
+    attacks = [a for a in ATTACKS if (adv.attack == a).any()]
     rows = []
-    for setting in ("white-box", "black-box"):
+    for setting in SETTINGS:
         sub = adv[adv.setting == setting]
         if sub.empty:
             continue
         for metric, metric_label in (("top1", "Top-1"), ("top5", "Top-5")):
             for t in dict.fromkeys(sub.target):
                 row = {"Setting": setting, "Metric": metric_label, "Method": labels[t]}
-                for attack, frame in [("none", clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
+                for attack, frame in [(NO_ATTACK, clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
                     hit = frame[(frame.target == t) & (frame.metric == metric)]
-                    col = ATTACK_COLUMNS[attack]
+                    col = attack_label(attack)
                     for suffix, field in (("", "err"), ("_lo", "lo"), ("_hi", "hi")):
                         row[col + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
                 rows.append(row)
@@ -170,7 +169,7 @@ def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Setting": sub.setting,
-            "Attack": [ATTACK_COLUMNS.get(a, a) for a in sub.attack],
+            "Attack": [attack_label(a) for a in sub.attack],
             "Metric": [m.replace("top", "Top-") for m in sub.metric],
             "A": sub.method_a,
             "B": sub.method_b,

@@ -5,10 +5,22 @@ import copy
 import pytest
 import torch
 
-from robustmix.attacks import ATTACKS, fgsm, fgsm_sweep, ifgsm
+from robustmix.attacks import ATTACKS, Crafting, fgsm, fgsm_sweep, ifgsm, input_gradient, standard_layout
 from robustmix.errors import RobustmixError
 
 EPS = [1 / 255, 4 / 255, 32 / 255]
+
+
+def attack(name, model, x, y, *, eps, **kw):
+    """ATTACKS[name] called as a user would; a randomized attack with a fixed seed."""
+    a = ATTACKS[name]
+    return a.fn(model, x, y, eps=eps, **({"seed": 0} if a.randomized else {}), **kw)
+
+
+def test_registry_names_and_labels_are_one_vocabulary():
+    assert all(name == a.name for name, a in ATTACKS.items())
+    labels = [a.label for a in ATTACKS.values()]
+    assert len(set(labels)) == len(labels) and "Clean" not in labels
 
 
 @pytest.mark.parametrize("eps", EPS)
@@ -16,7 +28,7 @@ EPS = [1 / 255, 4 / 255, 32 / 255]
 def test_attack_stays_in_ball_and_pixel_range(name, eps, trained, batch):
     model, _ = trained
     x, y = batch
-    x_adv = ATTACKS[name](model, x, y, eps=eps)
+    x_adv = attack(name, model, x, y, eps=eps)
     assert x_adv.shape == x.shape
     assert (x_adv - x).abs().max().item() <= eps + 1e-6
     assert x_adv.min().item() >= 0.0 and x_adv.max().item() <= 1.0
@@ -31,8 +43,8 @@ def test_attack_is_reproducible_and_leaves_model_alone(name, trained, batch):
     for p in model.parameters():
         p.grad = None
     state = copy.deepcopy(model.state_dict())
-    a = ATTACKS[name](model, x, y, eps=8 / 255)
-    b = ATTACKS[name](model, x, y, eps=8 / 255)
+    a = attack(name, model, x, y, eps=8 / 255)
+    b = attack(name, model, x, y, eps=8 / 255)
     assert torch.equal(a, b)
     assert model.training, "the model must be handed back in the mode it came in"
     assert all(p.grad is None for p in model.parameters()), "parameter gradients must be untouched"
@@ -46,8 +58,25 @@ def test_attack_raises_error(name, trained, batch):
     model, meta = trained
     x, y = batch
     clean = (model(x).argmax(1) != y).float().mean()
-    adv = (model(ATTACKS[name](model, x, y, eps=32 / 255)).argmax(1) != y).float().mean()
+    adv = (model(attack(name, model, x, y, eps=32 / 255)).argmax(1) != y).float().mean()
     assert adv > clean
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_evaluators_craft_equals_the_attack_per_eps(name, trained, batch):
+    """The evaluator's stacked `craft` gives, eps by eps, exactly what the pure attack gives."""
+    model, _ = trained
+    a = ATTACKS[name]
+    if a.randomized:
+        pytest.skip("a randomized attack's stacked random starts differ from one call per eps")
+    x, y = batch
+    x = standard_layout(x, torch.channels_last)  # as the evaluator prepares it (and as prepare_inputs keeps it)
+    iters = 3 if a.iterative else 1
+    job = Crafting(model, x, y, iters, direction=input_gradient(model, x, y).sign())
+    crafted = a.craft(job, tuple(EPS))
+    extra = {"iters": iters} if a.iterative else {}
+    for k, e in enumerate(EPS):
+        assert torch.equal(crafted[k], a.fn(model, x, y, eps=e, **extra)), e
 
 
 @pytest.mark.parametrize("bad", [-1 / 255, float("nan"), float("inf"), 4, "4"])

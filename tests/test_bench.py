@@ -7,6 +7,7 @@ are trained once per configuration and shared through a cache, except where retr
 point of the test.
 """
 
+import importlib
 import json
 
 import numpy as np
@@ -14,10 +15,12 @@ import pytest
 import torch
 
 import robustmix.bench as bench
-import robustmix.evaluate as evaluate_module
 from robustmix.cli import main
 from robustmix.errors import RobustmixError
 from robustmix.train import train
+
+# the module, not the function `fgsm` that robustmix.attacks re-exports under the same name
+fgsm_module = importlib.import_module("robustmix.attacks.fgsm")
 
 SPEC = """
 [data]
@@ -138,7 +141,7 @@ def test_mixup_target_trained_as_erm_fails_and_names_the_metric(gate, monkeypatc
 
 def test_eps_silently_halved_passes_one_sided_and_fails_two_sided(gate, monkeypatch):
     d, cached_train = gate
-    real_sweep = evaluate_module.ifgsm_sweep
+    real_sweep = fgsm_module.ifgsm_sweep
     monkeypatch.setattr(bench, "train", cached_train)
 
     def halved(model, x, y, *, eps, iters, direction=None, **kw):
@@ -146,7 +149,7 @@ def test_eps_silently_halved_passes_one_sided_and_fails_two_sided(gate, monkeypa
         out = real_sweep(model, x, y, eps=tuple(e / 2 for e in eps), iters=iters, direction=direction, **kw)
         return {e: out[e / 2] for e in eps}  # filed under the eps that was asked for
 
-    monkeypatch.setattr(evaluate_module, "ifgsm_sweep", halved)
+    monkeypatch.setattr(fgsm_module, "ifgsm_sweep", halved)
     rc, res = run_gate(d)
     assert rc == 0  # errors went down: not a regression...
     improved = {m["metric"] for m in res["metrics"] if m["verdict"] == "improved"}

@@ -9,6 +9,7 @@ from robustmix.checks import PROBE
 
 from robustmix.attacks import (
     box,
+    find_largest,
     fgsm,
     fgsm_sweep,
     ifgsm,
@@ -19,7 +20,7 @@ from robustmix.attacks import (
     standard_layout,
 )
 from robustmix.errors import RobustmixError
-from robustmix.evaluate import Checkpoint, EvalConfig, channels_last_for, evaluate, find_largest, plan_evaluation
+from robustmix.evaluate import Checkpoint, EvalConfig, channels_last_for, evaluate, plan_evaluation
 from robustmix.metrics import topk_correct
 from robustmix.models import build_model
 from robustmix.plan import naive_cost, render_plan, total_cost

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..attacks import AMP_MODES
+from ..attacks import AMP_MODES, ATTACKS, CPU_AUTO_BATCH, SETTINGS
 from ..checkpoint import load_checkpoint, read_meta
 from ..checks import check_fits
 from ..data import load_dataset
@@ -14,9 +14,6 @@ from .. import distributed
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import (
-    ATTACK_LABELS,
-    CPU_AUTO_BATCH,
-    SETTINGS,
     Checkpoint,
     EvalConfig,
     evaluate,
@@ -38,8 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--surrogate", type=Path, default=None, help="surrogate checkpoint for black-box examples (default: the one in --runs whose role is surrogate)")
     p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
-    p.add_argument("--attacks", type=name_list(tuple(ATTACK_LABELS)), default=D.attacks, help="comma-separated: fgsm, ifgsm (default both)")
-    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help="comma-separated: white-box, black-box (default both)")
+    p.add_argument("--attacks", type=name_list(tuple(ATTACKS)), default=D.attacks, help=f"comma-separated: {', '.join(ATTACKS)} (default {','.join(D.attacks)})")
+    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)})")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
     p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="opt-in bfloat16 autocast, for CUDA and CPUs with AMX/AVX512-BF16: bf16 runs the forward-only passes (clean, scoring) in bf16 and keeps every attack gradient float32; bf16-all runs the gradients in bf16 too (2.5× faster I-FGSM for PreAct ResNet-18 on a Xeon with AMX); logits, loss and gradients are float32 tensors; on trained CIFAR-10 checkpoints error moved by at most 0.12 pp, reports/perf.md (default none)")

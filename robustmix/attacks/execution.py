@@ -1,22 +1,13 @@
-"""L∞ attacks as pure functions: (model, x, y, *, eps, ...) -> x_adv.
-
-eps is in [0, 1] pixel units here (the paper's eps = 4 on the 0–255 scale is 4/255).
-Untargeted, cross-entropy loss. Every attack
-- evaluates the model in eval mode and hands it back in the mode it came in,
-- never touches parameter gradients (only d loss / d x is computed),
-- returns x_adv with ‖x_adv − x‖∞ ≤ eps and x_adv ∈ [0, 1].
-
-Shared-work variants give the same examples as one call per eps, with less work:
-`fgsm_sweep` (one backward pass for every eps) and `ifgsm_sweep` (every eps stacked into one
-batch with per-example eps and step; the first step, taken at x itself, is shared too).
+"""Execution plumbing under the attacks: model mode and memory layout, autocast, the input
+gradient, projection, input preparation and batch sizing. Pure and device-agnostic.
 
 Mixed precision (`amp`, opt-in, any device: CPU autocast supports bf16):
 - "none": everything float32.
 - "bf16": only forward-only passes (clean and scoring forwards in `evaluate`) run under bfloat16
   autocast; every gradient an attack steps along is computed in float32, because bf16 flips the
   sign of small gradient entries (measured: FGSM error on a trained digits CNN moved by 0.56 pp
-  with bf16 gradients, 2 of 360 images, on a Xeon with AMX). The attacks here compute only
-  gradients, so for them "bf16" is float32.
+  with bf16 gradients, 2 of 360 images, on a Xeon with AMX). The attacks compute only gradients,
+  so for them "bf16" is float32.
 - "bf16-all": the gradient passes too (forward and backward under autocast): the fastest, and the
   adversarial examples are no longer the float32 ones (reports/perf.md gives the measured moves).
 Logits are cast to float32 before the loss, so the loss, the input gradient and x_adv stay float32.
@@ -26,20 +17,23 @@ from __future__ import annotations
 
 import math
 from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .checks import check_inputs
-from .errors import RobustmixError
+from ..errors import RobustmixError
+from ..inputs import check_inputs
 
 AMP_MODES = ("none", "bf16", "bf16-all")
+CPU_AUTO_BATCH = 512  # rows per pass for --batch-size auto off CUDA (see auto_batch_size)
 
 
 @contextmanager
 def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode inside the block, and back in the mode it came in after it."""
     was_training = model.training
     model.eval()
     try:
@@ -173,7 +167,7 @@ def prepare_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     """The one entry point every attack (and the evaluator) passes its inputs through before any
     work: checks them and returns (x, y) detached, x in a standard memory layout.
 
-    Input-domain validation (x in [0, 1], NaN, labels in range) happens here: `checks.check_inputs`
+    Input-domain validation (x in [0, 1], NaN, labels in range) happens here: `inputs.check_inputs`
     (model=None skips it: `evaluate` has already checked the whole set once, in `check_evaluation`).
     """
     if model is not None:
@@ -187,138 +181,76 @@ def prepare_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
     return standard_layout(x, memory_format(x)), y.detach()
 
 
-def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, amp: str | None = None) -> torch.Tensor:
-    """Fast Gradient Sign Method (Goodfellow et al. 2015), L∞, untargeted.
+@dataclass(frozen=True)
+class Crafting:
+    """What the evaluator hands an attack's `craft` for one crafting model and one chunk of
+    examples: x (prepared, in a standard layout) and y on the model's device, the iterations,
+    the amp mode, and sign(∇x loss) at x when the plan computed it (the shared gradient pass)."""
 
-    x_adv = clip_[0,1](x + eps · sign(∇x CE(f(x), y))).
+    model: nn.Module
+    x: torch.Tensor
+    y: torch.Tensor
+    iters: int
+    amp: str = "none"
+    direction: torch.Tensor | None = None
 
-    Args: model returning logits; x: N×C×H×W floats in [0, 1]; y: N class indices; eps in [0, 1]
-    units. Example: ``x_adv = fgsm(model, x, y, eps=4/255)``.
+
+# --- batch sizing -------------------------------------------------------------------------------
+
+
+def find_largest(fits: Callable[[int], bool], *, start: int = 32, limit: int) -> int:
+    """The largest b <= limit with fits(b), assuming fits is monotone: doubling, then bisection."""
+    if limit < 1:
+        raise RobustmixError("nothing to evaluate: no examples")
+    b = min(start, limit)
+    if not fits(b):
+        lo, hi = 0, b  # fits(lo) assumed, fits(hi) false
+    else:
+        while b < limit and fits(min(2 * b, limit)):
+            b = min(2 * b, limit)
+        if b == limit:
+            return b
+        lo, hi = b, min(2 * b, limit)
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (mid, hi) if fits(mid) else (lo, mid)
+    if lo == 0:
+        raise RobustmixError("not even one example fits in device memory: use a smaller model or --device cpu")
+    return lo
+
+
+def auto_batch_size(models: Sequence[nn.Module], example: torch.Tensor, *, limit: int, amp: str = "none") -> int:
+    """Most rows per pass that fit: on CUDA, probed with a forward+backward of every model
+    (an out-of-memory error means "does not fit"), keeping 10% headroom.
+
+    Off CUDA there is no safe probe (a CPU allocation that is too large can bring the whole
+    machine down rather than raise), and CPU throughput stops growing long before memory runs
+    out, so auto means min(limit, CPU_AUTO_BATCH).
     """
-    eps = check_eps(eps)
-    x, y = prepare_inputs(model, x, y)
-    with eval_mode(model):
-        grad = input_gradient(model, x, y, amp=amp)
-    return (x + eps * grad.sign()).clamp_(0.0, 1.0)
+    if example.device.type != "cuda":
+        return min(limit, CPU_AUTO_BATCH)
+
+    def fits(rows: int) -> bool:
+        x = example[:1].expand(rows, *example.shape[1:]).contiguous()
+        y = torch.zeros(rows, dtype=torch.long, device=example.device)
+        try:
+            for m in models:
+                with eval_mode(m):
+                    logits_and_gradient(m, x, y, amp=amp)
+            torch.cuda.synchronize(example.device)
+            return True
+        except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
+            del x, y
+            torch.cuda.empty_cache()
+
+    return max(1, int(find_largest(fits, limit=limit) * 0.9))
 
 
-def ifgsm(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: float,
-    iters: int = 10,
-    step: float | None = None,
-    amp: str | None = None,
-) -> torch.Tensor:
-    """Iterative FGSM / BIM (Kurakin et al. 2017), L∞, untargeted, no random start.
-
-    `iters` steps of size `step` (default eps / iters, as in the mixup paper), each projected to
-    the eps-ball around x and to [0, 1]. eps and step in [0, 1] units.
-    Example: ``x_adv = ifgsm(model, x, y, eps=4/255, iters=10)``.
-    """
-    eps = check_eps(eps)
-    iters = check_iters(iters)
-    step = eps / iters if step is None else check_eps(step)
-    x, y = prepare_inputs(model, x, y)
-    with eval_mode(model):
-        return _ifgsm_steps(model, x, y, x.clone(), eps, step, iters, amp)
-
-
-def _ifgsm_steps(model, x, y, x_adv, eps, step, iters: int, amp) -> torch.Tensor:
-    """`iters` I-FGSM steps from x_adv (which this function owns and updates in place).
-    eps and step: numbers or per-example N×1×1×1 tensors.
-
-    Each step is one forward+backward, then three in-place elementwise ops on x_adv: sign,
-    x_adv += step · sign (exact: step · ±1 needs no rounding, so this is the same float as
-    x_adv + step * sign), and one clamp to the precomputed box. No host synchronisation:
-    nothing in the loop reads a value back to Python.
-    """
-    lo, hi = box(x, eps)
-    for _ in range(iters):
-        direction = input_gradient(model, x_adv, y, amp=amp).sign_()
-        if isinstance(step, torch.Tensor):
-            x_adv.addcmul_(step, direction)
-        else:
-            x_adv.add_(direction, alpha=step)
-        x_adv.clamp_(lo, hi)
-    return x_adv
-
-
-def ifgsm_sweep(
-    model: nn.Module,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    *,
-    eps: Sequence[float],
-    iters: int = 10,
-    direction: torch.Tensor | None = None,
-    amp: str | None = None,
-) -> dict[float, torch.Tensor]:
-    """I-FGSM at several eps in one stacked batch: the k eps values become k copies of x with a
-    per-example eps and step (eps / iters), so each step is one forward and one backward pass over
-    k·N rows instead of a Python loop over eps.
-
-    The first step is taken at x itself for every eps, so it needs only sign(∇x loss) at x, from one
-    pass over N rows (pass it as `direction` if you already have it, e.g. from FGSM); the other
-    iters − 1 steps run stacked. Returns {eps: x_adv}; see tests/test_shared_work.py for how
-    exactly this matches ``ifgsm(model, x, y, eps=e, iters=iters)`` per eps.
-    """
-    eps_list = [check_eps(e) for e in eps]
-    iters = check_iters(iters)
-    x, y = prepare_inputs(model, x, y)
-    if not eps_list:
-        return {}
-    k, fmt = len(eps_list), memory_format(x)
-    # Per-example eps and step, computed as Python floats first so that each float32 value equals
-    # the one the single-eps path uses (float32(eps / iters), not float32(eps) / iters).
-    shape = (k, 1, 1, 1, 1)
-    eps_t = torch.tensor(eps_list, dtype=x.dtype, device=x.device).view(shape)
-    step_t = torch.tensor([e / iters for e in eps_list], dtype=x.dtype, device=x.device).view(shape)
-    with eval_mode(model):
-        if direction is None:
-            direction = input_gradient(model, x, y, amp=amp).sign()
-        x_k = x.unsqueeze(0)  # 1×N×C×H×W, broadcast against k×N×C×H×W without copying
-        x_adv = project(x_k + step_t * direction.unsqueeze(0), x_k, eps_t)  # step 1, all eps at once
-        if iters > 1:
-            def flat(t: torch.Tensor) -> torch.Tensor:  # k×N×… -> (k·N)×…, in x's layout
-                return standard_layout(t.expand(k, *t.shape[1:]).reshape(-1, *t.shape[2:]), fmt)
-
-            x_adv = _ifgsm_steps(
-                model,
-                flat(x_k),
-                y.repeat(k),
-                flat(x_adv),
-                eps_t.expand(k, x.shape[0], 1, 1, 1).reshape(-1, 1, 1, 1),
-                step_t.expand(k, x.shape[0], 1, 1, 1).reshape(-1, 1, 1, 1),
-                iters - 1,
-                amp,
-            )
-        x_adv = x_adv.reshape(k, *x.shape)
-    return {e: x_adv[i] for i, e in enumerate(eps_list)}
-
-
-Attack = Callable[..., torch.Tensor]
-
-# name -> attack. Plain dict; the attack property tests are generated from it.
-ATTACKS: dict[str, Attack] = {
-    "fgsm": fgsm,
-    "ifgsm": ifgsm,
-}
-
-
-def fgsm_sweep(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps, direction: torch.Tensor | None = None, amp: str | None = None
-) -> dict[float, torch.Tensor]:
-    """FGSM at several eps from one backward pass: sign(∇x loss) does not depend on eps.
-
-    Returns {eps: x_adv}, each identical to ``fgsm(model, x, y, eps=eps)``. Pass `direction`
-    (sign of the input gradient at x) to reuse one already computed.
-    """
-    eps_list = [check_eps(e) for e in eps]
-    x, y = prepare_inputs(model, x, y)
-    if direction is None:
-        with eval_mode(model):
-            direction = input_gradient(model, x, y, amp=amp).sign()
-    return {e: (x + e * direction).clamp_(0.0, 1.0) for e in eps_list}
+def chunking(batch_size: int, n_eps: int, stack_eps: bool) -> tuple[int, int]:
+    """(examples per chunk, eps per stacked pass) so that no call exceeds batch_size rows."""
+    if not stack_eps:
+        return batch_size, 1
+    per_pass = max(1, min(n_eps, batch_size))
+    return max(1, batch_size // per_pass), per_pass
