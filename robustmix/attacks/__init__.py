@@ -28,10 +28,15 @@ from .execution import (
     strides,
 )
 from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
-from .registry import ATTACKS, CLEAN, NO_ATTACK, SETTINGS, Attack, Step, attack_label
+from .apgd import apgd, apgd_sweep
+from .budget import Budget
+from .pgd import pgd, pgd_sweep
+from .registry import ATTACKS, CLEAN, NO_ATTACK, SETTINGS, SUITES, WORST, Attack, Step, attack_label
+from .square import square, square_sweep
 
 __all__ = [
-    "AMP_MODES", "ATTACKS", "Attack", "CLEAN", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
+    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
+    "square", "square_sweep", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
     "attack_label", "auto_batch_size", "autocast", "box", "check_eps", "check_iters", "chunking", "eval_mode",
     "fgsm", "fgsm_sweep", "find_largest", "ifgsm", "ifgsm_sweep", "input_gradient", "logits_and_gradient",
     "memory_format", "model_layout", "prepare_inputs", "project", "standard_layout", "strides",

@@ -9,7 +9,7 @@ from typing import Sequence
 
 import torch
 
-from ..attacks import memory_format, standard_layout
+from .execution import memory_format, standard_layout
 from .noise import example_index
 
 

@@ -34,13 +34,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..attacks import autocast, box, check_eps, check_iters, eval_mode, prepare_inputs
+from .budget import APGD_ITERS
+from .execution import Crafting, autocast, box, check_eps, check_iters, eval_mode, prepare_inputs
 from ..errors import RobustmixError
 from .noise import uniform
 from .pgd import check_restarts
 from .rows import Rows, stack_rows, unstack
 
-APGD_ITERS = 100
 APGD_RHO = 0.75
 APGD_LOSSES = ("ce", "dlr")
 
@@ -127,6 +127,18 @@ def apgd_sweep(
             start = (sub.x + sub.eps * t / t.flatten(1).abs().amax(1).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
             result[todo], found[todo] = _apgd_run(model, sub, start, loss, iters, amp)
     return unstack(result, eps_list, x.shape[0])
+
+
+def craft_apgd(loss: str):
+    """The evaluator's APGD with `loss`: (Crafting, eps tuple) -> k×N×C×H×W, every eps stacked."""
+
+    def craft(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
+        b = job.budget
+        adv = apgd_sweep(job.model, job.x, job.y, eps=eps, loss=loss, iters=b.apgd_iters, restarts=b.apgd_restarts,
+                         seed=b.seed, index=job.index, amp=job.amp)
+        return torch.stack([adv[e] for e in eps])
+
+    return craft
 
 
 def _oscillating(loss_steps: torch.Tensor, i: int, k: int) -> torch.Tensor:

@@ -25,12 +25,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..attacks import check_eps, check_iters, eval_mode, logits_and_gradient, prepare_inputs
+from .budget import PGD_ITERS
+from .execution import Crafting, check_eps, check_iters, eval_mode, logits_and_gradient, prepare_inputs
 from ..errors import RobustmixError
 from .noise import uniform
 from .rows import Rows, stack_rows, unstack
 
-PGD_ITERS = 40  # Madry et al.'s MNIST setting, adv-lib's default
 PGD_STEP_SCALE = 2.5  # step = 2.5 · eps / iters: a run can cross the ball and come back (Madry et al.'s robustness library)
 
 
@@ -98,6 +98,14 @@ def pgd_sweep(
     with eval_mode(model):
         x_adv = _pgd_rows(model, rows, iters, check_restarts(restarts), seed, None, amp)
     return unstack(x_adv, eps_list, x.shape[0])
+
+
+def craft_pgd(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
+    """The evaluator's PGD: every eps stacked, k×N×C×H×W, with the budget's iterations, restarts
+    and seed, the random starts following the examples' indices."""
+    b = job.budget
+    adv = pgd_sweep(job.model, job.x, job.y, eps=eps, iters=b.pgd_iters, restarts=b.pgd_restarts, seed=b.seed, index=job.index, amp=job.amp)
+    return torch.stack([adv[e] for e in eps])
 
 
 def _pgd_rows(model, rows: Rows, iters: int, restarts: int, seed: int, start, amp) -> torch.Tensor:

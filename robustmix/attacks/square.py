@@ -27,12 +27,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..attacks import autocast, check_eps, eval_mode, prepare_inputs
+from .budget import SQUARE_QUERIES
+from .execution import Crafting, autocast, check_eps, eval_mode, prepare_inputs
 from ..errors import RobustmixError
 from .noise import uniform
 from .rows import Rows, stack_rows, unstack
 
-SQUARE_QUERIES = 5000
 SQUARE_P_INIT = 0.8
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
 
@@ -82,6 +82,13 @@ def square_sweep(
     with eval_mode(model), torch.inference_mode():
         x_adv = _square_rows(model, rows, queries, seed, amp)
     return unstack(x_adv, eps_list, x.shape[0])
+
+
+def craft_square(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
+    """The evaluator's Square: every eps stacked, k×N×C×H×W, with the budget's queries and seed."""
+    b = job.budget
+    adv = square_sweep(job.model, job.x, job.y, eps=eps, queries=b.square_queries, seed=b.seed, index=job.index, amp=job.amp)
+    return torch.stack([adv[e] for e in eps])
 
 
 def _square_rows(model, rows: Rows, queries: int, seed: int, amp) -> torch.Tensor:
