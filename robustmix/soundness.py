@@ -4,7 +4,8 @@ Eight checks per target, from the field's checklist (Carlini et al. 2019, Athaly
 AutoAttack's flags; see docs/protocol.md), each `pass`, `warn` or `fail` with the numbers behind
 it, or `skip` when the records cannot say (e.g. one eps only):
 
-1. iterative      white-box iterative attacks (I-FGSM, PGD, APGD) reach at least FGSM's error
+1. iterative      white-box iterative attacks on the same loss (I-FGSM, PGD, APGD-CE) reach at
+                  least FGSM's error
 2. transfer       white-box (worst over attacks) reaches at least each black-box attack's error
 3. gradient-free  Square does not beat the best gradient attack by more than 0.2 pp (AutoAttack)
 4. monotone       error does not fall as eps grows
@@ -28,7 +29,8 @@ STATUSES = ("pass", "warn", "fail", "skip")
 CHECKS = ("iterative", "transfer", "gradient-free", "monotone", "unbounded", "converged", "gradients", "deterministic")
 PROTOCOL = "docs/protocol.md"
 SINGLE_STEP = ("fgsm",)
-ITERATIVE = ("ifgsm", "pgd", "apgd-ce", "apgd-dlr")  # white-box gradient attacks that iterate
+ITERATIVE = ("ifgsm", "pgd", "apgd-ce")  # iterative attacks on FGSM's own loss (cross-entropy)
+GRADIENT = SINGLE_STEP + ITERATIVE + ("apgd-dlr",)  # every gradient attack
 GRADIENT_FREE = ("square",)
 WORST = "worst-case"
 UNBOUNDED_EPS = 128 / 255
@@ -138,7 +140,7 @@ def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
     for (setting, attack, e), r in recs.items():
         if setting != "white-box" or attack not in GRADIENT_FREE:
             continue
-        grads = [g for (s, a, ee), g in recs.items() if s == setting and ee == e and a in SINGLE_STEP + ITERATIVE]
+        grads = [g for (s, a, ee), g in recs.items() if s == setting and ee == e and a in GRADIENT]
         if not grads:
             continue
         best = max(grads, key=err)
@@ -237,3 +239,21 @@ def soundness_checks(records: list[dict], *, margins: Margins | None = None) -> 
 def failed(checks: list[Check], target: str) -> list[Check]:
     """The checks of `target` that failed."""
     return [c for c in checks if c.target == target and c.status == "fail"]
+
+
+def render_checks(checks: list[Check]) -> str:
+    """The checks as a Markdown table, one row per target × check, each check linked to its
+    explanation in docs/protocol.md, and a summary line per target."""
+    if not checks:
+        return "No soundness checks: they run on an evaluation with more than one attack.\n"
+    lines = ["| Target | Check | Status | The numbers behind it |", "|---|---|---|---|"]
+    for c in checks:
+        lines.append(f"| {c.target} | [{c.check}]({c.link}) | {c.status.upper() if c.status == 'fail' else c.status} | {c.detail} |")
+    lines.append("")
+    for target in dict.fromkeys(c.target for c in checks):
+        mine = [c for c in checks if c.target == target]
+        counts = {s: sum(c.status == s for c in mine) for s in STATUSES}
+        bad = [c.check for c in mine if c.status == "fail"]
+        lines.append(f"- {target}: {counts['pass']} pass, {counts['warn']} warn, {counts['fail']} fail, {counts['skip']} skipped"
+                     + (f" — failed: {', '.join(bad)}: its robustness numbers may come from gradient masking" if bad else ""))
+    return "\n".join(lines) + "\n"

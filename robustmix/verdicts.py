@@ -109,3 +109,19 @@ def sound_verdicts(comparisons: pd.DataFrame, checks: list[Check], records: list
             text.append(f"{row.verdict} — not supported by the worst case over all attacks: B − A = {w.diff:+.1f} points [{w.lo:+.1f}, {w.hi:+.1f}], Holm-adjusted p = {w.p_holm:.2g}")
     df["status"], df["sound_verdict"] = status, text
     return df
+
+
+def render_verdicts(df: pd.DataFrame, *, alpha: float = 0.05) -> str:
+    """The verdicts to print (Markdown list): every claim a significant paired test makes, with
+    what the checks and the worst case say about it; then a note when no strong attack ran."""
+    if df.empty:
+        return "- No paired tests: a paired test needs two or more targets evaluated on the same examples.\n"
+    claims = df[df.status != ""]
+    if claims.empty:
+        return "- No difference between methods is significant: this data does not show any method to be more robust.\n"
+    order = {s: i for i, s in enumerate(STATUS)}
+    lines = [f"- **{row.status}**: {row.sound_verdict}" for row in sorted(claims.itertuples(index=False), key=lambda r: order[r.status])]
+    if (claims.status == "paper suite only").any():
+        lines.append(f"\nThese verdicts rest on FGSM/I-FGSM alone (Holm-adjusted p < {alpha:g}); run `robustmix attack --suite strong` "
+                     "for PGD, APGD-CE, APGD-DLR, Square and the per-example worst case.")
+    return "\n".join(lines) + "\n"
