@@ -12,7 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .analysis import SIGNIFICANCE, error_intervals, paired_comparisons
-from .attacks import ATTACKS, NO_ATTACK, SETTINGS, attack_label
+from .attacks import NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
+from .soundness import render_checks, soundness_checks
+from .verdicts import render_verdicts, sound_verdicts
 
 METRICS = {"top1_err": "Top-1", "top5_err": "Top-5"}
 
@@ -32,7 +34,7 @@ def table3(records: list[dict], eps: float) -> pd.DataFrame:
     labels = row_labels(records)
     clean = {r["target"]: r for r in records if r["setting"] == "clean"}
     adv = [r for r in records if r["setting"] != "clean" and abs(r["eps"] - eps) < 1e-9]
-    attacks = [a for a in ATTACKS if any(r["attack"] == a for r in adv)]
+    attacks = [a for a in RECORD_ATTACKS if any(r["attack"] == a for r in adv)]
     rows = []
     for setting in SETTINGS:
         sub = [r for r in adv if r["setting"] == setting]
@@ -45,7 +47,7 @@ def table3(records: list[dict], eps: float) -> pd.DataFrame:
                 row["Clean"] = clean[t][metric] if t in clean else float("nan")
                 for a in attacks:
                     hit = [r for r in sub if r["target"] == t and r["attack"] == a]
-                    row[ATTACKS[a].label] = hit[0][metric] if hit else float("nan")
+                    row[attack_label(a)] = hit[0][metric] if hit else float("nan")
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -101,12 +103,17 @@ def table_csv(records: list[dict]) -> pd.DataFrame:
 REPORT_FORMATS = ("markdown", "csv", "latex", "json")
 
 
-def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap") -> dict:
+def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap",
+             probes: list[dict] = ()) -> dict:
     """Everything a report shows: {"intervals": one row per record × metric with err, lo, hi
     (seeded bootstrap over test examples, or Wilson), "comparisons": every pair of targets on the same
     examples with the paired difference, its interval, exact McNemar and Holm-adjusted p-values
-    and a verdict only where significant, "labels": target -> row label, plus the settings}."""
+    and a verdict only where significant, judged by the soundness checks (columns status and
+    sound_verdict, `verdicts.sound_verdicts`), "checks": the soundness checks of records + probes,
+    "labels": target -> row label, plus the settings}."""
     labels = row_labels(records)
+    checks = soundness_checks(records + list(probes))
+    comparisons = paired_comparisons(records, labels=labels, level=level)
     return {
         "labels": labels,
         "level": level,
@@ -114,7 +121,8 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
         "seed": seed,
         "interval": interval,
         "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval),
-        "comparisons": paired_comparisons(records, labels=labels, level=level),
+        "comparisons": sound_verdicts(comparisons, checks, records),
+        "checks": checks,
     }
 
 
@@ -125,7 +133,7 @@ def table3_ci(ev: dict, eps_255: float) -> pd.DataFrame:
     labels = ev["labels"]
     clean = iv[iv.setting == "clean"]
     adv = iv[(iv.setting != "clean") & ((iv.eps_255 - eps_255).abs() < 1e-6)]
-    attacks = [a for a in ATTACKS if (adv.attack == a).any()]
+    attacks = [a for a in RECORD_ATTACKS if (adv.attack == a).any()]
     rows = []
     for setting in SETTINGS:
         sub = adv[adv.setting == setting]
@@ -208,9 +216,10 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
         t = comparisons_table(ev, e)
         if not t.empty:
             parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
-    sig = cmp[cmp.significant]
-    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
-    parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
+    if len({r["attack"] for r in records if r["setting"] != "clean"}) > 1:
+        parts += ["## Soundness checks ([what each means](docs/protocol.md))\n", render_checks(ev["checks"])]
+    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
+    parts.append(render_verdicts(cmp, alpha=SIGNIFICANCE))
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -250,4 +259,5 @@ def report_json(ev: dict, config: dict | None = None) -> dict:
         "results_config": config or {},
         "intervals": ev["intervals"].to_dict(orient="records"),
         "comparisons": ev["comparisons"].to_dict(orient="records"),
+        "checks": [c.to_dict() for c in ev.get("checks", [])],
     }

@@ -31,11 +31,11 @@ from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
 from .apgd import apgd, apgd_sweep
 from .budget import Budget
 from .pgd import pgd, pgd_sweep
-from .registry import ATTACKS, CLEAN, NO_ATTACK, SETTINGS, SUITES, WORST, Attack, Step, attack_label
+from .registry import ATTACKS, CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, SUITES, WORST, Attack, Step, attack_label
 from .square import square, square_sweep
 
 __all__ = [
-    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
+    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "RECORD_ATTACKS", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
     "square", "square_sweep", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
     "attack_label", "auto_batch_size", "autocast", "box", "check_eps", "check_iters", "chunking", "eval_mode",
     "fgsm", "fgsm_sweep", "find_largest", "ifgsm", "ifgsm_sweep", "input_gradient", "logits_and_gradient",

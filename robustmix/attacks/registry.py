@@ -123,6 +123,9 @@ ATTACKS: dict[str, Attack] = {
     ),
 }
 
+# Every attack name a record may carry, in table order: the crafted attacks, then the worst case.
+RECORD_ATTACKS: tuple[str, ...] = (*ATTACKS, WORST)
+
 # Suites: named attack lists for --suite. The worst case is computed from the records of the others.
 SUITES: dict[str, tuple[str, ...]] = {
     "paper": ("fgsm", "ifgsm"),
