@@ -47,6 +47,8 @@ APGD_LOSSES = ("ce", "dlr")
 
 def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Difference of logits ratio per example (Croce & Hein 2020, eq. 5): shift- and scale-invariant."""
+    if logits.shape[1] < 3:
+        raise RobustmixError(f"APGD-DLR needs at least 3 classes (the model has {logits.shape[1]}): use APGD-CE")
     z, order = logits.sort(dim=1)
     z_y = logits.gather(1, y.view(-1, 1)).view(-1)
     z_other = torch.where(order[:, -1] == y, z[:, -2], z[:, -1])
@@ -65,15 +67,10 @@ def _loss_gradient(model, x_adv, y, loss: str, amp):
     return logits.detach(), per_example.detach(), grad
 
 
-def _check(loss: str, iters: int, model, x) -> None:
+def _check(loss: str, iters: int) -> None:
     if loss not in APGD_LOSSES:
         raise RobustmixError(f"unknown APGD loss {loss!r}: choose from {', '.join(APGD_LOSSES)}")
     check_iters(iters)
-    if loss == "dlr":
-        with torch.inference_mode():
-            classes = model(x[:1]).shape[1]
-        if classes < 3:
-            raise RobustmixError(f"APGD-DLR needs at least 3 classes (the model has {classes}): use APGD-CE")
 
 
 def apgd(
@@ -109,13 +106,13 @@ def apgd_sweep(
     """APGD at several eps in one stacked batch; {eps: x_adv}, each equal to `apgd` at that eps.
     `index`: the examples' positions in the data set (the random start follows the example)."""
     eps_list = [check_eps(e) for e in eps]
+    _check(loss, iters)
     x, y = prepare_inputs(model, x, y)
     if not eps_list:
         return {}
     restarts = check_restarts(restarts)
     rows = stack_rows(x, y, eps_list, [2 * e for e in eps_list], index)
     with eval_mode(model):
-        _check(loss, iters, model, x)
         result = rows.x.clone()
         found = torch.zeros(rows.n, dtype=torch.bool, device=x.device)
         for r in range(restarts):
