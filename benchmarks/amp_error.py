@@ -23,10 +23,11 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robustmix.checkpoint import load_checkpoint, read_meta  # noqa: E402
 from robustmix.data import load_dataset  # noqa: E402
 from robustmix.devices import processor, resolve_device  # noqa: E402
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate  # noqa: E402
+from robustmix.errors import RobustmixError  # noqa: E402
+from robustmix.evaluate import EvalConfig, evaluate  # noqa: E402
+from robustmix.runs import find_surrogate, find_targets, open_checkpoints  # noqa: E402
 
 MODES = ("none", "bf16", "bf16-all")
 
@@ -44,13 +45,11 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=None, help="also write the Markdown here")
     args = p.parse_args()
     device = resolve_device(args.device)
-    folders = sorted(m.parent for m in args.runs.glob("*/meta.json"))
-    roles = {f: read_meta(f).get("role") for f in folders}
-    load = lambda f: Checkpoint(f.name, *load_checkpoint(f, device))  # noqa: E731
-    targets = [load(f) for f in folders if roles[f] == "target"]
-    surrogate = next((load(f) for f in folders if roles[f] == "surrogate"), None)
-    if not targets or surrogate is None:
-        p.error(f"{args.runs} needs checkpoints with role target and one with role surrogate")
+    try:
+        targets = open_checkpoints(find_targets(args.runs), device, what="targets")
+        surrogate = open_checkpoints([find_surrogate(args.runs)], device)[0]
+    except RobustmixError as e:
+        p.error(str(e))
     data = load_dataset(targets[0].meta["dataset"])
     eps = tuple(float(e) / 255 for e in args.eps.split(","))
     records, seconds = {}, {}

@@ -38,7 +38,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from robustmix.attacks import fgsm_sweep, ifgsm  # noqa: E402
 from robustmix.data import load_dataset  # noqa: E402
 from robustmix.devices import processor  # noqa: E402
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate  # noqa: E402
+from robustmix.checkpoint import Checkpoint  # noqa: E402
+from robustmix.evaluate import EvalConfig, evaluate  # noqa: E402
 from robustmix.metrics import topk_correct  # noqa: E402
 from robustmix.models import build_model  # noqa: E402
 from robustmix.plan import naive_cost, total_cost  # noqa: E402

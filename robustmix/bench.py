@@ -33,13 +33,13 @@ from typing import Callable
 import torch
 
 from . import __version__, files
-from .checkpoint import load_checkpoint
+from .checkpoint import Checkpoint, load_checkpoint, provenance
 from .config import TrainConfig
 from .data import load_dataset
 from .devices import processor, resolve_device
 from .errors import RobustmixError
 from .attacks import SETTINGS
-from .evaluate import Checkpoint, EvalConfig, evaluate
+from .evaluate import EvalConfig, evaluate
 from .stats import as_bool, paired_difference, wilson_ci
 from .train import train
 
@@ -167,13 +167,11 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
         )
     except (TypeError, ValueError) as e:
         raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
-    from .train import validate  # the trainer's own checks, with their one-line messages
-
     for c in configs:
         try:
-            validate(c)
+            c.validate()  # the trainer's own checks, with their one-line, flag-neutral messages
         except RobustmixError as e:
-            raise _bad(where, str(e).replace("--", ""), "fix the spec") from None
+            raise _bad(where, str(e), "fix the spec") from None
         except TypeError:
             raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
     return ModelSpec(name, configs=configs)
@@ -298,7 +296,7 @@ def measure(
             raise RobustmixError(f"spec asks for {spec.examples} examples but {spec.dataset} has {x.shape[0]} test examples: lower [data] examples")
         x, y = x[: spec.examples], y[: spec.examples]
 
-    provenance: dict[str, dict] = {}
+    quoted: dict[str, dict] = {}
 
     def obtain(m: ModelSpec) -> list[Checkpoint]:
         out = []
@@ -312,8 +310,7 @@ def measure(
             if meta.get("dataset") != spec.dataset:
                 raise RobustmixError(f"checkpoint {path} was trained on {meta.get('dataset')!r}, the spec evaluates {spec.dataset!r}: fix [data] or the checkpoint")
             out.append(Checkpoint(f"{m.name}#{i}", model, meta))
-        for c in out:
-            provenance[c.name] = {k: c.meta.get(k) for k in ("method", "alpha", "seed", "epochs", "clean_top1_err", "weights_sha256")}
+        quoted.update({c.name: provenance(c.meta) for c in out})
         return out
 
     surrogate = obtain(spec.surrogate)[0] if spec.surrogate else None
@@ -334,7 +331,7 @@ def measure(
                 by_key[(c.name, r["setting"], r["attack"], r["eps_255"])][f"top{k}_correct"] for c in slots[name]
             )
             metrics[metric_id(name, r["setting"], r["attack"], r["eps_255"], k)] = pooled
-    return {m: metrics[m] for m in spec.metric_ids()}, provenance
+    return {m: metrics[m] for m in spec.metric_ids()}, quoted
 
 
 # ----------------------------------------------------------------------------- baseline I/O

@@ -1,4 +1,7 @@
-"""Checkpoints: a folder with `model.safetensors` (weights) and `meta.json` (how it was made).
+"""Checkpoints: a folder with `model.safetensors` (weights) and `meta.json` (how it was made);
+the `Checkpoint` type (a loaded model, its name and metadata), the metadata a trained model's
+checkpoint carries (`checkpoint_meta`) and what result files quote of it (`provenance`).
+Finding checkpoints in a runs folder, naming them and checking they go together: `runs.py`.
 
 Loading never unpickles anything. The metadata records the sha256 of the weights it belongs to,
 so a folder whose two files do not match is refused rather than half-loaded.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -20,24 +24,82 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import files
+from . import __version__, files
+from .config import TrainConfig
+from .data import Dataset
 from .errors import RobustmixError
-from .models import build_model
+from .models import build_model, model_options
 
+FORMAT = "robustmix-checkpoint/1"
 WEIGHTS = "model.safetensors"
 META = "meta.json"
 LEGACY = (".pt", ".pth")
+# What result files, figures and the gate's baseline quote of each checkpoint they used.
+PROVENANCE = ("role", "method", "alpha", "seed", "model", "dataset", "epochs", "clean_top1_err", "weights_sha256")
+
+
+@dataclass
+class Checkpoint:
+    """A loaded model, the name it is reported under, and the metadata of the checkpoint it came from."""
+
+    name: str
+    model: nn.Module
+    meta: dict = field(default_factory=dict)
+
+
+def provenance(meta: dict) -> dict:
+    """The part of a checkpoint's metadata that a result quotes to say which model it measured."""
+    return {k: meta.get(k) for k in PROVENANCE}
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
     """Write weights then metadata, each atomically. Returns the checkpoint folder."""
     folder = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    blob = st_save(state, metadata={"format": "robustmix-checkpoint/1"})
+    blob = st_save(state, metadata={"format": FORMAT})
     meta = dict(meta, weights_sha256=hashlib.sha256(blob).hexdigest())
     files.write_bytes(folder / WEIGHTS, blob)
     files.write_json(folder / META, meta)
     return folder
+
+
+def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augment: str, clean_errors: tuple[float, float],
+                    history: list[dict], resumed_at_epoch: int, device: torch.device | str, world_size: int) -> dict:
+    """The metadata a trained model's checkpoint carries: how it was made (the full config, the
+    data it saw, versions, device) and what it measured (clean error, per-epoch history, speed).
+    `save_checkpoint` adds the sha256 of the weights."""
+    seconds = sum(r["seconds"] for r in history)
+    n = data.x_train.shape[0]
+    return {
+        "format": FORMAT,
+        "robustmix_version": __version__,
+        "name": config.run_name,
+        "role": config.role,
+        "model": config.model,
+        "model_options": model_options(width=config.width, depth=config.depth, dropout=config.dropout),
+        "dataset": config.dataset,
+        "num_classes": data.num_classes,
+        "classes": list(data.classes),
+        "input_shape": list(data.input_shape),
+        "method": config.method,
+        "alpha": config.alpha if config.method != "erm" else 0.0,
+        "seed": config.seed,
+        "epochs": config.epochs,
+        "recipe": config.recipe,
+        "augment": augment,
+        "label_noise": config.label_noise,
+        "data": data_info,
+        "clean_top1_err": clean_errors[0],
+        "clean_top5_err": clean_errors[1],
+        "train_seconds": round(seconds, 3),
+        "train_images_per_second": round(n * len(history) / max(seconds, 1e-9), 1),
+        "resumed_at_epoch": resumed_at_epoch,
+        "device": str(device),
+        "world_size": world_size,
+        "torch_version": torch.__version__,
+        "history": history,
+        "config": config.to_dict(),
+    }
 
 
 def checkpoint_folder(path: str | Path) -> Path:

@@ -9,6 +9,7 @@
   outputs look like probabilities instead of logits (cross-entropy on them masks gradients).
   Modelled on AutoAttack's checks.py.
 - `check_fits(meta, dataset)`: a checkpoint's classes and input shape against a data set.
+- `check_distinct(names)`: no two checkpoints evaluated or drawn together share a name.
 
 Each failure is a `RobustmixError` whose one-line message names the problem and the fix.
 """
@@ -89,18 +90,22 @@ def check_fits(meta: dict, num_classes: int, input_shape, *, name: str, dataset:
         )
 
 
+def check_distinct(names: list[str], what: str = "checkpoints") -> None:
+    """Results, tables and figures are keyed by checkpoint name: two with one name would merge."""
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RobustmixError(f"two {what} are named {dup[0]!r}: give checkpoints distinct folder names")
+
+
 def check_evaluation(targets: list, x: torch.Tensor, y: torch.Tensor, surrogate=None) -> dict[str, dict]:
     """Once per evaluation: inputs, labels and every model (targets and surrogate) on a probe batch.
 
-    `targets` and `surrogate` are `evaluate.Checkpoint`s (anything with .name, .model and .meta).
+    `targets` and `surrogate` are `checkpoint.Checkpoint`s (anything with .name, .model and .meta).
     Returns each model's `probe_model` findings by name.
     """
     findings = {}
     check_pixels(x, allow_uint8=True)
-    names = [t.name for t in targets]
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise RobustmixError(f"two targets are named {dup[0]!r}: give checkpoints distinct folder names")
+    check_distinct([t.name for t in targets], "targets")
     for c in targets + ([surrogate] if surrogate is not None else []):
         shape = (c.meta or {}).get("input_shape")
         if shape and list(shape) != list(x.shape[1:]):

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
+
+from .data import AUGMENTS
+from .errors import RobustmixError
+from .methods import get_method
 
 ROLES = ("target", "surrogate")
 SCHEDULES = ("cosine", "step", "onecycle")
@@ -44,6 +49,31 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def validate(self) -> None:
+        """Refuse values training cannot use, with a one-line message naming the key (the CLI flag
+        and the bench spec key share its name)."""
+        if self.epochs < 1:
+            raise RobustmixError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 1:
+            raise RobustmixError(f"batch_size must be >= 1, got {self.batch_size}")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise RobustmixError(f"lr must be a positive number, got {self.lr}")
+        if not (self.alpha >= 0 and math.isfinite(self.alpha)):
+            raise RobustmixError(f"alpha must be >= 0 (0 means no mixing), got {self.alpha}")
+        if self.role not in ROLES:
+            raise RobustmixError(f"role must be one of {', '.join(ROLES)}, got {self.role!r}")
+        if self.schedule not in SCHEDULES:
+            raise RobustmixError(f"schedule must be one of {', '.join(SCHEDULES)}, got {self.schedule!r}")
+        if self.augment != "auto" and self.augment not in AUGMENTS:
+            raise RobustmixError(f"augment must be auto or one of {', '.join(AUGMENTS)}, got {self.augment!r}")
+        if not 0.0 <= self.label_noise <= 1.0:
+            raise RobustmixError(f"label_noise must be a fraction in [0, 1], got {self.label_noise}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise RobustmixError(f"dropout must be in [0, 1), got {self.dropout}")
+        if not 0.0 <= self.warmup < 1.0:
+            raise RobustmixError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        get_method(self.method)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":

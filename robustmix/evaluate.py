@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -42,6 +42,7 @@ from .attacks import (
     standard_layout,
 )
 from .attacks.budget import APGD_ITERS, APGD_RESTARTS, PGD_ITERS, PGD_RESTARTS, SQUARE_QUERIES
+from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
@@ -99,15 +100,6 @@ class EvalConfig:
             raise RobustmixError(f"channels_last must be true, false or 'auto', got {self.channels_last!r}")
         if self.amp not in AMP_MODES:
             raise RobustmixError(f"unknown amp mode {self.amp!r}: choose from {', '.join(AMP_MODES)}")
-
-
-@dataclass
-class Checkpoint:
-    """A loaded model and the metadata of the checkpoint it came from."""
-
-    name: str
-    model: nn.Module
-    meta: dict = field(default_factory=dict)
 
 
 def channels_last_for(config: EvalConfig, device: torch.device) -> bool:

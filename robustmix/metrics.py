@@ -5,19 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .attacks.execution import eval_mode
 from .data import pixels
 
 
 @torch.inference_mode()
 def predict_logits(model: nn.Module, x: torch.Tensor, batch_size: int = 1024) -> torch.Tensor:
     """Logits of `model` (evaluated in eval mode, then left in the mode it came in) on `x`."""
-    was_training = model.training
-    model.eval()
-    try:
-        device = next(model.parameters()).device
+    device = next(model.parameters()).device
+    with eval_mode(model):
         out = [model(pixels(xb.to(device))) for xb in x.split(batch_size)]
-    finally:
-        model.train(was_training)
     return torch.cat(out).float()
 
 

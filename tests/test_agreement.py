@@ -11,7 +11,8 @@ import pytest
 import torch
 from torch import nn
 
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate
+from robustmix.checkpoint import Checkpoint
+from robustmix.evaluate import EvalConfig, evaluate
 from robustmix.stats import as_bool
 
 EPS = (8 / 255, 32 / 255)

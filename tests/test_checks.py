@@ -11,7 +11,8 @@ from torch import nn
 from robustmix.attacks import ATTACKS, fgsm_sweep
 from robustmix.checks import RobustmixWarning, check_fits, check_model, model_classes
 from robustmix.errors import RobustmixError
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate
+from robustmix.checkpoint import Checkpoint
+from robustmix.evaluate import EvalConfig, evaluate
 
 
 class Counting(nn.Module):

@@ -72,7 +72,7 @@ BAD = [
     (["train", "--epochs", "2.5"], "not an integer"),
     (["train", "--batch-size", "-8"], "--batch-size"),
     (["train", "--lr", "nan"], "not a finite number"),
-    (["train", "--lr", "0"], "--lr must be a positive number"),
+    (["train", "--lr", "0"], "lr must be a positive number, got 0"),
     (["train", "--alpha", "-1"], "--alpha"),
     (["train", "--weight-decay", "-0.1"], "--weight-decay"),
     (["train", "--seed", "one"], "--seed"),

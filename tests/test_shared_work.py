@@ -20,7 +20,8 @@ from robustmix.attacks import (
     standard_layout,
 )
 from robustmix.errors import RobustmixError
-from robustmix.evaluate import Checkpoint, EvalConfig, channels_last_for, evaluate, plan_evaluation
+from robustmix.checkpoint import Checkpoint
+from robustmix.evaluate import EvalConfig, channels_last_for, evaluate, plan_evaluation
 from robustmix.metrics import topk_correct
 from robustmix.models import build_model
 from robustmix.plan import naive_cost, render_plan, total_cost

@@ -52,3 +52,26 @@ def test_tampered_weights_are_refused(trained, tmp_path):
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
     with pytest.raises(RobustmixError, match="does not exist"):
         load_checkpoint(tmp_path / "nope")
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [({"epochs": 0}, "epochs must be >= 1"), ({"lr": 0.0}, "lr must be a positive number"),
+     ({"schedule": "linear"}, "schedule must be one of"), ({"method": "magic"}, "unknown method 'magic'")],
+)
+def test_config_validates_itself_with_flag_neutral_messages(change, words):
+    # the same message serves the CLI (--epochs) and a bench spec (epochs = ...)
+    with pytest.raises(RobustmixError) as e:
+        TrainConfig(**change).validate()
+    assert words in str(e.value) and "--" not in str(e.value)
+
+
+def test_metadata_is_built_by_the_checkpoint_module(trained, digits):
+    from robustmix.checkpoint import checkpoint_meta
+
+    _, meta = trained
+    config = TrainConfig.from_dict(meta["config"])
+    again = checkpoint_meta(config, digits, data_info=meta["data"], augment=meta["augment"],
+                            clean_errors=(meta["clean_top1_err"], meta["clean_top5_err"]), history=meta["history"],
+                            resumed_at_epoch=0, device=meta["device"], world_size=1)
+    assert again == meta

@@ -7,14 +7,13 @@ import argparse
 from pathlib import Path
 
 from ..attacks import AMP_MODES, CPU_AUTO_BATCH, SETTINGS, SUITES
-from ..checkpoint import load_checkpoint, read_meta
+from ..checkpoint import Checkpoint, provenance
 from ..checks import check_fits
 from ..data import load_dataset
 from .. import distributed
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import (
-    Checkpoint,
     EvalConfig,
     evaluate,
     plan_evaluation,
@@ -23,6 +22,7 @@ from ..evaluate import (
 from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
+from ..runs import check_compatible, find_surrogate, find_targets, open_checkpoints
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
 from .suite import add_suite_arguments, soundness, soundness_markdown, suite_config
 
@@ -59,56 +59,13 @@ def batch_size(text: str) -> int | str:
         raise argparse.ArgumentTypeError(f"{text!r} is not 'auto' or an integer >= 1") from None
 
 
-def discover(runs: Path) -> list[Path]:
-    if not runs.is_dir():
-        raise RobustmixError(f"no checkpoints: {runs} is not a folder; train first (robustmix quickstart) or pass --targets")
-    found = sorted(p.parent for p in runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
-    if not found:
-        raise RobustmixError(f"no checkpoints in {runs}: train first (robustmix quickstart) or pass --targets")
-    return found
-
-
 def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
     """Target and surrogate folders from the flags, or from the roles recorded in --runs."""
-    found = None
-    if args.targets is None:
-        found = discover(args.runs)
-        targets = [p for p in found if read_meta(p).get("role") == "target"]
-        if not targets:
-            raise RobustmixError(f"no checkpoint with role 'target' in {args.runs}: pass --targets")
-    else:
-        targets = list(args.targets)
+    targets = list(args.targets) if args.targets is not None else find_targets(args.runs)
     surrogate = args.surrogate
     if surrogate is None and "black-box" in args.settings:
-        found = found or sorted(p.parent for p in args.runs.glob("*/meta.json") if (p.parent / "model.safetensors").is_file())
-        surrogates = [p for p in found if read_meta(p).get("role") == "surrogate"]
-        if len(surrogates) > 1:
-            names = ", ".join(str(p) for p in surrogates)
-            raise RobustmixError(f"several surrogates in {args.runs} ({names}): choose one with --surrogate")
-        if not surrogates:
-            raise RobustmixError(
-                f"black-box needs a surrogate and none has role 'surrogate' in {args.runs}: "
-                "pass --surrogate PATH or --settings white-box"
-            )
-        surrogate = surrogates[0]
+        surrogate = find_surrogate(args.runs)
     return targets, surrogate
-
-
-def ckpt_name(path: Path) -> str:
-    """A checkpoint's name: its folder's name (also when the path names a file inside it)."""
-    return path.parent.name if path.suffix in (".json", ".safetensors", ".pt", ".pth") else path.name
-
-
-def check_compatible(checkpoints: list[Checkpoint]) -> str:
-    first = checkpoints[0].meta
-    for c in checkpoints[1:]:
-        for key in ("dataset", "num_classes", "input_shape"):
-            if c.meta.get(key) != first.get(key):
-                raise RobustmixError(
-                    f"{c.name} was trained with {key}={c.meta.get(key)!r} but {checkpoints[0].name} with "
-                    f"{first.get(key)!r}: evaluate checkpoints of one data set together"
-                )
-    return first["dataset"]
 
 
 def run(args: argparse.Namespace) -> int:
@@ -133,9 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
     world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
     target_paths, surrogate_path = choose(args)
-    load = lambda p: Checkpoint(ckpt_name(p), *load_checkpoint(p, device, allow_legacy=args.allow_legacy))  # noqa: E731
-    targets = [load(p) for p in target_paths]
-    surrogate = load(surrogate_path) if surrogate_path else None
+    targets = open_checkpoints(target_paths, device, allow_legacy=args.allow_legacy, what="targets")
+    surrogate = open_checkpoints([surrogate_path], device, allow_legacy=args.allow_legacy)[0] if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
     data = load_dataset(dataset)
     for c in targets + ([surrogate] if surrogate else []):
@@ -162,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
     suite = next((f"{name}-" for name, attacks in SUITES.items() if attacks == config.attacks and name != "paper"), "")
     out = args.out or Path("runs") / "results" / f"attack-{suite}eps{eps_tag}-iters{config.iters}.json"
-    checkpoints = {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "model", "dataset", "clean_top1_err", "weights_sha256")} for c in targets + ([surrogate] if surrogate else [])}
+    checkpoints = {c.name: provenance(c.meta) for c in targets + ([surrogate] if surrogate else [])}
     checks, _ = soundness(records, probes)
     save_results(out, records, config={**config.to_dict(), "dataset": dataset, "device": str(device)}, checkpoints=checkpoints,
                  probes=probes, checks=[c.to_dict() for c in checks])

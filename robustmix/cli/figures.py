@@ -14,13 +14,12 @@ import numpy as np
 
 from .. import files
 from ..analysis import calibration_frame, figure2_curves
-from ..checkpoint import load_checkpoint
+from ..checkpoint import provenance
 from ..data import load_dataset
 from ..devices import resolve_device
-from ..evaluate import Checkpoint
 from ..figures import figure2, reliability_figure, save_png
 from ..results import csv_text
-from .attack import check_compatible, discover
+from ..runs import check_compatible, discover, open_checkpoints
 from .common import nonneg_int, positive_int, say
 
 HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE"
@@ -41,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     paths = args.checkpoints or discover(args.runs)
-    cps = [Checkpoint(Path(p).name, *load_checkpoint(p, device)) for p in paths]
+    cps = open_checkpoints(paths, device)
     data = load_dataset(check_compatible(cps))
     models = {c.name: c.model for c in cps}
     lams = np.linspace(0.0, 1.0, args.lams) if args.lams > 1 else np.array([1.0])
@@ -59,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
                 "format": "robustmix-figures/1",
                 "config": {"pairs": args.pairs, "lams": lams.tolist(), "distinct_labels": not args.any_labels, "bins": args.bins,
                            "seed": args.seed, "pairs_from": "train", "calibration_on": "test", "device": str(device)},
-                "checkpoints": {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "dataset", "weights_sha256")} for c in cps},
+                "checkpoints": {c.name: provenance(c.meta) for c in cps},
                 "ece": {name: float(c.ece.iloc[0]) for name, c in calib.groupby("checkpoint", sort=False)},
             },
         ),

@@ -12,14 +12,15 @@ import json
 import time
 from pathlib import Path
 
-from ..checkpoint import META, load_checkpoint
+from ..checkpoint import META, provenance
 from ..config import TrainConfig
 from ..devices import resolve_device
 from ..errors import RobustmixError
-from ..evaluate import Checkpoint, EvalConfig, evaluate
+from ..evaluate import EvalConfig, evaluate
 from ..data import load_dataset
 from ..report import render_markdown
 from ..results import save_results
+from ..runs import open_checkpoints
 from .common import EPS_HELP, eps_list, positive_int, say
 from .train import train_and_save
 
@@ -72,14 +73,13 @@ def run(args: argparse.Namespace) -> int:
             say(f"trained {out}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
         paths.append(out)
 
-    surrogate = Checkpoint(paths[0].name, *load_checkpoint(paths[0], device))
-    targets = [Checkpoint(p.name, *load_checkpoint(p, device)) for p in paths[1:]]
+    surrogate, *targets = open_checkpoints(paths, device)
     config = EvalConfig(eps=args.eps, iters=args.iters, device=args.device)
     data = load_dataset("digits")
     records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device)
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
     out = args.runs / "results" / f"quickstart-eps{eps_tag}-iters{config.iters}.json"
-    checkpoints = {c.name: {k: c.meta.get(k) for k in ("role", "method", "alpha", "seed", "clean_top1_err")} for c in [surrogate, *targets]}
+    checkpoints = {c.name: provenance(c.meta) for c in [surrogate, *targets]}
     save_results(out, records, config={**config.to_dict(), "dataset": "digits", "device": str(device)}, checkpoints=checkpoints)
     print(render_markdown(records))
     say(f"wrote {out}; total {time.perf_counter() - started:.1f} s")

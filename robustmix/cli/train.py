@@ -172,6 +172,7 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
 
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    config.validate()
     out = args.out or Path("runs") / config.run_name
     meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard)
     if not world_from_env().is_main:

@@ -8,14 +8,16 @@ callables whose composition is `forward`; mixing may happen at the input of any 
 input is the image itself). This follows the Manifold Mixup authors' choice of mixing points
 (input, after the first and second residual groups) without the model knowing about mixing.
 
-    core.py      Normalize, the registry, build_model, run_stages
+    normalize.py Normalize, the first layer of every model
+    core.py      the registry, build_model, run_stages
     small.py     SmallCNN (foundation), LeNet-5
     resnets.py   PreAct ResNet-18 (the mixup paper's CIFAR model), WideResNet-28-10
     imagenet.py  torchvision's ImageNet ResNets (18/50/101) for ImageFolder data at larger sizes
 """
 
-from .core import MODELS, Normalize, build_model, model_options, run_stages
+from .core import MODELS, build_model, model_options, run_stages
 from .imagenet import TorchvisionResNet
+from .normalize import Normalize
 from .resnets import PreActBlock, PreActResNet, WideResNet
 from .small import FastCNN, LeNet5, SmallCNN
 

@@ -1,4 +1,4 @@
-"""Normalize (every model's first layer), the MODELS registry and build_model."""
+"""The MODELS registry, build_model, model_options and run_stages (manifold mixup's stage runner)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,9 @@ import torch
 from torch import nn
 
 from ..errors import RobustmixError
-
-
-class Normalize(nn.Module):
-    """(x − mean) / std per channel. Buffers, so the checkpoint carries them."""
-
-    def __init__(self, mean: Sequence[float], std: Sequence[float]):
-        super().__init__()
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return (x - self.mean) / self.std
+from .imagenet import TorchvisionResNet
+from .resnets import PreActResNet, WideResNet
+from .small import FastCNN, LeNet5, SmallCNN
 
 
 def run_stages(model: nn.Module, x: torch.Tensor, *, mix_at: int = -1, mix: Callable | None = None) -> torch.Tensor:
@@ -35,26 +26,18 @@ def run_stages(model: nn.Module, x: torch.Tensor, *, mix_at: int = -1, mix: Call
 ModelFactory = Callable[..., nn.Module]
 
 
-def _factories() -> dict[str, ModelFactory]:
-    from .imagenet import TorchvisionResNet
-    from .resnets import PreActResNet, WideResNet
-    from .small import FastCNN, LeNet5, SmallCNN
-
-    return {
-        "cnn": lambda c, k, size, mean, std, **kw: SmallCNN(c, k, mean, std, **kw),
-        "fast_cnn": lambda c, k, size, mean, std, **kw: FastCNN(c, k, mean, std, **kw),
-        "lenet5": lambda c, k, size, mean, std, **kw: LeNet5(c, k, mean, std, image_size=size, **kw),
-        "preact_resnet18": lambda c, k, size, mean, std, **kw: PreActResNet(c, k, mean, std, blocks=(2, 2, 2, 2), **kw),
-        "wrn28_10": lambda c, k, size, mean, std, **kw: WideResNet(c, k, mean, std, **kw),
-        "resnet18": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet18", c, k, mean, std, **kw),
-        "resnet50": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet50", c, k, mean, std, **kw),
-        "resnet101": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet101", c, k, mean, std, **kw),
-    }
-
-
 # name -> factory(in_channels, num_classes, image_size, mean, std, **options). Plain dict;
 # the model tests are generated from it. Options: width, depth, dropout (where the model has them).
-MODELS: dict[str, ModelFactory] = _factories()
+MODELS: dict[str, ModelFactory] = {
+    "cnn": lambda c, k, size, mean, std, **kw: SmallCNN(c, k, mean, std, **kw),
+    "fast_cnn": lambda c, k, size, mean, std, **kw: FastCNN(c, k, mean, std, **kw),
+    "lenet5": lambda c, k, size, mean, std, **kw: LeNet5(c, k, mean, std, image_size=size, **kw),
+    "preact_resnet18": lambda c, k, size, mean, std, **kw: PreActResNet(c, k, mean, std, blocks=(2, 2, 2, 2), **kw),
+    "wrn28_10": lambda c, k, size, mean, std, **kw: WideResNet(c, k, mean, std, **kw),
+    "resnet18": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet18", c, k, mean, std, **kw),
+    "resnet50": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet50", c, k, mean, std, **kw),
+    "resnet101": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet101", c, k, mean, std, **kw),
+}
 
 
 def model_options(*, width: int = 0, depth: int = 0, dropout: float = 0.0) -> dict:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import Normalize
+from .normalize import Normalize
 
 
 class TorchvisionResNet(nn.Module):

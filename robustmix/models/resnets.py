@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from ..errors import RobustmixError
-from .core import Normalize
+from .normalize import Normalize
 
 
 def bn_relu_pool_head(bn: nn.Module, head: nn.Module, out: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .core import Normalize
+from .normalize import Normalize
 
 
 class SmallCNN(nn.Module):
