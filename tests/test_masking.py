@@ -10,7 +10,8 @@ from torch import nn
 
 from robustmix.analysis import paired_comparisons
 from robustmix.attacks import SUITES
-from robustmix.evaluate import Checkpoint, EvalConfig, evaluate
+from robustmix.checkpoint import Checkpoint
+from robustmix.evaluate import EvalConfig, evaluate
 from robustmix.soundness import CHECKS, soundness_checks
 from robustmix.verdicts import sound_verdicts
 

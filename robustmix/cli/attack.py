@@ -71,7 +71,6 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
 def run(args: argparse.Namespace) -> int:
     config = EvalConfig(
         eps=args.eps,
-        attacks=args.attacks,
         iters=args.iters,
         settings=args.settings,
         batch_size=args.batch_size,
