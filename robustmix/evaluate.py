@@ -48,7 +48,7 @@ from .data import pixels
 from .errors import RobustmixError
 from .metrics import topk_correct
 from .plan import Pass, build_plan
-from .probes import bad_gradients, checks_on, model_record, probe_budget, probe_plan
+from .soundness_probes import bad_gradients, checks_on, model_record, probe_budget, probe_plan
 from .verdicts import worst_case_records
 
 
@@ -175,7 +175,7 @@ def evaluate(
 
     With "worst-case" among config.attacks the records include the per-example worst case over the
     other attacks. Pass a list as `probes` to receive the soundness checks' probe records
-    (`robustmix.probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
+    (`robustmix.soundness_probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
     config.checks off, no probe runs.
     """
     if probes is None:

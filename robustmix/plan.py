@@ -10,6 +10,10 @@ A request is targets × surrogate × attacks × eps × settings. Per chunk of ex
   remaining iters − 1 I-FGSM steps, all k eps stacked into one batch with per-example eps and step.
   An attack made from the shared gradient alone (FGSM) has none.
 - `clean` (1 forward over N rows) for a target that runs no gradient pass (black-box only).
+- the strong attacks (PGD, APGD-CE/DLR, Square) have `craft` passes of their own, every eps stacked;
+  for those that stop early (restarts on the examples not yet fooled, Square) the count is the
+  most they can cost. The soundness checks' PGD probes (`robustmix.soundness_probes`) are craft and score
+  passes with `probe` set.
 - `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
 
 Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).

@@ -85,7 +85,24 @@ def render_markdown(records: list[dict]) -> str:
         parts.append(f"eps = {e * 255:g}/255 (= {e:.4f} in [0, 1] units){note}; top-1/top-5 error, %\n")
         parts.append(markdown(table3(records, e)))
         parts.append("")
-    return "\n".join(parts).rstrip() + "\n"
+    return "\n".join(parts).rstrip() + "\n" + strong_note(records)
+
+
+def strong_note(records: list[dict]) -> str:
+    """One line stating the strong attacks' budget, when any ran ('' otherwise)."""
+    first = {r["attack"]: r for r in reversed(records)}
+    said = []
+    if "pgd" in first:
+        said.append(f"PGD {first['pgd']['iters']} steps of 2.5·eps/{first['pgd']['iters']} × {first['pgd'].get('restarts')} restart(s)")
+    for a in ("apgd-ce", "apgd-dlr"):
+        if a in first:
+            said.append(f"{attack_label(a)} {first[a]['iters']} iterations")
+    if "square" in first:
+        said.append(f"Square {first['square'].get('queries')} queries")
+    if not said:
+        return ""
+    worst = ("; Worst case: wrong under any attack (the number to quote)" if "worst-case" in first else "")
+    return f"\n{', '.join(said)} (seed {first[next(a for a in first if a in ('pgd', 'apgd-ce', 'apgd-dlr', 'square'))].get('attack_seed')}){worst}.\n"
 
 
 def table_csv(records: list[dict]) -> pd.DataFrame:

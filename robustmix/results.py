@@ -23,7 +23,7 @@ def save_results(path: str | Path, records: list[dict], *, config: dict, checkpo
                  checks: list[dict] | None = None) -> Path:
     """Write `path` (.json) and the CSV beside it, atomically. Returns the JSON path.
 
-    `probes`: the soundness checks' probe records (`robustmix.probes`); `checks`: the checks computed
+    `probes`: the soundness checks' probe records (`robustmix.soundness_probes`); `checks`: the checks computed
     from records + probes (`soundness.Check.to_dict`), kept for readers without robustmix."""
     path = Path(path)
     doc = {

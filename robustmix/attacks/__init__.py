@@ -2,6 +2,12 @@
 
     registry.py   ATTACKS (name -> Attack: label, function, plan step), SETTINGS: the one vocabulary
     fgsm.py       fgsm, ifgsm and their shared-work sweeps
+    pgd.py        PGD with random start and restarts (worst case per example, no silent success)
+    apgd.py       APGD-CE and APGD-DLR (Croce & Hein 2020), 100 iterations by default
+    square.py     Square (Andriushchenko et al. 2020), gradient-free, 5,000 queries by default
+    budget.py     the strong attacks' iterations, restarts, queries and seed (Budget)
+    noise.py      seeded per-example random numbers (same seed, same examples, in any batch)
+    rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index
     execution.py  the plumbing under them: eval mode, memory layouts, autocast, the input gradient,
                   projection, input preparation, batch sizing
 """
