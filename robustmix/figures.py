@@ -1,6 +1,7 @@
 """Figures as PNG (matplotlib, Agg; no pyplot state): robustness curves, the paper's Figure 2,
-reliability diagrams. Each `*_figure` function takes the DataFrame built in `robustmix.analysis`
-(or `robustmix.report.evidence`) and returns a matplotlib Figure; `save_png` writes it atomically.
+reliability diagrams. Each `*_figure` function takes a DataFrame built in `robustmix.analysis`
+(or `robustmix.report.evidence`) or `robustmix.probes` and returns a matplotlib Figure;
+`save_png` writes it atomically.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def robustness_figure(
 
 
 def figure2(curves: pd.DataFrame) -> Figure:
-    """The paper's Figure 2, both panels, from `analysis.figure2_curves`."""
+    """The paper's Figure 2, both panels, from `probes.figure2_curves`."""
     fig = Figure(figsize=(9, 3.6), layout="constrained")
     ax_miss, ax_grad = fig.subplots(1, 2)
     for k, (name, c) in enumerate(curves.groupby("checkpoint", sort=False)):
@@ -89,7 +90,7 @@ def figure2(curves: pd.DataFrame) -> Figure:
 
 def reliability_figure(calib: pd.DataFrame) -> Figure:
     """Reliability diagrams (accuracy vs confidence per bin), one panel per checkpoint, with ECE.
-    `calib` is `analysis.calibration_frame`."""
+    `calib` is `probes.calibration_frame`."""
     names = list(dict.fromkeys(calib.checkpoint))
     fig = Figure(figsize=(3.4 * len(names), 3.6), layout="constrained")
     axes = fig.subplots(1, len(names), squeeze=False, sharey=True)[0]

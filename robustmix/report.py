@@ -1,8 +1,8 @@
 """Records -> the paper's Table 3 layout. Errors in percent.
 
 Rows: setting (white-box, black-box) × metric (top-1, top-5) × method; columns: clean, then one
-per attack (FGSM, I-FGSM); one table per eps. `table3`/`render_markdown` give the bare numbers;
-`evidence` + `render_report_markdown`/`report_csv`/`report_latex`/`report_json` add a 95%
+per attack (FGSM, I-FGSM); one table per eps, built by `table3` alone. `render_markdown` gives the
+bare numbers; `evidence` + `render_report_markdown`/`report_csv`/`report_latex`/`report_json` add a 95%
 interval to every error and a paired test (exact McNemar, Holm-adjusted) to every pair of
 targets, and print "X is more robust than Y" only where that test is significant.
 """
@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .analysis import SIGNIFICANCE, error_intervals, paired_comparisons
-from .attacks import NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
+from .analysis import METRIC_LABELS, SIGNIFICANCE, error_intervals, error_rates, paired_comparisons
+from .attacks import CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
 from .soundness import render_checks, soundness_checks
 from .verdicts import render_verdicts, sound_verdicts
-
-METRICS = {"top1_err": "Top-1", "top5_err": "Top-5"}
 
 
 def row_labels(records: list[dict]) -> dict[str, str]:
@@ -29,31 +27,34 @@ def row_labels(records: list[dict]) -> dict[str, str]:
     return {t: (m if counts[m] == 1 else f"{m} [{t}]") for t, m in methods.items()}
 
 
-def table3(records: list[dict], eps: float) -> pd.DataFrame:
-    """One eps's Table 3 as a DataFrame with columns Setting, Metric, Method, Clean, FGSM, I-FGSM."""
-    labels = row_labels(records)
-    clean = {r["target"]: r for r in records if r["setting"] == "clean"}
-    adv = [r for r in records if r["setting"] != "clean" and abs(r["eps"] - eps) < 1e-9]
-    attacks = [a for a in RECORD_ATTACKS if any(r["attack"] == a for r in adv)]
+def table3(frame: pd.DataFrame, labels: dict[str, str], eps_255: float) -> pd.DataFrame:
+    """One eps's Table 3: columns Setting, Metric, Method, then Clean and one per attack present
+    (FGSM, I-FGSM), error in %; when `frame` has intervals (lo, hi), each of those columns is
+    followed by <col>_lo and <col>_hi.
+
+    `frame` has one row per record × metric: `analysis.error_rates(records)` (bare numbers) or
+    `analysis.error_intervals(records)` (with intervals); eps is matched on the 0–255 scale."""
+    fields = (("", "err"), ("_lo", "lo"), ("_hi", "hi")) if {"lo", "hi"} <= set(frame.columns) else (("", "err"),)
+    clean = frame[frame.setting == CLEAN]
+    adv = frame[(frame.setting != CLEAN) & ((frame.eps_255 - eps_255).abs() < 1e-6)]
+    attacks = [a for a in RECORD_ATTACKS if (adv.attack == a).any()]
     rows = []
     for setting in SETTINGS:
-        sub = [r for r in adv if r["setting"] == setting]
-        if not sub:
-            continue
-        targets = list(dict.fromkeys(r["target"] for r in sub))
-        for metric, metric_label in METRICS.items():
-            for t in targets:
+        sub = adv[adv.setting == setting]
+        for metric, metric_label in METRIC_LABELS.items():
+            for t in dict.fromkeys(sub.target):
                 row = {"Setting": setting, "Metric": metric_label, "Method": labels[t]}
-                row["Clean"] = clean[t][metric] if t in clean else float("nan")
-                for a in attacks:
-                    hit = [r for r in sub if r["target"] == t and r["attack"] == a]
-                    row[attack_label(a)] = hit[0][metric] if hit else float("nan")
+                for attack, part in [(NO_ATTACK, clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
+                    hit = part[(part.target == t) & (part.metric == metric)]
+                    for suffix, field in fields:
+                        row[attack_label(attack) + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
-def eps_values(records: list[dict]) -> list[float]:
-    return sorted({r["eps"] for r in records if r["setting"] != "clean"})
+def eps_255_values(frame: pd.DataFrame) -> list[float]:
+    """The eps (0–255 scale) of the attacked rows of a frame, ascending."""
+    return sorted(set(frame.loc[frame.setting != CLEAN, "eps_255"]))
 
 
 def markdown(df: pd.DataFrame, digits: int = 1, left: tuple[str, ...] = ("Setting", "Metric", "Method")) -> str:
@@ -77,42 +78,42 @@ def markdown(df: pd.DataFrame, digits: int = 1, left: tuple[str, ...] = ("Settin
 
 
 def render_markdown(records: list[dict]) -> str:
-    """Every eps's table, each under a heading that states the eps on both scales."""
+    """Every eps's table (bare numbers), each under a heading that states the eps on both scales."""
+    frame, labels = error_rates(records), row_labels(records)
     parts = []
-    for e in eps_values(records):
-        iters = sorted({r["iters"] for r in records if r["attack"] == "ifgsm"})
-        note = f", I-FGSM {iters[0]} iterations (step eps/{iters[0]})" if len(iters) == 1 else ""
-        parts.append(f"eps = {e * 255:g}/255 (= {e:.4f} in [0, 1] units){note}; top-1/top-5 error, %\n")
-        parts.append(markdown(table3(records, e)))
+    for e in eps_255_values(frame):
+        parts.append(f"eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units){iterations_note(records, ', ')}; top-1/top-5 error, %\n")
+        parts.append(markdown(table3(frame, labels, e)))
         parts.append("")
     return "\n".join(parts).rstrip() + "\n" + strong_note(records)
 
 
 def strong_note(records: list[dict]) -> str:
     """One line stating the strong attacks' budget, when any ran ('' otherwise)."""
-    first = {r["attack"]: r for r in reversed(records)}
+    last = {r["attack"]: r for r in records}
     said = []
-    if "pgd" in first:
-        said.append(f"PGD {first['pgd']['iters']} steps of 2.5·eps/{first['pgd']['iters']} × {first['pgd'].get('restarts')} restart(s)")
-    for a in ("apgd-ce", "apgd-dlr"):
-        if a in first:
-            said.append(f"{attack_label(a)} {first[a]['iters']} iterations")
-    if "square" in first:
-        said.append(f"Square {first['square'].get('queries')} queries")
+    if "pgd" in last:
+        it = last["pgd"]["iters"]
+        said.append(f"PGD {it} steps of 2.5·eps/{it} × {last['pgd'].get('restarts')} restart(s)")
+    said += [f"{attack_label(a)} {last[a]['iters']} iterations" for a in ("apgd-ce", "apgd-dlr") if a in last]
+    if "square" in last:
+        said.append(f"Square {last['square'].get('queries')} queries")
     if not said:
         return ""
-    worst = ("; Worst case: wrong under any attack (the number to quote)" if "worst-case" in first else "")
-    return f"\n{', '.join(said)} (seed {first[next(a for a in first if a in ('pgd', 'apgd-ce', 'apgd-dlr', 'square'))].get('attack_seed')}){worst}.\n"
+    seed = next(last[a].get("attack_seed") for a in ("pgd", "apgd-ce", "apgd-dlr", "square") if a in last)
+    worst = "; worst case: wrong under any attack (the number to quote)" if "worst-case" in last else ""
+    return f"\n{', '.join(said)}; seed {seed}{worst}.\n"
 
 
-def table_csv(records: list[dict]) -> pd.DataFrame:
-    """All eps stacked, with an eps_255 column, for CSV output."""
-    frames = []
-    for e in eps_values(records):
-        df = table3(records, e)
-        df.insert(0, "eps_255", round(e * 255, 6))
-        frames.append(df)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+def iterations_note(records: list[dict], lead: str) -> str:
+    """E.g. ", I-FGSM 10 iterations (step eps/10)": each iterative attack whose records share one
+    iteration count."""
+    notes = []
+    for name in ("ifgsm",):  # the strong attacks' budgets: strong_note
+        iters = sorted({r["iters"] for r in records if r["attack"] == name})
+        if len(iters) == 1:
+            notes.append(f"{attack_label(name)} {iters[0]} iterations (step eps/{iters[0]})")
+    return lead + ", ".join(notes) if notes else ""
 
 
 # --- Table 3 with 95% intervals and paired tests (the `robustmix report` evidence) --------------
@@ -143,31 +144,6 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
     }
 
 
-def table3_ci(ev: dict, eps_255: float) -> pd.DataFrame:
-    """One eps's Table 3 with intervals: columns Setting, Metric, Method, then for each of Clean,
-    FGSM, I-FGSM present: <col>, <col>_lo, <col>_hi (error %, 95% interval)."""
-    iv = ev["intervals"]
-    labels = ev["labels"]
-    clean = iv[iv.setting == "clean"]
-    adv = iv[(iv.setting != "clean") & ((iv.eps_255 - eps_255).abs() < 1e-6)]
-    attacks = [a for a in RECORD_ATTACKS if (adv.attack == a).any()]
-    rows = []
-    for setting in SETTINGS:
-        sub = adv[adv.setting == setting]
-        if sub.empty:
-            continue
-        for metric, metric_label in (("top1", "Top-1"), ("top5", "Top-5")):
-            for t in dict.fromkeys(sub.target):
-                row = {"Setting": setting, "Metric": metric_label, "Method": labels[t]}
-                for attack, frame in [(NO_ATTACK, clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
-                    hit = frame[(frame.target == t) & (frame.metric == metric)]
-                    col = attack_label(attack)
-                    for suffix, field in (("", "err"), ("_lo", "lo"), ("_hi", "hi")):
-                        row[col + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
-                rows.append(row)
-    return pd.DataFrame(rows)
-
-
 def with_intervals(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
     """Fold <col>, <col>_lo, <col>_hi into one text cell '75.2 [72.1, 78.3]'."""
     out = df[[c for c in df.columns if not c.endswith(("_lo", "_hi"))]].copy()
@@ -178,11 +154,6 @@ def with_intervals(df: pd.DataFrame, digits: int = 1) -> pd.DataFrame:
                 for v, lo, hi in zip(df[c], df[c + "_lo"], df[c + "_hi"])
             ]
     return out
-
-
-def eps_255_values(ev: dict) -> list[float]:
-    iv = ev["intervals"]
-    return sorted(set(iv.loc[iv.setting != "clean", "eps_255"]))
 
 
 def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
@@ -209,8 +180,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     """Table 3 with 95% intervals for every eps, then the paired tests and only the verdicts the
     data supports."""
     level = f"{100 * ev['level']:g}%"
-    iters = sorted({r["iters"] for r in records if r["attack"] == "ifgsm"})
-    note = f"; I-FGSM {iters[0]} iterations (step eps/{iters[0]})" if len(iters) == 1 else ""
+    note = iterations_note(records, "; ")
     n = sorted({r["n"] for r in records})
     how = (
         f"bootstrap intervals over the {'/'.join(map(str, n))} test examples (seed {ev['seed']}, {ev['n_boot']} resamples; "
@@ -219,8 +189,8 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
         else f"Wilson score intervals over the {'/'.join(map(str, n))} test examples"
     )
     parts = [f"Error rates in % with {level} {how}{note}.\n"]
-    for e in eps_255_values(ev):
-        parts += [f"### eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units)\n", markdown(with_intervals(table3_ci(ev, e))), ""]
+    for e in eps_255_values(ev["intervals"]):
+        parts += [f"### eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units)\n", markdown(with_intervals(table3(ev["intervals"], ev["labels"], e))), ""]
     cmp = ev["comparisons"]
     if cmp.empty:
         parts.append("No paired tests: a paired test needs two or more targets evaluated on the same examples.")
@@ -229,11 +199,11 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
         f"## Paired tests (same examples): difference of error rates B − A in points with its {level} interval, "
         "exact McNemar p-value, and Holm-adjusted p over all the tests below\n"
     )
-    for e in [None, *eps_255_values(ev)]:
+    for e in [None, *eps_255_values(ev["intervals"])]:
         t = comparisons_table(ev, e)
         if not t.empty:
             parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
-    if len({r["attack"] for r in records if r["setting"] != "clean"}) > 1:
+    if len({r["attack"] for r in records if r["setting"] != CLEAN}) > 1:
         parts += ["## Soundness checks ([what each means](docs/protocol.md))\n", render_checks(ev["checks"])]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
     parts.append(render_verdicts(cmp, alpha=SIGNIFICANCE))
@@ -245,8 +215,8 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
 def report_csv(ev: dict) -> pd.DataFrame:
     """All eps stacked (eps_255 first), each cell with _lo/_hi interval columns."""
     frames = []
-    for e in eps_255_values(ev):
-        df = table3_ci(ev, e)
+    for e in eps_255_values(ev["intervals"]):
+        df = table3(ev["intervals"], ev["labels"], e)
         df.insert(0, "eps_255", e)
         frames.append(df)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
@@ -255,8 +225,8 @@ def report_csv(ev: dict) -> pd.DataFrame:
 def report_latex(ev: dict) -> str:
     """One booktabs table per eps in the paper's layout, cells 'err [lo, hi]' (pandas to_latex)."""
     parts = []
-    for e in eps_255_values(ev):
-        df = with_intervals(table3_ci(ev, e))
+    for e in eps_255_values(ev["intervals"]):
+        df = with_intervals(table3(ev["intervals"], ev["labels"], e))
         body = df.to_latex(index=False, escape=True, column_format="lll" + "r" * (len(df.columns) - 3))
         body = body.replace("α", r"$\alpha$")
         caption = f"Top-1/top-5 error (\\%) at $\\epsilon = {e:g}/255$ with {100 * ev['level']:g}\\% {ev.get('interval', 'bootstrap')} intervals."

@@ -1,19 +1,11 @@
-"""Intervals, paired tests, Figure 2 quantities and calibration (robustmix.analysis)."""
+"""Intervals and paired tests (robustmix.analysis); Figure 2 quantities and calibration (robustmix.probes)."""
 
 import numpy as np
 import pytest
 import torch
 
-from robustmix.analysis import (
-    calibration,
-    error_intervals,
-    figure2_curves,
-    holm,
-    interpolation_metrics,
-    paired_comparisons,
-    per_example_frame,
-    sample_pairs,
-)
+from robustmix.analysis import error_intervals, holm, paired_comparisons, per_example_frame
+from robustmix.probes import calibration, figure2_curves, interpolation_metrics, sample_pairs
 from robustmix.attacks import input_gradient
 from robustmix.errors import RobustmixError
 from robustmix.metrics import predict_logits

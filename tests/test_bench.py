@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import robustmix.bench as bench
+import robustmix.bench_spec as bench_spec
 from robustmix.cli import main
 from robustmix.errors import RobustmixError
 from robustmix.train import train
@@ -85,7 +86,7 @@ def test_baseline_records_provenance_and_per_example_correctness(gate):
     doc = json.loads((d / "base.json").read_text())
     for key in ("robustmix_version", "torch_version", "device", "processor", "spec_hash", "spec"):
         assert doc[key], key
-    spec = bench.load_spec(d / "spec.toml")
+    spec = bench_spec.load_spec(d / "spec.toml")
     assert doc["spec_hash"] == spec.hash and list(doc["metrics"]) == spec.metric_ids()
     m = doc["metrics"]["mixup/black-box/ifgsm/32/top1"]
     assert m["n"] == len(m["correct"]) == 360
@@ -190,8 +191,8 @@ def test_baseline_from_another_spec_is_refused_with_exit_2(gate, tmp_path, capsy
 
 
 def test_tolerance_overrides_do_not_change_the_spec_hash():
-    a = bench.parse_spec(SPEC)
-    b = bench.parse_spec(SPEC.replace("= 12", "= 3"))
+    a = bench_spec.parse_spec(SPEC)
+    b = bench_spec.parse_spec(SPEC.replace("= 12", "= 3"))
     assert a.hash == b.hash and a.tolerance_for("erm/white-box/fgsm/32/top1") == 12
     assert b.tolerance_for("erm/white-box/fgsm/32/top1") == 3 and a.tolerance_for("erm/clean/top1") is None
 
@@ -216,7 +217,7 @@ def test_bad_specs_are_refused_with_one_line_and_exit_2(tmp_path, capsys, text, 
     spec = tmp_path / "bad.toml"
     spec.write_text(text)
     with pytest.raises(RobustmixError) as e:
-        bench.load_spec(spec)
+        bench_spec.load_spec(spec)
     assert fragment in str(e.value) and "\n" not in str(e.value)
     assert main(["bench", "--spec", str(spec), "--baseline", str(tmp_path / "b.json")]) == 2
     assert not (tmp_path / "b.json").exists()
@@ -256,7 +257,7 @@ def test_checkpoints_seeds_and_subset_pool_the_same_per_example_results(gate, tm
     from robustmix.checkpoint import save_checkpoint
 
     d, cached_train = gate
-    spec = bench.load_spec(d / "spec.toml")
+    spec = bench_spec.load_spec(d / "spec.toml")
     base = json.loads((d / "base.json").read_text())["metrics"]
     erm_cfg, mixup_cfg = spec.targets[0].configs[0], spec.targets[1].configs[0]
     for name, cfg in (("erm", erm_cfg), ("mixup", mixup_cfg)):
@@ -274,11 +275,11 @@ iters = 5
 settings = ["white-box"]
 """
     (tmp_path / "ckpt.toml").write_text(text)
-    assert bench.load_spec(tmp_path / "ckpt.toml").hash == bench.parse_spec(text).hash  # not the folder
+    assert bench_spec.load_spec(tmp_path / "ckpt.toml").hash == bench_spec.parse_spec(text).hash  # not the folder
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the CLI that made the baseline: identical float reductions
     try:
-        metrics, provenance = bench.measure(bench.load_spec(tmp_path / "ckpt.toml"))
+        metrics, provenance = bench.measure(bench_spec.load_spec(tmp_path / "ckpt.toml"))
     finally:
         torch.set_num_threads(threads)
     bits = metrics["both/white-box/ifgsm/32/top1"]

@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustmix.analysis import calibration_frame, error_intervals, figure2_curves
+from robustmix.analysis import error_intervals
+from robustmix.probes import calibration_frame, figure2_curves
 from robustmix.checkpoint import save_checkpoint
 from robustmix.cli import main
 from robustmix.figures import figure2, reliability_figure, robustness_figure, save_png

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from .. import bench, files
+from ..bench_spec import BenchSpec, load_spec
 from ..devices import processor, resolve_device
 from .common import say
 
@@ -29,7 +30,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    spec = bench.load_spec(args.spec)
+    spec = load_spec(args.spec)
     threads = torch.get_num_threads()
     if spec.eval.device == "cpu":
         # One thread: the gate's models are tiny (more threads only add overhead), and the thread
@@ -42,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
 
 
-def gate(args: argparse.Namespace, spec: bench.BenchSpec) -> int:
+def gate(args: argparse.Namespace, spec: BenchSpec) -> int:
     baseline = None if args.update_baseline else bench.load_baseline(args.baseline, spec)  # exit 2 before any work
     device = str(resolve_device(spec.eval.device))
     metrics, provenance = bench.measure(spec, on_progress=say)

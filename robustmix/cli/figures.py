@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import files
-from ..analysis import calibration_frame, figure2_curves
+from ..probes import calibration_frame, figure2_curves
 from ..checkpoint import provenance
 from ..data import load_dataset
 from ..devices import resolve_device

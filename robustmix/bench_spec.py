@@ -1,0 +1,277 @@
+"""The robustness gate's spec: a TOML file parsed and validated into a `BenchSpec`, its canonical
+form and hash (what a baseline is bound to), and the metric ids it measures.
+
+A *metric* is one error rate (top-1 or top-5, in percent) of one named target, pooled over that
+target's seeds, either clean or under one (setting, attack, eps): e.g.
+``mixup/black-box/ifgsm/32/top1``. Everything in the spec except [tolerance] is hashed. Every
+mistake is a one-line `RobustmixError` naming the spec, the section, the problem and the fix.
+The gate itself (measure, baseline, compare): `robustmix.bench`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from .attacks import CLEAN, NO_ATTACK, SETTINGS
+from .config import TrainConfig
+from .data import DATASETS
+from .errors import RobustmixError
+from .evaluate import EvalConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TOPK = (1, 5)
+# TrainConfig keys a spec may set in [train] or per model (method/alpha/seed/role are per model).
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset"))
+MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints") + TRAIN_KEYS
+SECTIONS = {
+    "data": ("dataset", "examples"),
+    "train": TRAIN_KEYS,
+    "targets": MODEL_KEYS,
+    "surrogate": MODEL_KEYS,
+    "attack": ("attacks", "eps", "iters", "settings", "topk", "batch_size"),
+    "tolerance": None,  # metric id or glob -> percentage points
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: trained from `configs` (one per seed) or loaded from `checkpoints`."""
+
+    name: str
+    configs: tuple[TrainConfig, ...] = ()
+    checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    dataset: str
+    examples: int | None  # the first N test examples (None: all)
+    targets: tuple[ModelSpec, ...]
+    surrogate: ModelSpec | None
+    eval: EvalConfig
+    topk: tuple[int, ...]
+    tolerances: tuple[tuple[str, float], ...] = field(default=())  # (metric id or glob, pp)
+    base: str = "."  # the spec's folder: relative checkpoint paths start here (not hashed)
+
+    def canonical(self) -> dict:
+        """Everything that determines the measured numbers (not the tolerances), JSON-ready."""
+
+        def model(m: ModelSpec | None):
+            if m is None:
+                return None
+            return {"name": m.name, "configs": [c.to_dict() for c in m.configs], "checkpoints": list(m.checkpoints)}
+
+        ev = self.eval.to_dict()
+        ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
+        return {
+            "data": {"dataset": self.dataset, "examples": self.examples},
+            "targets": [model(m) for m in self.targets],
+            "surrogate": model(self.surrogate),
+            "attack": {**{k: list(v) if isinstance(v, tuple) else v for k, v in ev.items()}, "topk": list(self.topk)},
+        }
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self.canonical())
+
+    def metric_ids(self) -> list[str]:
+        """Every metric the spec measures, in the order the gate reports them."""
+        cases = [(CLEAN, NO_ATTACK, 0.0)] + [
+            (s, a, round(e * 255, 6)) for s in self.eval.settings for a in self.eval.attacks for e in self.eval.eps
+        ]
+        return [metric_id(t.name, *case, k) for t in self.targets for case in cases for k in self.topk]
+
+    def tolerance_for(self, metric: str) -> float | None:
+        """The override (pp) for a metric: an exact id first, else the first matching glob."""
+        for pattern, pp in self.tolerances:
+            if pattern == metric:
+                return pp
+        for pattern, pp in self.tolerances:
+            if fnmatch.fnmatchcase(metric, pattern):
+                return pp
+        return None
+
+
+def spec_hash(canonical: dict) -> str:
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _bad(where: str, problem: str, fix: str) -> RobustmixError:
+    return RobustmixError(f"{where}: {problem}: {fix}")
+
+
+def _check_keys(where: str, table: dict, allowed) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    if unknown:
+        raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
+
+
+def metric_id(target: str, setting: str, attack: str, eps_255: float, k: int) -> str:
+    if setting == CLEAN:
+        return f"{target}/clean/top{k}"
+    return f"{target}/{setting}/{attack}/{eps_255:g}/top{k}"
+
+
+def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> ModelSpec:
+    """One [[targets]] table or the [surrogate]: checkpoints to load, or configs to train (one per seed)."""
+    if not isinstance(raw, dict):
+        raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
+    _check_keys(where, raw, MODEL_KEYS)
+    name = raw.get("name", role)
+    if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
+        raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
+    if "checkpoints" in raw:
+        if set(raw) - {"name", "checkpoints"}:
+            raise _bad(where, "has both checkpoints and training keys", "either load checkpoints or train, not both")
+        paths = raw["checkpoints"]
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
+        return ModelSpec(name, checkpoints=tuple(paths))
+    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role))
+
+
+def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> tuple[TrainConfig, ...]:
+    """A model table's TrainConfigs, one per seed, each validated by TrainConfig itself."""
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise _bad(where, f"seeds must be a non-empty list of integers, got {seeds!r}", "e.g. seeds = [1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
+    options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
+    method = raw.get("method", "erm")
+    alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
+    try:
+        configs = tuple(
+            TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
+        )
+    except (TypeError, ValueError) as e:
+        raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
+    for c in configs:
+        try:
+            c.validate()  # the trainer's own checks, with their one-line, flag-neutral messages
+        except RobustmixError as e:
+            raise _bad(where, str(e), "fix the spec") from None
+        except TypeError:
+            raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
+    return configs
+
+
+def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> BenchSpec:
+    """A BenchSpec from TOML text. `base` resolves relative checkpoint paths."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _bad(source, f"not valid TOML ({e})", "fix the syntax") from None
+    _check_keys(source, raw, SECTIONS)
+    for key in ("data", "train", "attack", "tolerance"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
+    dataset, examples = _data(source, raw.get("data", {}))
+    _check_keys(f"{source} [train]", raw.get("train", {}), TRAIN_KEYS)
+    # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
+    train_defaults = {"device": "cpu", **raw.get("train", {})}
+    targets = _targets(source, raw.get("targets"), train_defaults, dataset)
+    ev, topk = _attack(source, raw.get("attack", {}), train_defaults["device"])
+    surrogate = _surrogate(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
+    spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))
+    return replace(spec, tolerances=_tolerances(source, raw.get("tolerance", {}), spec.metric_ids()))
+
+
+def _data(source: str, data: dict) -> tuple[str, int | None]:
+    """[data]: (data set name, the first N test examples or None for all)."""
+    _check_keys(f"{source} [data]", data, SECTIONS["data"])
+    dataset = data.get("dataset", "digits")
+    if dataset not in DATASETS:
+        raise _bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))}")
+    examples = data.get("examples")
+    if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
+        raise _bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
+    return dataset, examples
+
+
+def _targets(source: str, targets_raw, train_defaults: dict, dataset: str) -> tuple[ModelSpec, ...]:
+    """[[targets]]: at least one, each with its own name."""
+    if not isinstance(targets_raw, list) or not targets_raw:
+        raise _bad(source, "no [[targets]]", 'add at least one [[targets]] table with name, method and seeds')
+    targets = tuple(
+        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target") for i, t in enumerate(targets_raw)
+    )
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise _bad(source, f"target names {names} repeat", "give every [[targets]] its own name")
+    return targets
+
+
+def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[int, ...]]:
+    """[attack]: the EvalConfig (validated by itself; eps on the 0–255 scale) and the top-k list."""
+    where = f"{source} [attack]"
+    _check_keys(where, attack, SECTIONS["attack"])
+    eps = attack.get("eps", [4])
+    if not isinstance(eps, list) or not eps or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
+        raise _bad(where, f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
+    if any(not (0 <= e <= 255) for e in eps):
+        raise _bad(where, f"eps {eps} leaves the 0–255 scale", "e.g. eps = [4] means 4/255")
+    topk = tuple(attack.get("topk", [1]))
+    if not topk or any(k not in TOPK for k in topk):
+        raise _bad(where, f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
+    try:
+        ev = EvalConfig(
+            eps=tuple(dict.fromkeys(e / 255 for e in eps)),
+            attacks=tuple(attack.get("attacks", ["fgsm", "ifgsm"])),
+            iters=attack.get("iters", 10),
+            settings=tuple(attack.get("settings", list(SETTINGS))),
+            batch_size=attack.get("batch_size", 500),
+            device=device,
+        )
+        ev.validate()
+    except RobustmixError as e:
+        raise _bad(where, str(e), "fix the spec") from None
+    except TypeError as e:
+        raise _bad(where, f"bad value ({e})", "attacks and settings are lists of names") from None
+    return ev, topk
+
+
+def _surrogate(source: str, raw: dict, train_defaults: dict, dataset: str) -> ModelSpec:
+    """[surrogate], which black-box needs: exactly one seed or checkpoint."""
+    if "surrogate" not in raw:
+        raise _bad(source, "black-box needs a [surrogate]", 'add [surrogate] (e.g. method = "erm", seeds = [0]) or drop black-box from settings')
+    surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate")
+    if len(surrogate.configs) + len(surrogate.checkpoints) != 1:
+        raise _bad(f"{source} [surrogate]", "needs exactly one seed or checkpoint", "e.g. seeds = [0]")
+    return surrogate
+
+
+def _tolerances(source: str, table: dict, ids: list[str]) -> tuple[tuple[str, float], ...]:
+    """[tolerance]: (metric id or glob, percentage points) overrides, each matching some metric."""
+    tolerances = []
+    for pattern, pp in table.items():
+        if isinstance(pp, bool) or not isinstance(pp, (int, float)) or not math.isfinite(pp) or pp < 0:
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} = {pp!r} is not a number of percentage points >= 0", 'e.g. "mixup/white-box/fgsm/32/top1" = 10')
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in ids):
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
+        tolerances.append((pattern, float(pp)))
+    return tuple(tolerances)
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    """The spec in the TOML file at `path` (its folder resolves relative checkpoint paths)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RobustmixError(f"spec {str(path)!r} not found: pass --spec PATH to a TOML file (see benchmarks/robustness.toml)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+    return parse_spec(text, base=path.parent, source=str(path))
