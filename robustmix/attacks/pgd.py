@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from .budget import PGD_ITERS
-from .execution import Crafting, check_eps, check_iters, eval_mode, logits_and_gradient, prepare_inputs
+from .execution import Crafting, check_eps, check_iters, eval_mode, logits_and_gradient, memory_format, prepare_inputs, standard_layout
 from ..errors import RobustmixError
 from .noise import uniform
 from .rows import Rows, stack_rows, unstack
@@ -123,17 +123,20 @@ def _pgd_rows(model, rows: Rows, iters: int, restarts: int, seed: int, start, am
             u = uniform(seed, r, sub.index, sub.x[0].numel()).view(sub.x.shape).to(sub.x)
             delta = (2 * u - 1).mul_(sub.eps)
         x_adv, fooled = _pgd_run(model, sub, (sub.x + delta).clamp_(0.0, 1.0), iters, amp)
-        result[todo] = x_adv
+        # A later restart replaces a row only where it found an adversarial point: the last point
+        # of an earlier run may be adversarial unseen (only found rows get the final forward).
+        result[todo] = x_adv if r == 0 else torch.where(fooled.view(-1, 1, 1, 1), x_adv, result[todo])
         found[todo] = fooled
     return result
 
 
 def _pgd_run(model, rows: Rows, x_adv: torch.Tensor, iters: int, amp) -> tuple[torch.Tensor, torch.Tensor]:
-    """One PGD run from x_adv: (x_adv to return, fooled per row).
+    """One PGD run from x_adv: (x_adv to return, rows known to be fooled).
 
     Each step: one forward+backward (its logits say whether the current point is adversarial:
-    the first adversarial point is kept), then the torchattacks arithmetic in place. One more
-    forward at the last point decides between it and the kept one.
+    the first adversarial point is kept), then the torchattacks arithmetic in place. For the rows
+    that met an adversarial point, one more forward at the last point decides between it and the
+    kept one (the other rows return their last point whatever it is: nothing better was seen).
     """
     x, y, eps, step = rows.x, rows.y, rows.eps, rows.step
     neg_eps = -eps
@@ -147,8 +150,9 @@ def _pgd_run(model, rows: Rows, x_adv: torch.Tensor, iters: int, amp) -> tuple[t
             found |= new
         x_adv = x_adv.addcmul_(step, grad.sign_())
         x_adv.sub_(x).clamp_(neg_eps, eps).add_(x).clamp_(0.0, 1.0)
-    with torch.inference_mode():
-        fooled_last = model(x_adv).float().argmax(1) != y
-    keep_first = found & ~fooled_last
-    x_adv[keep_first] = first[keep_first]
-    return x_adv, found | fooled_last
+    rows_found = found.nonzero().view(-1)
+    if rows_found.numel():
+        with torch.inference_mode():
+            lost = model(standard_layout(x_adv[rows_found], memory_format(x))).float().argmax(1) == y[rows_found]
+        x_adv[rows_found[lost]] = first[rows_found[lost]]
+    return x_adv, found
