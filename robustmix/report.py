@@ -130,6 +130,7 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
     sound_verdict, `verdicts.sound_verdicts`), "checks": the soundness checks of records + probes,
     "labels": target -> row label, plus the settings}."""
     labels = row_labels(records)
+    intervals = error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval)  # refuses records without bits
     checks = soundness_checks(records + list(probes))
     comparisons = paired_comparisons(records, labels=labels, level=level)
     return {
@@ -138,7 +139,7 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
         "n_boot": n_boot,
         "seed": seed,
         "interval": interval,
-        "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval),
+        "intervals": intervals,
         "comparisons": sound_verdicts(comparisons, checks, records),
         "checks": checks,
     }

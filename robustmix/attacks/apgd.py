@@ -163,12 +163,14 @@ def _apgd_run(model, rows: Rows, x_adv, loss: str, iters: int, amp) -> tuple[tor
         z = (x_adv + (z - x_adv) * a + (x_adv - x_prev) * (1 - a)).clamp_(lo, hi)
         x_prev, x_adv = x_adv, z
         logits, loss_now, grad = _loss_gradient(model, x_adv, y, loss, amp)
+        # per-row bookkeeping with torch.where, not boolean indexing: no host sync per iteration
         wrong = logits.argmax(1) != y
         fooled |= wrong
-        x_best_adv[wrong] = x_adv[wrong]
+        x_best_adv = torch.where(wrong.view(-1, 1, 1, 1), x_adv, x_best_adv)
         loss_steps[i] = loss_now
         better = loss_now > loss_best
-        x_best[better], grad_best[better], loss_best[better] = x_adv[better], grad[better], loss_now[better]
+        b4 = better.view(-1, 1, 1, 1)
+        x_best, grad_best, loss_best = torch.where(b4, x_adv, x_best), torch.where(b4, grad, grad_best), torch.where(better, loss_now, loss_best)
         since += 1
         if since == k:
             reduce = _oscillating(loss_steps, i, k) | (~reduced_last & (loss_best_last >= loss_best))

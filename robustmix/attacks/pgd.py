@@ -144,10 +144,9 @@ def _pgd_run(model, rows: Rows, x_adv: torch.Tensor, iters: int, amp) -> tuple[t
     found = torch.zeros(rows.n, dtype=torch.bool, device=x.device)
     for _ in range(iters):
         logits, grad = logits_and_gradient(model, x_adv, y, amp=amp)
-        new = (logits.argmax(1) != y) & ~found
-        if new.any():
-            first[new] = x_adv[new]
-            found |= new
+        new = (logits.argmax(1) != y) & ~found  # no host sync in the loop: torch.where, not indexing
+        first = torch.where(new.view(-1, 1, 1, 1), x_adv, first)
+        found |= new
         x_adv = x_adv.addcmul_(step, grad.sign_())
         x_adv.sub_(x).clamp_(neg_eps, eps).add_(x).clamp_(0.0, 1.0)
     rows_found = found.nonzero().view(-1)
