@@ -2,7 +2,7 @@
 calibration (reliability diagrams, ECE). Pure functions of models and data; the figures are drawn
 by `robustmix.figures`.
 
-Figure 2 (see shared PROTOCOL.md), robustmix's stated choices: pairs of *training* examples drawn
+Figure 2 (docs/protocol.md#figure-2), robustmix's stated choices: pairs of *training* examples drawn
 at random with a seeded generator, by default only pairs with y_i != y_j (equal-label pairs can
 never miss); x = λ·x_i + (1−λ)·x_j on a λ grid from 0 to 1; (a) miss rate = % of pairs predicted
 as neither y_i nor y_j; (b) the per-example L2 norm of ∇x of the cross-entropy with the mixed

@@ -1,6 +1,6 @@
 """Training recipes: named sets of TrainConfig values. Explicit CLI flags override them.
 
-paper-cifar  The mixup paper's CIFAR setup (authors' code; see shared/PROTOCOL.md): PreAct ResNet-18,
+paper-cifar  The mixup paper's CIFAR setup (authors' code; docs/protocol.md#cifar-recipe): PreAct ResNet-18,
              SGD momentum 0.9 (no Nesterov), lr 0.1, weight decay 1e-4, batch 128, 200 epochs,
              lr ÷10 after epochs 100 and 150, alpha 1, random crop (pad 4) + horizontal flip.
 cpu-fast     A CIFAR-10 model on 2 CPU cores in minutes: FastCNN (4 conv-BN-ReLU layers, width 32,

@@ -1,4 +1,4 @@
-"""The command line: `robustmix {train,attack,report,quickstart}`.
+"""The command line: `robustmix COMMAND ...`, one module per command, registered in `COMMANDS` below.
 
 The CLI is the only part of robustmix that reads argv or prints. Every user error becomes one
 line on stderr and exit code 2, with no traceback.
