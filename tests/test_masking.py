@@ -4,6 +4,8 @@ gradient at x is exactly zero for every confidently classified example: FGSM and
 move and report it as robust. The soundness checks must fail it and turn "it is more robust" into
 "inconclusive"; the unmodified checkpoint must pass every check."""
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -80,7 +82,7 @@ def test_checks_fail_the_masked_model_and_its_verdicts_are_inconclusive(runs, su
     assert len(claims) > 0  # FGSM/I-FGSM alone would call the masked model more robust
     for row in claims.itertuples():
         assert row.status == "inconclusive"
-        assert "possible gradient masking" in row.sound_verdict and "docs/protocol.md#check-" in row.sound_verdict
+        assert "possible gradient masking" in row.sound_verdict and re.search(r"docs/protocol\.md#check-[a-z-]+", row.sound_verdict)
 
 
 def test_the_unmodified_checkpoint_passes_every_check(runs):
