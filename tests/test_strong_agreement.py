@@ -3,9 +3,12 @@
 
 Why a tolerance and not equality: each implementation draws its own random start (and Square its
 own squares) from its own generator, so examples near the decision boundary fall on either side
-from run to run; the tolerance is that noise (on 360 images one example is 0.28 pp, and two seeds
-of our own APGD-CE differ by up to 1.4 pp here), not a licence for a weaker attack. PGD's exact agreement
-with torchattacks given the same start is in tests/test_strong_attacks.py.
+from run to run. Measured on this checkpoint (script run on the AMD EPYC machine, 1 thread): at
+eps 16/255 every pair agreed within 0.56 pp; at eps 24/255 (this test's) within 1.67 pp (6 of 360
+images: PGD 45.8% vs adv-lib 44.2%, APGD-DLR 42.2% vs torchattacks 43.9%; APGD-CE 48.1% vs 48.6%
+and 48.6%; Square 36.4% vs 36.1%). TOLERANCE_PP = 2.5 (9 images) leaves room for that noise and
+still fails an attack that is weaker by a few points. PGD's exact agreement with torchattacks
+given the same start is in tests/test_strong_attacks.py.
 
 - PGD (40 steps of 2.5·eps/40, 1 restart) vs adv-lib's pgd_linf with the same steps and step;
 - APGD-CE and APGD-DLR (100 iterations) vs adv-lib's apgd and torchattacks' APGD built with
@@ -14,8 +17,10 @@ with torchattacks given the same start is in tests/test_strong_attacks.py.
   test short, and both implementations get the same budget).
 Every comparison also requires the attack to raise the error by more than 10 points (a live one).
 The third-party attacks draw from the global RNG: each runs inside torch.random.fork_rng with a
-fixed seed, so no global state leaks into other tests. Each library is optional (the `dev`
-extra; adv-lib needs setuptools<81 to build visdom): its tests skip if it is absent.
+fixed seed, so no global state leaks into other tests. Each library is optional: torchattacks is
+in the `dev` extra; adv-lib in `advlib`, outside `dev` because its dependency visdom ships only an
+sdist that builds with setuptools<81 (install with PIP_CONSTRAINT naming "setuptools<81"). A
+library that is absent skips its tests.
 """
 
 import pytest
@@ -24,7 +29,7 @@ import torch
 from robustmix.attacks import apgd, pgd, square
 
 EPS = 24 / 255  # where FGSM fools ~30% of this checkpoint: room above and below
-TOLERANCE_PP = 1.5
+TOLERANCE_PP = 2.5
 SEED = 0
 
 
