@@ -205,7 +205,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
         if not t.empty:
             parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
     if len({r["attack"] for r in records if r["setting"] != CLEAN}) > 1:
-        parts += ["## Soundness checks ([what each means](docs/protocol.md))\n", render_checks(ev["checks"])]
+        parts += ["## Soundness checks (each explained in robustmix's docs/protocol.md)\n", render_checks(ev["checks"])]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
     parts.append(render_verdicts(cmp, alpha=SIGNIFICANCE))
     return "\n".join(parts).rstrip() + "\n"

@@ -242,13 +242,14 @@ def failed(checks: list[Check], target: str) -> list[Check]:
 
 
 def render_checks(checks: list[Check]) -> str:
-    """The checks as a Markdown table, one row per target × check, each check linked to its
-    explanation in docs/protocol.md, and a summary line per target."""
+    """The checks as a Markdown table, one row per target × check, each with the place of its
+    explanation in robustmix's docs/protocol.md (as text, not a link: a report can be written
+    anywhere, where a relative link would break), and a summary line per target."""
     if not checks:
         return "No soundness checks: they run on an evaluation with more than one attack.\n"
-    lines = ["| Target | Check | Status | The numbers behind it |", "|---|---|---|---|"]
+    lines = ["| Target | Check | Status | The numbers behind it | Explained in |", "|---|---|---|---|---|"]
     for c in checks:
-        lines.append(f"| {c.target} | [{c.check}]({c.link}) | {c.status.upper() if c.status == 'fail' else c.status} | {c.detail} |")
+        lines.append(f"| {c.target} | {c.check} | {c.status.upper() if c.status == 'fail' else c.status} | {c.detail} | {c.link} |")
     lines.append("")
     for target in dict.fromkeys(c.target for c in checks):
         mine = [c for c in checks if c.target == target]

@@ -95,18 +95,18 @@ def sound_verdicts(comparisons: pd.DataFrame, checks: list[Check], records: list
         why = _inconclusive(row, checks)
         if why is not None:
             status.append("inconclusive")
-            text.append(f"{row.verdict} — {why}")
+            text.append(f"{row.verdict.rstrip('.')} — {why}")
             continue
         w = worst.get((row.setting, row.eps_255, row.metric, row.a, row.b))
         if w is None:  # no strong attack at this setting and eps
             status.append("paper suite only")
-            text.append(f"{row.verdict} — {PAPER_ONLY}")
+            text.append(f"{row.verdict.rstrip('.')} — {PAPER_ONLY}")
         elif w.significant and (w.diff > 0) == (row.diff > 0):
             status.append("supported")
-            text.append(row.verdict if row.attack == WORST else f"{row.verdict} — supported by the worst case over all attacks ({abs(w.diff):.1f} points, Holm-adjusted p = {w.p_holm:.2g})")
+            text.append(row.verdict if row.attack == WORST else f"{row.verdict.rstrip('.')} — supported by the worst case over all attacks ({abs(w.diff):.1f} points, Holm-adjusted p = {w.p_holm:.2g})")
         else:
             status.append("not supported")
-            text.append(f"{row.verdict} — not supported by the worst case over all attacks: B − A = {w.diff:+.1f} points [{w.lo:+.1f}, {w.hi:+.1f}], Holm-adjusted p = {w.p_holm:.2g}")
+            text.append(f"{row.verdict.rstrip('.')} — not supported by the worst case over all attacks: B − A = {w.diff:+.1f} points [{w.lo:+.1f}, {w.hi:+.1f}], Holm-adjusted p = {w.p_holm:.2g}")
     df["status"], df["sound_verdict"] = status, text
     return df
 
