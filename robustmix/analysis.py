@@ -40,7 +40,8 @@ def check_per_example(records: list[dict]) -> None:
 
 
 def identity(r: dict) -> dict:
-    """The columns that say which evaluation a record is (target, method, setting, attack, eps)."""
+    """The columns that say which evaluation a record is (target, method, setting, attack, eps,
+    and the surrogate that crafted a black-box record's examples)."""
     return {
         "target": r["target"],
         "method": r["method"],
@@ -49,6 +50,7 @@ def identity(r: dict) -> dict:
         "attack": r["attack"],
         "eps_255": r.get("eps_255", round(r["eps"] * 255, 6)),
         "iters": r.get("iters"),
+        "surrogate": r.get("surrogate"),
     }
 
 
@@ -172,6 +174,7 @@ def paired_comparisons(
 
 
 def method_label(r: dict) -> str:
+    """How a record's method is printed: "ERM", "mixup (α=1)", or the bare method when alpha is unknown."""
     return "ERM" if r["method"] == "erm" else f"{r['method']} (α={r['alpha']:g})" if r.get("alpha") is not None else r["method"]
 
 

@@ -154,9 +154,23 @@ def load_baseline(path: str | Path, spec: BenchSpec) -> dict:
             "if the spec change is intended, rerun with --update-baseline"
         )
     for m, v in doc["metrics"].items():
-        if not isinstance(v, dict) or not isinstance(v.get("correct"), str) or set(v["correct"]) - {"0", "1"}:
-            raise RobustmixError(f"baseline {path}: metric {m} has no per-example correctness: {fix}")
+        check_metric(m, v, f"baseline {path}", fix)
     return doc
+
+
+def check_metric(metric: str, stored: dict, where: str, fix: str) -> None:
+    """A baseline metric's per-example correctness, and its summary (n, err) agreeing with it: an
+    edited or corrupt baseline is refused, not compared against."""
+    if not isinstance(stored, dict) or not isinstance(stored.get("correct"), str) or set(stored["correct"]) - {"0", "1"}:
+        raise RobustmixError(f"{where}: metric {metric} has no per-example correctness: {fix}")
+    bits = stored["correct"]
+    err, n = stored.get("err"), stored.get("n")
+    says = 100.0 * (1 - as_bool(bits).mean()) if bits else float("nan")
+    if n != len(bits) or isinstance(err, bool) or not isinstance(err, (int, float)) or not math.isclose(err, says, abs_tol=1e-6):
+        raise RobustmixError(
+            f"{where}: metric {metric} states {err!r}% error on {n!r} examples but its per-example results give "
+            f"{says:.4g}% on {len(bits)} (edited or corrupt): {fix}"
+        )
 
 
 # ----------------------------------------------------------------------------- comparing

@@ -32,8 +32,13 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOPK = (1, 5)
+# TrainConfig keys of the data's form: the gate loads [data] dataset by name, as it is, so a spec
+# may not set them (they would be hashed into the baseline and not applied).
+DATA_OPTIONS = ("image_size", "data_dir", "download", "cache_dir")
 # TrainConfig keys a spec may set in [train] or per model (method/alpha/seed/role are per model).
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset"))
+TRAIN_KEYS = tuple(
+    f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
+)
 MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints") + TRAIN_KEYS
 SECTIONS = {
     "data": ("dataset", "examples"),
@@ -119,6 +124,9 @@ def _bad(where: str, problem: str, fix: str) -> RobustmixError:
 
 def _check_keys(where: str, table: dict, allowed) -> None:
     unknown = sorted(set(table) - set(allowed))
+    data = [k for k in unknown if k in DATA_OPTIONS]
+    if data:
+        raise _bad(where, f"{data[0]} is a data option the gate does not apply (it loads [data] dataset as it is)", f"remove {data[0]}")
     if unknown:
         raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
 

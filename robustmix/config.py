@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import json
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
@@ -94,3 +95,10 @@ class TrainConfig:
         if dataset.startswith("imagefolder:"):
             dataset = "imagefolder-" + (dataset.rstrip("/").rsplit("/", 1)[-1] or "root")
         return f"{dataset}-{self.model}-{method}-s{self.seed}-{self.role}"
+
+
+def config_mismatch(saved: dict, current: dict, ignore=("device",)) -> list[str]:
+    """Keys whose value differs between a saved config and the current one, compared as JSON
+    stores them (a tuple and the list it was saved as are equal); `ignore`d keys do not count."""
+    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
+    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))

@@ -47,8 +47,7 @@ def robustness_figure(
                 color = f"C{k}"
                 ax.plot(pts.eps_255, pts.err, marker="o", ms=3, color=color, label=labels.get(t, t))
                 ax.fill_between(pts.eps_255, pts.lo, pts.hi, color=color, alpha=0.2, lw=0)
-            surrogate = " (from the ERM surrogate)" if setting == "black-box" else ""
-            ax.set_title(f"{setting} {attack_label(attack)}{surrogate}", fontsize=10)
+            ax.set_title(f"{setting} {attack_label(attack)}{crafted_on(iv, setting, attack)}", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if r == len(settings) - 1:
@@ -58,6 +57,15 @@ def robustness_figure(
     axes[0][0].legend(fontsize=8, loc="lower right")
     fig.suptitle(f"Robustness curves: {metric.replace('top', 'top-')} error vs eps (eps 0 = clean; bands: {band})", fontsize=11)
     return fig
+
+
+def crafted_on(intervals: pd.DataFrame, setting: str, attack: str) -> str:
+    """" (from SURROGATE)": the surrogate(s) the records name for a black-box panel, else ""."""
+    if "surrogate" not in intervals:
+        return ""
+    panel = intervals[(intervals.setting == setting) & (intervals.attack == attack)]
+    names = sorted(set(panel.surrogate.dropna()))
+    return f" (from {', '.join(names)})" if names else ""
 
 
 def figure2(curves: pd.DataFrame) -> Figure:

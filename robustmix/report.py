@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .analysis import METRIC_LABELS, SIGNIFICANCE, error_intervals, error_rates, paired_comparisons
+from .analysis import METRIC_LABELS, SIGNIFICANCE, error_intervals, error_rates, method_label, paired_comparisons
 from .attacks import CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
 from .soundness import render_checks, soundness_checks
 from .verdicts import render_verdicts, sound_verdicts
@@ -19,10 +19,7 @@ from .verdicts import render_verdicts, sound_verdicts
 
 def row_labels(records: list[dict]) -> dict[str, str]:
     """Target name -> label: its method (with alpha), or the target's name where methods repeat."""
-    methods: dict[str, str] = {}
-    for r in records:
-        m = r["method"] if r["method"] == "erm" else f"{r['method']} (α={r['alpha']:g})"
-        methods[r["target"]] = "ERM" if m == "erm" else m
+    methods = {r["target"]: method_label(r) for r in records}
     counts = pd.Series(list(methods.values())).value_counts()
     return {t: (m if counts[m] == 1 else f"{m} [{t}]") for t, m in methods.items()}
 

@@ -62,9 +62,3 @@ def restore_state(tensors: dict, info: dict, *, model, opt, sched, gen: torch.Ge
     sched.load_state_dict(info["scheduler"])
     gen.set_state(tensors["rng.gen"])
     torch.set_rng_state(tensors["rng.torch"])
-
-
-def config_mismatch(saved: dict, current: dict, ignore=("device",)) -> list[str]:
-    """Keys whose value differs between a saved config and the current one (JSON-normalised)."""
-    a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
-    return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))

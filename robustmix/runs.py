@@ -1,6 +1,6 @@
 """Checkpoints in folders: the name a checkpoint is reported under, the checkpoints of a runs
-folder by role, and the checks that let several be evaluated together on the data they were
-trained on. (The checkpoint type, saving and loading: `checkpoint.py`.)"""
+folder by role, the checks that let several be evaluated together, and the data they were trained
+on, in the form their metadata records. (The checkpoint type, saving and loading: `checkpoint.py`.)"""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import torch
 
 from .checkpoint import META, WEIGHTS, Checkpoint, checkpoint_folder, load_checkpoint, read_meta
 from .checks import check_distinct
+from .data import Dataset, load_dataset, stratified_subset
 from .errors import RobustmixError
 
 COMPATIBLE = ("dataset", "num_classes", "input_shape")  # what checkpoints evaluated together must share
@@ -79,3 +80,23 @@ def check_compatible(checkpoints: list[Checkpoint]) -> str:
                     f"{first.get(key)!r}: evaluate checkpoints of one data set together"
                 )
     return first["dataset"]
+
+
+def load_data_of(meta: dict) -> Dataset:
+    """The data set a checkpoint was trained on, in the form its config records: the same image
+    size, data folder and decode cache (a model trained on resized images is evaluated on them)."""
+    config = meta.get("config") or {}
+    return load_dataset(meta["dataset"], data_dir=config.get("data_dir") or None, image_size=config.get("image_size") or 0,
+                        cache_dir=config.get("cache_dir") or None)
+
+
+def evaluation_examples(data: Dataset, examples: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x, y) of the test set, or of a stratified subset of `examples` of them (seed 0: the same
+    subset every time, for every checkpoint)."""
+    n = data.y_test.numel()
+    if not examples:
+        return data.x_test, data.y_test
+    if examples > n:
+        raise RobustmixError(f"asked for {examples} examples but {data.name} has {n} test examples: ask for at most {n}")
+    idx = stratified_subset(data.y_test, examples, 0)
+    return data.x_test[idx], data.y_test[idx]

@@ -20,7 +20,7 @@ from torch.nn.parallel import DistributedDataParallel
 
 from . import distributed
 from .checkpoint import checkpoint_meta
-from .config import TrainConfig
+from .config import TrainConfig, config_mismatch
 from .data import Dataset, augment_batch, load_dataset, pixels, prepare_dataset, shuffled_batches
 from .data.sources import default_augment
 from .devices import resolve_device
@@ -28,7 +28,7 @@ from .errors import RobustmixError
 from .methods import Method, apply_method, get_method, soft_cross_entropy
 from .metrics import predict_logits, topk_error
 from .models import build_model, model_options
-from .resume import config_mismatch, load_state, restore_state, save_state
+from .resume import load_state, restore_state, save_state
 
 
 @dataclass

@@ -9,7 +9,7 @@ from pathlib import Path
 from ..attacks import AMP_MODES, CPU_AUTO_BATCH, SETTINGS, SUITES
 from ..checkpoint import Checkpoint, provenance
 from ..checks import check_fits
-from ..data import load_dataset
+from ..data import Dataset
 from .. import distributed
 from ..devices import resolve_device
 from ..errors import RobustmixError
@@ -22,7 +22,7 @@ from ..evaluate import (
 from ..plan import naive_cost, render_plan
 from ..report import render_markdown
 from ..results import save_results
-from ..runs import check_compatible, find_surrogate, find_targets, open_checkpoints
+from ..runs import check_compatible, evaluation_examples, find_surrogate, find_targets, load_data_of, open_checkpoints
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
 from .suite import add_suite_arguments, soundness, soundness_markdown, suite_config
 
@@ -44,6 +44,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="opt-in bfloat16 autocast, for CUDA and CPUs with AMX/AVX512-BF16: bf16 runs the forward-only passes (clean, scoring) in bf16 and keeps every attack gradient float32; bf16-all runs the gradients in bf16 too (2.5× faster I-FGSM for PreAct ResNet-18 on a Xeon with AMX); logits, loss and gradients are float32 tensors; on trained CIFAR-10 checkpoints error moved by at most 0.12 pp, reports/perf.md (default none)")
     p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="models and batches in channels_last memory format; --no-channels-last for NCHW (default auto: on for CPU, where it measured as fast or faster, reports/perf.md, and on CUDA with either --amp mode)")
     p.add_argument("--compile", action="store_true", help="torch.compile the models (opt-in, for CUDA; the first batches pay the compile time; on CPU measured no faster than eager, reports/perf.md)")
+    p.add_argument("--examples", type=positive_int, default=None, help="evaluate a stratified subset of N test examples (seed 0: the same subset every time; default all)")
     p.add_argument("--dry-run", action="store_true", help="print the plan (every pass, and the number of forward/backward passes) and exit without attacking")
     p.add_argument("--device", default="auto", help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--out", type=Path, default=None, help="results JSON (a CSV is written beside it); default runs/results/attack-eps<E>-iters<N>.json")
@@ -68,7 +69,7 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
     return targets, surrogate
 
 
-def run(args: argparse.Namespace) -> int:
+def eval_config(args: argparse.Namespace) -> EvalConfig:
     config = EvalConfig(
         eps=args.eps,
         iters=args.iters,
@@ -87,19 +88,34 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     if args.surrogate is not None and "black-box" not in config.settings:
         raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")
-    world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
+    return config
+
+
+def load_models(args: argparse.Namespace, device) -> tuple[list[Checkpoint], Checkpoint | None, Dataset]:
+    """(targets, surrogate, their data set in the form they were trained on), checked to go together."""
     target_paths, surrogate_path = choose(args)
     targets = open_checkpoints(target_paths, device, allow_legacy=args.allow_legacy, what="targets")
     surrogate = open_checkpoints([surrogate_path], device, allow_legacy=args.allow_legacy)[0] if surrogate_path else None
     dataset = check_compatible(targets + ([surrogate] if surrogate else []))
-    data = load_dataset(dataset)
+    data = load_data_of(targets[0].meta)
     for c in targets + ([surrogate] if surrogate else []):
         check_fits(c.meta, data.num_classes, data.input_shape, name=c.name, dataset=dataset)
+    return targets, surrogate, data
+
+
+def run(args: argparse.Namespace) -> int:
+    config = eval_config(args)
+    world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
+    targets, surrogate, data = load_models(args, device)
+    x, y = evaluation_examples(data, args.examples)
     if args.dry_run:
-        print(dry_run(config, targets, surrogate, data.x_test, device))
+        print(dry_run(config, targets, surrogate, x, device))
         return 0
 
     writable_path(args.out or Path("runs") / "results" / "attack.json")  # fail now, not after the attacks
+    if world.is_main:
+        subset = f" (a stratified subset of {data.y_test.numel()}, seed 0)" if args.examples else ""
+        say(f"evaluating {x.shape[0]} test examples of {data.name}{subset}")
     progress = bar(total=0, desc="attack")
 
     def on_batch(done: int, total: int) -> None:
@@ -108,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 
     probes: list[dict] = []
     try:
-        records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device, on_batch=on_batch, world=world,
+        records = evaluate(targets, x, y, config, surrogate=surrogate, device=device, on_batch=on_batch, world=world,
                            probes=probes)
     finally:
         progress.close()
@@ -118,9 +134,9 @@ def run(args: argparse.Namespace) -> int:
     suite = next((f"{name}-" for name, attacks in SUITES.items() if attacks == config.attacks and name != "paper"), "")
     out = args.out or Path("runs") / "results" / f"attack-{suite}eps{eps_tag}-iters{config.iters}.json"
     checkpoints = {c.name: provenance(c.meta) for c in targets + ([surrogate] if surrogate else [])}
+    setup = {**config.to_dict(), "dataset": targets[0].meta["dataset"], "examples": args.examples, "device": str(device)}
     checks, _ = soundness(records, probes)
-    save_results(out, records, config={**config.to_dict(), "dataset": dataset, "device": str(device)}, checkpoints=checkpoints,
-                 probes=probes, checks=[c.to_dict() for c in checks])
+    save_results(out, records, config=setup, checkpoints=checkpoints, probes=probes, checks=[c.to_dict() for c in checks])
     print(render_markdown(records) + soundness_markdown(records, probes))
     say(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0

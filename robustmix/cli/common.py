@@ -60,6 +60,17 @@ def nonneg_float(text: str) -> float:
     return v
 
 
+TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
+
+
+def boolean(text: str) -> bool:
+    """A flag's true/false value, strictly: a typo is an error, never a silent False."""
+    word = text.strip().lower()
+    if word in TRUE or word in FALSE:
+        return word in TRUE
+    raise argparse.ArgumentTypeError(f"{text!r} is not true or false (also yes/no, 1/0)")
+
+
 def eps_list(text: str) -> tuple[float, ...]:
     """'4' or '1,2,4,8' on the 0–255 scale -> values in [0, 1] units."""
     out = []

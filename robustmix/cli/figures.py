@@ -15,11 +15,10 @@ import numpy as np
 from .. import files
 from ..probes import calibration_frame, figure2_curves
 from ..checkpoint import provenance
-from ..data import load_dataset
 from ..devices import resolve_device
 from ..figures import figure2, reliability_figure, save_png
 from ..results import csv_text
-from ..runs import check_compatible, discover, open_checkpoints
+from ..runs import check_compatible, discover, load_data_of, open_checkpoints
 from .common import nonneg_int, positive_int, say
 
 HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE"
@@ -41,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     paths = args.checkpoints or discover(args.runs)
     cps = open_checkpoints(paths, device)
-    data = load_dataset(check_compatible(cps))
+    check_compatible(cps)
+    data = load_data_of(cps[0].meta)
     models = {c.name: c.model for c in cps}
     lams = np.linspace(0.0, 1.0, args.lams) if args.lams > 1 else np.array([1.0])
     curves = figure2_curves(models, data.x_train, data.y_train, n_pairs=args.pairs, lams=lams, seed=args.seed, distinct_labels=not args.any_labels)

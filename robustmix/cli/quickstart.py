@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ..checkpoint import META, provenance
-from ..config import TrainConfig
+from ..config import TrainConfig, config_mismatch
 from ..devices import resolve_device
 from ..errors import RobustmixError
 from ..evaluate import EvalConfig, evaluate
@@ -53,9 +53,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def existing_config(folder: Path) -> dict | None:
     try:
-        return json.loads((folder / META).read_text())["config"]
+        config = json.loads((folder / META).read_text())["config"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
+    return config if isinstance(config, dict) else None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,11 +66,14 @@ def run(args: argparse.Namespace) -> int:
     for cfg in PLAN:
         cfg = cfg.with_(epochs=args.epochs, device=args.device)
         out = args.runs / cfg.run_name
-        if existing_config(out) == cfg.to_dict():
+        saved = existing_config(out)
+        differ = config_mismatch(saved, cfg.to_dict()) if saved is not None else None
+        if differ == []:
             say(f"reusing {out} (same config; training is deterministic)")
         else:
             if out.exists() and not args.overwrite:
-                raise RobustmixError(f"{out} exists with another config: pass --overwrite to retrain it")
+                what = f" (differs in {', '.join(differ)})" if differ else ""
+                raise RobustmixError(f"{out} exists with another config{what}: pass --overwrite to retrain it")
             meta = train_and_save(cfg, out, overwrite=True)
             say(f"trained {out}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
         paths.append(out)

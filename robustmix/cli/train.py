@@ -8,15 +8,16 @@ from pathlib import Path
 
 from .. import files
 from ..distributed import world_from_env
-from ..checkpoint import checkpoint_folder, save_checkpoint
+from ..checkpoint import LEGACY, META, WEIGHTS, checkpoint_folder, save_checkpoint
 from ..config import ROLES, SCHEDULES, TrainConfig
-from ..data import AUGMENTS, DATASETS
+from ..data import AUGMENTS, DATASETS, DEFAULT_AUGMENT
+from ..data.sources import IMAGEFOLDER
 from ..errors import RobustmixError
 from ..methods import METHODS
 from ..models import MODELS
 from ..recipes import RECIPES, resolve_config
 from ..train import train
-from .common import bar, finite_float, nonneg_float, nonneg_int, positive_int, say
+from .common import bar, boolean, finite_float, nonneg_float, nonneg_int, positive_int, say
 
 HELP = "train one model (ERM, mixup, cutmix, manifold mixup, ...) and write its checkpoint folder"
 D = TrainConfig()
@@ -38,6 +39,14 @@ def int_list(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of epochs (e.g. 100,150)") from None
 
 
+def auto_augment_help() -> str:
+    """What --augment auto chooses, per data set, from the one table that decides it."""
+    by_choice: dict[str, list[str]] = {}
+    for name, choice in DEFAULT_AUGMENT.items():
+        by_choice.setdefault(choice, []).append("imagefolder trees" if name == IMAGEFOLDER else name)
+    return "; ".join(f"{choice} for {', '.join(names)}" for choice, names in by_choice.items())
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     # Every value flag defaults to None: None means "the recipe's value, else TrainConfig's default".
     a = p.add_argument
@@ -50,7 +59,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--train-subset", type=nonneg_int, default=None, help="train on a stratified, seeded subset of N images (0 = all)")
     a("--test-subset", type=nonneg_int, default=None, help="evaluate on a stratified subset of N test images, the same for every seed (0 = all)")
     a("--label-noise", type=fraction, default=None, help="replace this fraction of training labels with a wrong random label, seeded (paper Table 2)")
-    a("--augment", choices=["auto", *AUGMENTS], default=None, help="batch augmentation (default auto: crop+flip for colour sets, none for digits)")
+    a("--augment", choices=["auto", *AUGMENTS], default=None, help=f"batch augmentation (default auto: {auto_augment_help()}; flips only for data known to be flip-safe)")
     a("--model", default=None, help=f"architecture: {', '.join(MODELS)} (default {D.model})")
     a("--width", type=positive_int, default=None, help="model width (cnn/fast_cnn: first channels; preact_resnet18: 64; wrn28_10: widening factor 10)")
     a("--depth", type=positive_int, default=None, help="model depth (wrn28_10 only: 6n+4, e.g. 10, 16, 28)")
@@ -61,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--batch-size", type=positive_int, default=None, help=f"batch size (default {D.batch_size})")
     a("--lr", type=finite_float, default=None, help=f"peak SGD learning rate (default {D.lr})")
     a("--momentum", type=nonneg_float, default=None, help=f"SGD momentum (default {D.momentum})")
-    a("--nesterov", type=lambda t: t.lower() in ("1", "true", "yes"), default=None, help="Nesterov momentum: true/false (default true)")
+    a("--nesterov", type=boolean, default=None, help="Nesterov momentum: true or false (default true)")
     a("--schedule", choices=SCHEDULES, default=None, help=f"lr schedule: cosine, step (× --lr-decay at --milestones), onecycle (default {D.schedule})")
     a("--milestones", type=int_list, default=None, help="step schedule: epochs after which the lr decays, e.g. 100,150")
     a("--lr-decay", type=nonneg_float, default=None, help="step schedule: lr factor at each milestone (default 0.1)")
@@ -70,7 +79,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--seed", type=int, default=None, help=f"seed for initialisation, subsets, label noise, shuffling, augmentation and mixing (default {D.seed})")
     a("--role", choices=ROLES, default=None, help="target (attacked) or surrogate (crafts black-box examples); default target")
     a("--device", default=None, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
-    a("--out", type=Path, default=None, help="checkpoint folder (default runs/<dataset>-<model>-<method>-s<seed>-<role>)")
+    a("--out", type=Path, default=None, help="checkpoint folder, named without a file suffix (default runs/<dataset>-<model>-<method>-s<seed>-<role>)")
     a("--overwrite", action="store_true", help="replace an existing checkpoint at --out (never done otherwise)")
     a("--resume", action="store_true", help=f"continue an interrupted run from its last finished epoch ({STATE} in --out)")
     a("--tensorboard", action="store_true", help="also write TensorBoard scalars to <out>/tensorboard")
@@ -170,10 +179,20 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
     return meta
 
 
+def check_out(out: Path) -> None:
+    """--out is the checkpoint folder: a name ending like a weights or metadata file is a mistake
+    (a folder named erm.safetensors would be written), refused with the folder name to give."""
+    if out.suffix in (Path(WEIGHTS).suffix, Path(META).suffix, *LEGACY):
+        raise RobustmixError(
+            f"--out {out} names a file, but a checkpoint is a folder (it holds {WEIGHTS} and {META}): pass --out {out.with_suffix('')}"
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     config = config_from_args(args)
     config.validate()
     out = args.out or Path("runs") / config.run_name
+    check_out(out)
     meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard)
     if not world_from_env().is_main:
         return 0

@@ -90,9 +90,11 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "svhn": torchvision_loader("SVHN", channels_last=False, split_arg=True),
 }
 
-# Batch augmentation used when a config says augment="auto": no flips for digits (a flipped 2 is not a 2).
+# Batch augmentation used when a config says augment="auto". Horizontal flips only where the data
+# is known to be flip-safe (photos of objects, clothing); never for digits or text (a flipped 2 is
+# not a 2), and not for an imagefolder tree, whose content robustmix cannot know: crop only.
 DEFAULT_AUGMENT = {"digits": "none", "mnist": "crop", "svhn": "crop", "fashion-mnist": "crop-flip",
-                   "cifar10": "crop-flip", "cifar100": "crop-flip", IMAGEFOLDER: "crop-flip"}
+                   "cifar10": "crop-flip", "cifar100": "crop-flip", IMAGEFOLDER: "crop"}
 
 
 def load_dataset(name: str, **options) -> Dataset:
@@ -133,4 +135,5 @@ def prepare_dataset(data: Dataset, *, train_subset: int = 0, test_subset: int = 
 
 
 def default_augment(name: str) -> str:
+    """What augment="auto" means for data set `name` (none where the data set is not listed)."""
     return DEFAULT_AUGMENT.get(IMAGEFOLDER if name.startswith(IMAGEFOLDER) else name, "none")
