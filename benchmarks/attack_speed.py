@@ -4,13 +4,15 @@ Run from the repository root:  python benchmarks/attack_speed.py  (writes report
 
 One process; every repetition runs all contenders of a benchmark back to back (interleaved, the
 order rotated each repetition), after one warm-up round; the figure is the median over
---reps repetitions, on the same model, batch and device. Three benchmarks per model:
+--reps repetitions, on the same model, batch and device. Five benchmarks per model:
 1. I-FGSM (10 iters, eps 4/255) vs torchattacks BIM, and vs the floor: a bare loop of 10
    forward+backward passes (input gradient only, no sign, no projection).
 2. FGSM at 8 eps from robustmix's one-backward sweep vs torchattacks FGSM called once per eps.
 3. The paper's Table 3 (white-box and black-box, FGSM and I-FGSM at eps 4/255, two targets, one
    surrogate, clean error too) with robustmix.evaluate vs a straightforward loop calling
    torchattacks once per cell and scoring each cell with one forward.
+4. PGD vs torchattacks PGD, adv-lib's pgd_linf and the floor; 5. APGD-CE vs adv-lib's apgd and
+   the floor (benchmarks/strong_speed.py).
 robustmix runs with its defaults (float32; evaluate's channels_last "auto"); the opt-in modes
 (--amp bf16, --amp bf16-all, and NCHW for comparison) are timed in the same rounds and reported
 in rows of their own. torchattacks runs with its defaults (set_model_training_mode untouched:
@@ -31,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from robustmix.attacks import fgsm_sweep, ifgsm  # noqa: E402
 from robustmix.data import load_dataset  # noqa: E402
@@ -41,6 +44,8 @@ from robustmix.metrics import topk_correct  # noqa: E402
 from robustmix.models import build_model  # noqa: E402
 from robustmix.plan import naive_cost, total_cost  # noqa: E402
 from robustmix.evaluate import channels_last_for, plan_evaluation  # noqa: E402
+
+import strong_speed  # noqa: E402  (benchmarks 4 and 5: PGD and APGD)
 
 EPS = 4 / 255
 SWEEP = tuple(e / 255 for e in (1, 2, 3, 4, 6, 8, 12, 16))
@@ -159,7 +164,8 @@ def run_model(name: str, batch: int, reps: int, device, log, which=("1", "2", "3
             "robustmix evaluate bf16-all": lambda: table(variant(amp="bf16-all")),
         },
     }
-    for key, number in (("pass", "0"), ("ifgsm", "1"), ("fgsm8", "2"), ("table", "3")):
+    benchmarks.update(strong_speed.contenders(m, x, y, EPS))
+    for key, number in (("pass", "0"), ("ifgsm", "1"), ("fgsm8", "2"), ("table", "3"), ("pgd", "4"), ("apgd", "5")):
         if number == "0" or number in which:
             res[key] = bench(benchmarks[key], reps, device)
             log(f"  {key}: {res[key]}")
@@ -229,6 +235,7 @@ def render(results: dict, device, command: str, load: tuple, reps: int) -> str:
             out.append(ratio_row(f"3. Table 3 (2 targets, 1 surrogate) vs torchattacks per cell; default: float32, {layout}", tb["robustmix evaluate"], tb["torchattacks per cell"], 1.8))
         else:
             out.append("| 3. Table 3 vs torchattacks per cell | not run (--benchmarks) | | | ≥ 1.8× | not measured |")
+        out += strong_speed.rows(r, ratio_row)
         opt_in = []
         if i:
             opt_in.append(ratio_row("1a. I-FGSM, `amp=\"bf16-all\"`, vs torchattacks BIM", i["robustmix ifgsm bf16-all"], i["torchattacks BIM"], 1.0))
@@ -262,7 +269,7 @@ def main() -> int:
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's default)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--out", type=Path, default=Path("reports/perf.md"), help="report path (default reports/perf.md)")
-    p.add_argument("--benchmarks", default="1,2,3", help="which benchmarks to run, comma-separated (default 1,2,3)")
+    p.add_argument("--benchmarks", default="1,2,3,4,5", help="which benchmarks to run, comma-separated: 1 I-FGSM, 2 FGSM sweep, 3 Table 3, 4 PGD, 5 APGD (default all)")
     p.add_argument("--notes", type=Path, default=None, help="Markdown appended to the report (the analysis)")
     args = p.parse_args()
     if args.reps < 5:

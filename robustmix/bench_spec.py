@@ -18,7 +18,9 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .attacks import CLEAN, NO_ATTACK, SETTINGS
+from .attacks import ATTACKS, CLEAN, NO_ATTACK, SETTINGS
+
+BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
 from .config import TrainConfig
 from .data import DATASETS
 from .errors import RobustmixError
@@ -43,7 +45,7 @@ SECTIONS = {
     "train": TRAIN_KEYS,
     "targets": MODEL_KEYS,
     "surrogate": MODEL_KEYS,
-    "attack": ("attacks", "eps", "iters", "settings", "topk", "batch_size"),
+    "attack": ("attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS),
     "tolerance": None,  # metric id or glob -> percentage points
 }
 
@@ -78,6 +80,10 @@ class BenchSpec:
 
         ev = self.eval.to_dict()
         ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
+        ev.pop("checks")  # the gate compares records; the soundness checks are not part of them
+        if not any(ATTACKS[a].randomized for a in ev["attacks"] if a in ATTACKS):
+            for k in BUDGET_KEYS:  # no strong attack: a spec (and its hash) as before they existed
+                ev.pop(k)
         return {
             "data": {"dataset": self.dataset, "examples": self.examples},
             "targets": [model(m) for m in self.targets],
@@ -242,6 +248,7 @@ def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[i
             settings=tuple(attack.get("settings", list(SETTINGS))),
             batch_size=attack.get("batch_size", 500),
             device=device,
+            **{k: attack[k] for k in BUDGET_KEYS if k in attack},
         )
         ev.validate()
     except RobustmixError as e:

@@ -39,6 +39,13 @@ def check_model(model: nn.Module, x: torch.Tensor, *, name: str = "model") -> to
     look like probabilities. The model is evaluated in eval mode and handed back in its own mode.
     Returns the probe logits.
     """
+    return probe_model(model, x, name=name)[0]
+
+
+def probe_model(model: nn.Module, x: torch.Tensor, *, name: str = "model") -> tuple[torch.Tensor, dict]:
+    """`check_model`, also returning its findings for the soundness checks:
+    {"rerun_max_diff": largest difference of the two passes, "probabilities": outputs look like
+    probabilities}."""
     param = next(model.parameters(), None)
     probe = x[:PROBE].to(param.device if param is not None else x.device)
     if probe.dtype == torch.uint8:
@@ -50,6 +57,8 @@ def check_model(model: nn.Module, x: torch.Tensor, *, name: str = "model") -> to
         raise RobustmixError(f"{name} returned shape {tuple(a.shape)} for {probe.shape[0]} images: it must return N×classes logits")
     if not torch.isfinite(a).all():
         raise RobustmixError(f"{name} returns NaN or inf logits on clean inputs: fix or retrain the model before attacking it")
+    probabilities = bool(a.shape[1] > 1 and a.min() >= 0 and a.max() <= 1 and torch.allclose(a.sum(1), torch.ones_like(a[:, 0]), atol=1e-4))
+    findings = {"rerun_max_diff": (a - b).abs().max().item(), "probabilities": probabilities}
     if not torch.allclose(a, b, rtol=1e-5, atol=1e-5):
         warnings.warn(
             f"{name} looks randomized (two forward passes in eval mode differ by up to {(a - b).abs().max().item():.3g}): "
@@ -57,14 +66,14 @@ def check_model(model: nn.Module, x: torch.Tensor, *, name: str = "model") -> to
             RobustmixWarning,
             stacklevel=2,
         )
-    if a.shape[1] > 1 and a.min() >= 0 and a.max() <= 1 and torch.allclose(a.sum(1), torch.ones_like(a[:, 0]), atol=1e-4):
+    if probabilities:
         warnings.warn(
             f"{name} seems to output probabilities (rows in [0, 1] summing to 1), not logits: cross-entropy on "
             "probabilities masks gradients and understates attacks; remove the final softmax",
             RobustmixWarning,
             stacklevel=2,
         )
-    return a
+    return a, findings
 
 
 def check_fits(meta: dict, num_classes: int, input_shape, *, name: str, dataset: str) -> None:
@@ -88,11 +97,13 @@ def check_distinct(names: list[str], what: str = "checkpoints") -> None:
         raise RobustmixError(f"two {what} are named {dup[0]!r}: give checkpoints distinct folder names")
 
 
-def check_evaluation(targets: list, x: torch.Tensor, y: torch.Tensor, surrogate=None) -> None:
+def check_evaluation(targets: list, x: torch.Tensor, y: torch.Tensor, surrogate=None) -> dict[str, dict]:
     """Once per evaluation: inputs, labels and every model (targets and surrogate) on a probe batch.
 
     `targets` and `surrogate` are `checkpoint.Checkpoint`s (anything with .name, .model and .meta).
+    Returns each model's `probe_model` findings by name.
     """
+    findings = {}
     check_pixels(x, allow_uint8=True)
     check_distinct([t.name for t in targets], "targets")
     for c in targets + ([surrogate] if surrogate is not None else []):
@@ -102,5 +113,6 @@ def check_evaluation(targets: list, x: torch.Tensor, y: torch.Tensor, surrogate=
                 f"{c.name} takes inputs of shape {list(shape)} but x has {list(x.shape[1:])}: "
                 "evaluate it on the data set it was trained on"
             )
-        logits = check_model(c.model, x, name=c.name)
+        logits, findings[c.name] = probe_model(c.model, x, name=c.name)
         check_labels(y, x.shape[0], logits.shape[1])
+    return findings

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from contextlib import ExitStack
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Callable, Sequence
 
 import torch
@@ -28,6 +28,8 @@ from .attacks import (
     CLEAN,
     NO_ATTACK,
     SETTINGS,
+    WORST,
+    Budget,
     Crafting,
     auto_batch_size,
     autocast,
@@ -39,12 +41,15 @@ from .attacks import (
     prepare_inputs,
     standard_layout,
 )
+from .attacks.budget import APGD_ITERS, APGD_RESTARTS, PGD_ITERS, PGD_RESTARTS, SQUARE_QUERIES
 from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
 from .metrics import topk_correct
 from .plan import Pass, build_plan
+from .soundness_probes import bad_gradients, checks_on, model_record, probe_budget, probe_plan
+from .verdicts import worst_case_records
 
 
 @dataclass(frozen=True)
@@ -59,9 +64,20 @@ class EvalConfig:
     amp: str = "none"  # "bf16": forward-only passes in bfloat16, gradients float32; "bf16-all": gradients too
     channels_last: bool | str = "auto"  # models and batches in channels_last; "auto": see channels_last_for
     compile: bool = False  # torch.compile the models (meant for CUDA)
+    pgd_iters: int = PGD_ITERS  # the strong attacks' budget (see attacks.Budget)
+    pgd_restarts: int = PGD_RESTARTS
+    apgd_iters: int = APGD_ITERS
+    apgd_restarts: int = APGD_RESTARTS
+    square_queries: int = SQUARE_QUERIES
+    seed: int = 0  # random starts and Square's search
+    checks: bool = True  # soundness checks (and their probes) on a run with more than one attack
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def budget(self) -> Budget:
+        return Budget(self.iters, self.pgd_iters, self.pgd_restarts, self.apgd_iters, self.apgd_restarts, self.square_queries, self.seed)
 
     def validate(self) -> None:
         if not self.eps:
@@ -70,8 +86,9 @@ class EvalConfig:
             if not (math.isfinite(e) and 0 <= e <= 1):
                 raise RobustmixError(f"eps {e!r} is outside [0, 1] pixel units (0–255 on the CLI)")
         for a in self.attacks:
-            if a not in ATTACKS:
-                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join(ATTACKS)}")
+            if a not in ATTACKS and a != WORST:
+                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join([*ATTACKS, WORST])}")
+        self.budget.validate()
         for s in self.settings:
             if s not in SETTINGS:
                 raise RobustmixError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")
@@ -124,8 +141,9 @@ def plan_evaluation(
         iters=config.iters,
         settings=config.settings,
         eps_per_pass=per_pass,
+        budget=config.budget,
     )
-    return plan, chunk
+    return plan + probe_plan(target_names, config, per_pass), chunk
 
 
 def _stack(t: torch.Tensor, fmt) -> torch.Tensor:
@@ -144,6 +162,7 @@ def evaluate(
     device: torch.device | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     world: distributed.World | None = None,
+    probes: list[dict] | None = None,
 ) -> list[dict]:
     """Evaluate every target clean and under every (setting, attack, eps). Returns records.
 
@@ -153,21 +172,29 @@ def evaluate(
     x: N×C×H×W pixels (float in [0, 1] or uint8), y: N labels; eps in config in [0, 1] units.
     Models are moved to `device`; they run in channels_last if `channels_last_for(config, device)`
     and are handed back in the mode and memory format they came in.
+
+    With "worst-case" among config.attacks the records include the per-example worst case over the
+    other attacks. Pass a list as `probes` to receive the soundness checks' probe records
+    (`robustmix.soundness_probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
+    config.checks off, no probe runs.
     """
+    if probes is None:
+        config = replace(config, checks=False)
     config.validate()
     device = device or torch.device("cpu")
     checkpoints = models_to_run(targets, surrogate, config)
     run = place_models(checkpoints, config, device)
-    check_evaluation(targets, x, y, surrogate)
+    findings = check_evaluation(targets, x, y, surrogate)
     world = world or distributed.World()
+    first = 0  # this process's first example in the whole set: random numbers follow the example
     if world.distributed:
         part = distributed.shard(x.shape[0], world)
-        x, y = x[part], y[part]
+        x, y, first = x[part], y[part], part.start
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
     fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
-    tally = Tally()
+    tally = Tally(checks_on(config))
     n_chunks = math.ceil(x.shape[0] / chunk)
     with ExitStack() as stack:
         for c in checkpoints.values():
@@ -175,10 +202,15 @@ def evaluate(
             stack.enter_context(model_layout(c.model, fmt))
         for b, (xb, yb) in enumerate(zip(x.split(chunk), y.split(chunk))):
             xb, yb = prepare_inputs(None, standard_layout(pixels(xb.to(device)), fmt), yb.to(device))
-            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets})
+            index = torch.arange(first + b * chunk, first + b * chunk + xb.shape[0], device=device)
+            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets}, index)
             if on_batch is not None:
                 on_batch(b + 1, n_chunks)
-    return tally.records(targets, surrogate, config, world)
+    records = tally.records(targets, surrogate, config, world)
+    if checks_on(config):
+        probes += [r for r in records if r.get("probe")] + [model_record(t.name, findings[t.name]) for t in targets]
+        records = [r for r in records if not r.get("probe")]
+    return records + (worst_case_records(records) if WORST in config.attacks else [])
 
 
 def models_to_run(targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig) -> dict[str, Checkpoint]:
@@ -204,20 +236,29 @@ class Tally:
     """Per-example correctness of every (target, setting, attack, eps), chunk after chunk, kept on
     the device until the end; then the records."""
 
-    def __init__(self) -> None:
+    def __init__(self, gradients: bool = False) -> None:
         self.top1: dict[tuple, list[torch.Tensor]] = {}
         self.top5: dict[tuple, list[torch.Tensor]] = {}
+        self.classes: dict[tuple, int] = {}
+        self.gradients = gradients  # count bad input gradients at x (the "gradients" probe)
+        self.bad: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
-    def add(self, key: tuple, logits: torch.Tensor, y: torch.Tensor) -> None:
+    def add(self, key: tuple, logits: torch.Tensor, y: torch.Tensor, probe: str = "") -> None:
+        key = (*key, probe)
         self.top1.setdefault(key, []).append(topk_correct(logits, y, 1))
         self.top5.setdefault(key, []).append(topk_correct(logits, y, 5))
+        self.classes[key] = logits.shape[1]
+
+    def add_gradient(self, name: str, grad: torch.Tensor) -> None:
+        if self.gradients:
+            self.bad.setdefault(name, []).append(bad_gradients(grad))
 
     def records(self, targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig,
                 world: distributed.World) -> list[dict]:
         metas = {t.name: t.meta for t in targets}
         records = []
         for key in self.top1:
-            name, setting, attack, e = key
+            name, setting, attack, e, probe = key
             # Under torchrun each rank scored its contiguous shard; gathered in rank order they are
             # the whole set in its original order, so the records equal a single process's.
             c1 = distributed.gather_cat(torch.cat(self.top1[key]), world).cpu()
@@ -231,7 +272,7 @@ class Tally:
                     "seed": meta.get("seed"),
                     "setting": setting,
                     "attack": attack,
-                    "iters": 0 if attack == NO_ATTACK else ATTACKS[attack].record_iters(config.iters),
+                    "iters": 0 if attack == NO_ATTACK else ATTACKS[attack].record_iters(probe_budget(config.budget, probe)),
                     "eps": e,
                     "eps_255": round(e * 255, 6),
                     "surrogate": surrogate.name if setting == "black-box" else None,
@@ -241,24 +282,32 @@ class Tally:
                     "top1_correct": _bits(c1),
                     "top5_correct": _bits(c5),
                     "amp": config.amp,
+                    **({} if attack == NO_ATTACK else ATTACKS[attack].settings(probe_budget(config.budget, probe))),
+                    **({"probe": probe, "num_classes": self.classes[key]} if probe else {}),
                 }
             )
+        for name, flags in self.bad.items():
+            zero = distributed.gather_cat(torch.cat([z for z, _ in flags]), world)
+            nonfinite = distributed.gather_cat(torch.cat([f for _, f in flags]), world)
+            records.append({"target": name, "setting": "white-box", "attack": NO_ATTACK, "probe": "gradients", "eps": 0.0,
+                            "eps_255": 0.0, "n": int(zero.numel()), "zero": int(zero.sum()), "nonfinite": int(nonfinite.sum())})
         return records
 
 
 def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, config: EvalConfig,
-              tally: Tally, targets: set[str]) -> None:
+              tally: Tally, targets: set[str], index: torch.Tensor | None = None) -> None:
     """Run one chunk's plan, pass by pass, into `tally`. Adversarial examples are crafted at their
     attack's `craft` pass (or, made from the shared gradient alone, where first scored) and
     dropped after their last scoring."""
     n, layout = x.shape[0], memory_format(x)
     jobs: dict[str, Crafting] = {}
     crafted: dict[tuple, torch.Tensor] = {}
-    last_use = {(p.source, p.attack, p.eps): i for i, p in enumerate(plan) if p.kind == "score"}
+    last_use = {(p.source, p.attack, p.eps, p.probe): i for i, p in enumerate(plan) if p.kind == "score"}
     clean_done: set[str] = set()
 
-    def job(name: str) -> Crafting:
-        return jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp)
+    def job(name: str, probe: str = "") -> Crafting:
+        j = jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp, budget=config.budget, index=index)
+        return replace(j, budget=probe_budget(j.budget, probe)) if probe else j
 
     for i, p in enumerate(plan):
         if p.kind == "clean":
@@ -270,17 +319,19 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
             if p.model in targets and p.model not in clean_done:
                 tally.add((p.model, CLEAN, NO_ATTACK, 0.0), logits, y)
                 clean_done.add(p.model)
-            jobs[p.model] = Crafting(run[p.model], x, y, config.iters, config.amp, direction=grad.sign())
+            jobs[p.model] = Crafting(run[p.model], x, y, config.iters, config.amp, direction=grad.sign(), budget=config.budget, index=index)
+            if p.model in targets:
+                tally.add_gradient(p.model, grad)
         elif p.kind == "craft":
-            crafted[(p.model, p.attack, p.eps)] = ATTACKS[p.attack].craft(job(p.model), p.eps)
+            crafted[(p.model, p.attack, p.eps, p.probe)] = ATTACKS[p.attack].craft(job(p.model, p.probe), p.eps)
         else:  # score
-            key = (p.source, p.attack, p.eps)
+            key = (p.source, p.attack, p.eps, p.probe)
             if key not in crafted:
-                crafted[key] = ATTACKS[p.attack].craft(job(p.source), p.eps)
+                crafted[key] = ATTACKS[p.attack].craft(job(p.source, p.probe), p.eps)
             adv = crafted.pop(key) if last_use[key] == i else crafted[key]
             logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
             for j, e in enumerate(p.eps):
-                tally.add((p.model, p.setting, p.attack, e), logits[j], y)
+                tally.add((p.model, p.setting, p.attack, e), logits[j], y, p.probe)
 
 
 def forward(model: nn.Module, x: torch.Tensor, amp: str) -> torch.Tensor:

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import files
-from .attacks import ATTACKS, SETTINGS
+from .attacks import RECORD_ATTACKS, SETTINGS, attack_label
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -30,7 +30,7 @@ def robustness_figure(
     bootstrap band; eps = 0 is the clean error. `intervals` is `analysis.error_intervals(records)`."""
     labels = labels or {}
     iv = intervals[intervals.metric == metric]
-    attacks = [a for a in ATTACKS if (iv.attack == a).any()]
+    attacks = [a for a in RECORD_ATTACKS if (iv.attack == a).any()]
     settings = [s for s in SETTINGS if (iv.setting == s).any()]
     fig = Figure(figsize=(4.2 * max(1, len(attacks)), 3.4 * max(1, len(settings))), layout="constrained")
     axes = fig.subplots(max(1, len(settings)), max(1, len(attacks)), squeeze=False, sharex=True, sharey=True)
@@ -47,7 +47,7 @@ def robustness_figure(
                 color = f"C{k}"
                 ax.plot(pts.eps_255, pts.err, marker="o", ms=3, color=color, label=labels.get(t, t))
                 ax.fill_between(pts.eps_255, pts.lo, pts.hi, color=color, alpha=0.2, lw=0)
-            ax.set_title(f"{setting} {ATTACKS[attack].label}{crafted_on(iv, setting, attack)}", fontsize=10)
+            ax.set_title(f"{setting} {attack_label(attack)}{crafted_on(iv, setting, attack)}", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if r == len(settings) - 1:

@@ -10,6 +10,10 @@ A request is targets × surrogate × attacks × eps × settings. Per chunk of ex
   remaining iters − 1 I-FGSM steps, all k eps stacked into one batch with per-example eps and step.
   An attack made from the shared gradient alone (FGSM) has none.
 - `clean` (1 forward over N rows) for a target that runs no gradient pass (black-box only).
+- the strong attacks (PGD, APGD-CE/DLR, Square) have `craft` passes of their own, every eps stacked;
+  for those that stop early (restarts on the examples not yet fooled, Square) the count is the
+  most they can cost. The soundness checks' PGD probes (`robustmix.soundness_probes`) are craft and score
+  passes with `probe` set.
 - `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
 
 Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).
@@ -25,7 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from .attacks import ATTACKS
+from .attacks import ATTACKS, WORST, Budget
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,7 @@ class Pass:
     forwards: int = 0  # model calls
     backwards: int = 0
     what: str = ""  # gradient, craft: what the pass computes, in words
+    probe: str = ""  # craft, score: the soundness check this pass serves ("unbounded", "converged"), else ""
 
     @property
     def stack(self) -> int:
@@ -61,7 +66,8 @@ class Pass:
             return f"{self.model}: {self.what}, eps {eps}/255 stacked"
         if self.kind == "clean":
             return f"{self.model}: clean predictions"
-        return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255"
+        check = f" (check {self.probe})" if self.probe else ""
+        return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255{check}"
 
 
 def eps_groups(eps: Sequence[float], group: int) -> list[tuple[float, ...]]:
@@ -79,11 +85,16 @@ def build_plan(
     iters: int,
     settings: Sequence[str],
     eps_per_pass: int | None = None,
+    budget: Budget | None = None,
 ) -> list[Pass]:
     """The passes for one chunk of examples, in the order they run.
 
-    `attacks` are ATTACKS names; `eps_per_pass` caps how many eps are stacked in one pass (None: all).
+    `attacks` are ATTACKS names (WORST, computed from the others' records, costs no pass);
+    `eps_per_pass` caps how many eps are stacked in one pass (None: all); `budget` sets the strong
+    attacks' work (default: Budget(iters=iters)).
     """
+    budget = budget or Budget(iters=iters)
+    attacks = [a for a in attacks if a != WORST]
     groups = eps_groups(eps, eps_per_pass or len(eps))
     chosen = [ATTACKS[a] for a in attacks]
     crafters = [(t, "white-box") for t in targets] if "white-box" in settings else []
@@ -97,7 +108,7 @@ def build_plan(
             plan.append(Pass("gradient", name, forwards=1, backwards=1, what=uses))
         scored = [name] if setting == "white-box" else list(targets)
         for attack in chosen:
-            step = attack.plan(iters)
+            step = attack.plan(budget)
             for group in groups:
                 if step is not None:
                     plan.append(Pass("craft", name, attack=attack.name, eps=group, forwards=step.forwards,
@@ -112,14 +123,17 @@ def total_cost(plan: Sequence[Pass]) -> tuple[int, int]:
     return sum(p.forward_cost for p in plan), sum(p.backward_cost for p in plan)
 
 
-def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int, settings: Sequence[str]) -> tuple[int, int]:
+def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int, settings: Sequence[str],
+               budget: Budget | None = None) -> tuple[int, int]:
     """(forward, backward) passes per chunk for the one-at-a-time loop: a clean forward per target,
     and per target × setting × attack × eps a fresh attack (its registry `cost`: FGSM 1 + 1,
     I-FGSM iters + iters) and a scoring forward."""
+    budget = budget or Budget(iters=iters)
+    attacks = [a for a in attacks if a != WORST]
     f, b = n_targets, 0
     cells = n_targets * len(settings) * n_eps
     for attack in attacks:
-        forwards, backwards = ATTACKS[attack].cost(iters)
+        forwards, backwards = ATTACKS[attack].cost(budget)
         f += cells * (forwards + 1)
         b += cells * backwards
     return f, b

@@ -12,7 +12,9 @@ from __future__ import annotations
 import pandas as pd
 
 from .analysis import METRIC_LABELS, SIGNIFICANCE, error_intervals, error_rates, method_label, paired_comparisons
-from .attacks import ATTACKS, CLEAN, NO_ATTACK, SETTINGS, attack_label
+from .attacks import CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
+from .soundness import render_checks, soundness_checks
+from .verdicts import render_verdicts, sound_verdicts
 
 
 def row_labels(records: list[dict]) -> dict[str, str]:
@@ -32,7 +34,7 @@ def table3(frame: pd.DataFrame, labels: dict[str, str], eps_255: float) -> pd.Da
     fields = (("", "err"), ("_lo", "lo"), ("_hi", "hi")) if {"lo", "hi"} <= set(frame.columns) else (("", "err"),)
     clean = frame[frame.setting == CLEAN]
     adv = frame[(frame.setting != CLEAN) & ((frame.eps_255 - eps_255).abs() < 1e-6)]
-    attacks = [a for a in ATTACKS if (adv.attack == a).any()]
+    attacks = [a for a in RECORD_ATTACKS if (adv.attack == a).any()]
     rows = []
     for setting in SETTINGS:
         sub = adv[adv.setting == setting]
@@ -80,17 +82,34 @@ def render_markdown(records: list[dict]) -> str:
         parts.append(f"eps = {e:g}/255 (= {e / 255:.4f} in [0, 1] units){iterations_note(records, ', ')}; top-1/top-5 error, %\n")
         parts.append(markdown(table3(frame, labels, e)))
         parts.append("")
-    return "\n".join(parts).rstrip() + "\n"
+    return "\n".join(parts).rstrip() + "\n" + strong_note(records)
+
+
+def strong_note(records: list[dict]) -> str:
+    """One line stating the strong attacks' budget, when any ran ('' otherwise)."""
+    last = {r["attack"]: r for r in records}
+    said = []
+    if "pgd" in last:
+        it = last["pgd"]["iters"]
+        said.append(f"PGD {it} steps of 2.5·eps/{it} × {last['pgd'].get('restarts')} restart(s)")
+    said += [f"{attack_label(a)} {last[a]['iters']} iterations" for a in ("apgd-ce", "apgd-dlr") if a in last]
+    if "square" in last:
+        said.append(f"Square {last['square'].get('queries')} queries")
+    if not said:
+        return ""
+    seed = next(last[a].get("attack_seed") for a in ("pgd", "apgd-ce", "apgd-dlr", "square") if a in last)
+    worst = "; worst case: wrong under any attack (the number to quote)" if "worst-case" in last else ""
+    return f"\n{', '.join(said)}; seed {seed}{worst}.\n"
 
 
 def iterations_note(records: list[dict], lead: str) -> str:
     """E.g. ", I-FGSM 10 iterations (step eps/10)": each iterative attack whose records share one
     iteration count."""
     notes = []
-    for attack in (a for a in ATTACKS.values() if a.iterative):
-        iters = sorted({r["iters"] for r in records if r["attack"] == attack.name})
+    for name in ("ifgsm",):  # the strong attacks' budgets: strong_note
+        iters = sorted({r["iters"] for r in records if r["attack"] == name})
         if len(iters) == 1:
-            notes.append(f"{attack.label} {iters[0]} iterations (step eps/{iters[0]})")
+            notes.append(f"{attack_label(name)} {iters[0]} iterations (step eps/{iters[0]})")
     return lead + ", ".join(notes) if notes else ""
 
 
@@ -99,20 +118,27 @@ def iterations_note(records: list[dict], lead: str) -> str:
 REPORT_FORMATS = ("markdown", "csv", "latex", "json")
 
 
-def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap") -> dict:
+def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap",
+             probes: list[dict] = ()) -> dict:
     """Everything a report shows: {"intervals": one row per record × metric with err, lo, hi
     (seeded bootstrap over test examples, or Wilson), "comparisons": every pair of targets on the same
     examples with the paired difference, its interval, exact McNemar and Holm-adjusted p-values
-    and a verdict only where significant, "labels": target -> row label, plus the settings}."""
+    and a verdict only where significant, judged by the soundness checks (columns status and
+    sound_verdict, `verdicts.sound_verdicts`), "checks": the soundness checks of records + probes,
+    "labels": target -> row label, plus the settings}."""
     labels = row_labels(records)
+    intervals = error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval)  # refuses records without bits
+    checks = soundness_checks(records + list(probes))
+    comparisons = paired_comparisons(records, labels=labels, level=level)
     return {
         "labels": labels,
         "level": level,
         "n_boot": n_boot,
         "seed": seed,
         "interval": interval,
-        "intervals": error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval),
-        "comparisons": paired_comparisons(records, labels=labels, level=level),
+        "intervals": intervals,
+        "comparisons": sound_verdicts(comparisons, checks, records),
+        "checks": checks,
     }
 
 
@@ -175,9 +201,10 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
         t = comparisons_table(ev, e)
         if not t.empty:
             parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
-    sig = cmp[cmp.significant]
-    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
-    parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
+    if len({r["attack"] for r in records if r["setting"] != CLEAN}) > 1:
+        parts += ["## Soundness checks (each explained in robustmix's docs/protocol.md)\n", render_checks(ev["checks"])]
+    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
+    parts.append(render_verdicts(cmp, alpha=SIGNIFICANCE))
     return "\n".join(parts).rstrip() + "\n"
 
 
@@ -217,4 +244,5 @@ def report_json(ev: dict, config: dict | None = None) -> dict:
         "results_config": config or {},
         "intervals": ev["intervals"].to_dict(orient="records"),
         "comparisons": ev["comparisons"].to_dict(orient="records"),
+        "checks": [c.to_dict() for c in ev.get("checks", [])],
     }

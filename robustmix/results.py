@@ -19,8 +19,12 @@ FORMAT = "robustmix-results/1"
 PER_EXAMPLE = ("top1_correct", "top5_correct")
 
 
-def save_results(path: str | Path, records: list[dict], *, config: dict, checkpoints: dict) -> Path:
-    """Write `path` (.json) and the CSV beside it, atomically. Returns the JSON path."""
+def save_results(path: str | Path, records: list[dict], *, config: dict, checkpoints: dict, probes: list[dict] | None = None,
+                 checks: list[dict] | None = None) -> Path:
+    """Write `path` (.json) and the CSV beside it, atomically. Returns the JSON path.
+
+    `probes`: the soundness checks' probe records (`robustmix.soundness_probes`); `checks`: the checks computed
+    from records + probes (`soundness.Check.to_dict`), kept for readers without robustmix."""
     path = Path(path)
     doc = {
         "format": FORMAT,
@@ -28,6 +32,8 @@ def save_results(path: str | Path, records: list[dict], *, config: dict, checkpo
         "config": config,
         "checkpoints": checkpoints,
         "records": records,
+        "probes": probes or [],
+        "checks": checks or [],
     }
     files.write_json(path, doc)
     files.write_text(path.with_suffix(".csv"), records_frame(records).to_csv(index=False))

@@ -9,12 +9,15 @@ from robustmix.attacks import ATTACKS, Crafting, fgsm, fgsm_sweep, ifgsm, input_
 from robustmix.errors import RobustmixError
 
 EPS = [1 / 255, 4 / 255, 32 / 255]
+# Smaller budgets than the defaults, to keep these tests fast on 2 cores (the defaults' values are
+# tested in tests/test_strong_attacks.py); an attack not listed runs with its defaults.
+FAST = {"pgd": {"iters": 5, "restarts": 2}, "apgd-ce": {"iters": 10}, "apgd-dlr": {"iters": 10}, "square": {"queries": 100}}
 
 
 def attack(name, model, x, y, *, eps, **kw):
     """ATTACKS[name] called as a user would; a randomized attack with a fixed seed."""
     a = ATTACKS[name]
-    return a.fn(model, x, y, eps=eps, **({"seed": 0} if a.randomized else {}), **kw)
+    return a.fn(model, x, y, eps=eps, **({"seed": 0} if a.randomized else {}), **{**FAST.get(name, {}), **kw})
 
 
 def test_registry_names_and_labels_are_one_vocabulary():

@@ -55,3 +55,36 @@ def test_bad_flags_are_one_line_exit_2(argv, needle, ckpts, capsys):
     assert e.value.code == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and needle in err[0]
+
+
+def test_strong_suite_dry_run_counts_every_attack_and_probe(ckpts, capsys, monkeypatch):
+    d, paths = ckpts
+    monkeypatch.chdir(d)
+    argv = ["attack", "--targets", paths["erm"], "--surrogate", paths["sur"], "--eps", "4,8", "--suite", "strong", "--dry-run",
+            "--pgd-iters", "7", "--pgd-restarts", "3", "--apgd-iters", "11", "--square-queries", "50"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "PGD 7 steps + 1 check × 3 restart(s), at most, eps 4,8/255 stacked" in out
+    assert "APGD-CE 11 iterations" in out and "APGD-DLR 11 iterations" in out and "Square: start + 50 queries" in out
+    assert "check unbounded: PGD 7 steps + 1 check × 3 restart(s), at most, eps 128/255 stacked" in out
+    assert "check converged: PGD 14 steps + 1 check × 6 restart(s), at most, eps 4,8/255 stacked" in out
+    with pytest.raises(SystemExit):  # checks off: no probe passes
+        main([*argv, "--no-checks", "--pgd-iters", "0"])
+    assert main([*argv, "--no-checks"]) == 0
+    assert "check unbounded" not in capsys.readouterr().out
+
+
+def test_strong_suite_prints_checks_and_verdicts_and_saves_them(ckpts, capsys, monkeypatch):
+    d, paths = ckpts
+    monkeypatch.chdir(d)
+    argv = ["attack", "--targets", paths["erm"], paths["mix"], "--surrogate", paths["sur"], "--eps", "16", "--suite", "strong",
+            "--pgd-iters", "5", "--pgd-restarts", "2", "--apgd-iters", "10", "--square-queries", "50", "--out", "s.json"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    for needle in ("| PGD |", "APGD-CE", "APGD-DLR", "Square", "Worst case", "## Soundness checks", "docs/protocol.md#check-unbounded", "## Verdicts"):
+        assert needle in out, needle
+    doc = load_results(d / "s.json")
+    assert {r["attack"] for r in doc["records"]} == {"none", "fgsm", "ifgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "worst-case"}
+    assert {p["probe"] for p in doc["probes"]} == {"unbounded", "converged", "gradients", "model"}
+    assert {c["check"] for c in doc["checks"]} >= {"iterative", "transfer", "gradient-free", "unbounded", "converged", "gradients"}
+    assert doc["config"]["pgd_restarts"] == 2 and doc["config"]["seed"] == 0

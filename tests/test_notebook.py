@@ -26,6 +26,8 @@ def test_notebook_runs_headless_and_draws_its_figures(tmp_path, monkeypatch):
     monkeypatch.setenv("ROBUSTMIX_EPS", "8")
     monkeypatch.setenv("ROBUSTMIX_PAIRS", "50")
     monkeypatch.setenv("ROBUSTMIX_ITERS", "3")
+    monkeypatch.setenv("ROBUSTMIX_SUITE", "strong")
+    monkeypatch.setenv("ROBUSTMIX_BUDGET", "3,1,5,20")  # PGD steps, restarts, APGD iterations, Square queries
     monkeypatch.setenv("ROBUSTMIX_FIGURES", str(tmp_path / "figures"))
     spec = (prefix / "share" / "jupyter" / "kernels" / "python3" / "kernel.json").read_text()
     assert sys.executable in spec or Path(sys.executable).name in spec
@@ -36,6 +38,7 @@ def test_notebook_runs_headless_and_draws_its_figures(tmp_path, monkeypatch):
 
     text = "".join(o.get("text", "") + str(o.get("data", {}).get("text/markdown", "")) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "Paired tests" in text and "mixup right, ERM wrong:" in text
+    assert "Worst case" in text and "Soundness checks" in text and "docs/protocol.md#check-gradients" in text
     for name in ("robustness-top1.png", "figure2.png", "calibration.png"):
         assert (tmp_path / "figures" / name).stat().st_size > 10_000
     assert len(list((tmp_path / "runs").glob("*/model.safetensors"))) == 3

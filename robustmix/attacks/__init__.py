@@ -2,6 +2,12 @@
 
     registry.py   ATTACKS (name -> Attack: label, function, plan step), SETTINGS: the one vocabulary
     fgsm.py       fgsm, ifgsm and their shared-work sweeps
+    pgd.py        PGD with random start and restarts (worst case per example, no silent success)
+    apgd.py       APGD-CE and APGD-DLR (Croce & Hein 2020), 100 iterations by default
+    square.py     Square (Andriushchenko et al. 2020), gradient-free, 5,000 queries by default
+    budget.py     the strong attacks' iterations, restarts, queries and seed (Budget)
+    noise.py      seeded per-example random numbers (same seed, same examples, in any batch)
+    rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index
     execution.py  the plumbing under them: eval mode, memory layouts, autocast, the input gradient,
                   projection, input preparation, batch sizing
 """
@@ -28,10 +34,15 @@ from .execution import (
     strides,
 )
 from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
-from .registry import ATTACKS, CLEAN, NO_ATTACK, SETTINGS, Attack, Step, attack_label
+from .apgd import apgd, apgd_sweep
+from .budget import Budget
+from .pgd import pgd, pgd_sweep
+from .registry import ATTACKS, CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, SUITES, WORST, Attack, Step, attack_label
+from .square import square, square_sweep
 
 __all__ = [
-    "AMP_MODES", "ATTACKS", "Attack", "CLEAN", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
+    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "RECORD_ATTACKS", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
+    "square", "square_sweep", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
     "attack_label", "auto_batch_size", "autocast", "box", "check_eps", "check_iters", "chunking", "eval_mode",
     "fgsm", "fgsm_sweep", "find_largest", "ifgsm", "ifgsm_sweep", "input_gradient", "logits_and_gradient",
     "memory_format", "model_layout", "prepare_inputs", "project", "standard_layout", "strides",

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import RobustmixError
+from .budget import Budget
 from ..inputs import check_inputs
 
 AMP_MODES = ("none", "bf16", "bf16-all")
@@ -185,7 +186,8 @@ def prepare_inputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[
 class Crafting:
     """What the evaluator hands an attack's `craft` for one crafting model and one chunk of
     examples: x (prepared, in a standard layout) and y on the model's device, the iterations,
-    the amp mode, and sign(∇x loss) at x when the plan computed it (the shared gradient pass)."""
+    the amp mode, sign(∇x loss) at x when the plan computed it (the shared gradient pass), the
+    strong attacks' budget and the examples' indices."""
 
     model: nn.Module
     x: torch.Tensor
@@ -193,6 +195,8 @@ class Crafting:
     iters: int
     amp: str = "none"
     direction: torch.Tensor | None = None
+    budget: Budget = Budget()  # the strong attacks' iterations, restarts, queries and seed
+    index: torch.Tensor | None = None  # the examples' positions in the data set (random numbers follow them)
 
 
 # --- batch sizing -------------------------------------------------------------------------------

@@ -10,16 +10,22 @@ attack property tests (tests/test_attacks.py) are generated from ATTACKS.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
 
+from .apgd import apgd, craft_apgd
+from .budget import Budget
 from .execution import Crafting
 from .fgsm import craft_fgsm, craft_ifgsm, fgsm, ifgsm
+from .pgd import craft_pgd, pgd
+from .square import craft_square, square
 
 SETTINGS = ("white-box", "black-box")  # white-box: crafted on the target; black-box: on the surrogate
 CLEAN = "clean"  # the setting of a record without attack (its attack is NO_ATTACK)
 NO_ATTACK = "none"
+WORST = "worst-case"  # the per-example worst case over every attack run (a record, not an attack)
 
 
 @dataclass(frozen=True)
@@ -38,9 +44,11 @@ class Attack:
 
     fn         the pure attack, (model, x, y, *, eps, ...) -> x_adv, eps in [0, 1] units
     craft      the evaluator's version: (Crafting, eps tuple) -> k×N×C×H×W adversarial examples
-    plan       iters -> the Step that crafts one stack of eps, or None when the attack is made
-               from the shared sign(∇x loss) at x alone (no pass of its own)
-    cost       iters -> (forward, backward) passes of one stand-alone call (the naive loop's price)
+    plan       budget -> the Step that crafts one stack of eps, or None when the attack is made
+               from the shared sign(∇x loss) at x alone (no pass of its own); for attacks that
+               stop early (restarts on the examples not yet fooled, Square) the most it can cost
+    cost       budget -> (forward, backward) passes of one stand-alone call (the naive loop's price)
+    settings   budget -> what a record of this attack states beyond its name (iters, restarts, ...)
     direction  what the shared sign(∇x loss) at x gives this attack, for the plan ("" if unused)
     iterative  takes `iters`; records carry them
     gradient_free, randomized (uses a seeded random start: same seed, same x_adv)
@@ -50,33 +58,78 @@ class Attack:
     label: str
     fn: Callable[..., torch.Tensor]
     craft: Callable[[Crafting, tuple[float, ...]], torch.Tensor]
-    plan: Callable[[int], Step | None]
-    cost: Callable[[int], tuple[int, int]]
+    plan: Callable[[Budget], Step | None]
+    cost: Callable[[Budget], tuple[int, int]]
     direction: str = ""
     iterative: bool = False
     gradient_free: bool = False
     randomized: bool = False
+    settings: Callable[[Budget], dict] = lambda b: {}
 
-    def record_iters(self, iters: int) -> int:
+    def record_iters(self, budget: Budget) -> int:
         """The iterations a record of this attack states."""
-        return iters if self.iterative else 1
+        return int(self.settings(budget).get("iters", budget.iters if self.iterative else 1))
 
 
-def _ifgsm_step(iters: int) -> Step | None:
-    if iters == 1:
+def _ifgsm_step(b: Budget) -> Step | None:
+    if b.iters == 1:
         return None  # one step of size eps from x is FGSM: the shared gradient gives it
-    return Step(iters - 1, iters - 1, f"I-FGSM steps 2..{iters}")
+    return Step(b.iters - 1, b.iters - 1, f"I-FGSM steps 2..{b.iters}")
+
+
+def _pgd_step(b: Budget) -> Step:
+    return Step(b.pgd_restarts * (b.pgd_iters + 1), b.pgd_restarts * b.pgd_iters,
+                f"PGD {b.pgd_iters} steps + 1 check × {b.pgd_restarts} restart(s), at most")
+
+
+def _apgd_step(loss: str):
+    return lambda b: Step(b.apgd_restarts * (b.apgd_iters + 1), b.apgd_restarts * (b.apgd_iters + 1),
+                          f"APGD-{loss.upper()} {b.apgd_iters} iterations + start × {b.apgd_restarts} restart(s), at most")
+
+
+def _square_step(b: Budget) -> Step:
+    return Step(b.square_queries + 1, 0, f"Square: start + {b.square_queries} queries, at most (stops per example once fooled)")
+
+
+def _steps(step):
+    """A stand-alone call's cost is its plan step's (these attacks share nothing with FGSM)."""
+    return lambda b: (step(b).forwards, step(b).backwards)
 
 
 # name -> Attack. Plain dict built here; the attack property tests are generated from it.
 ATTACKS: dict[str, Attack] = {
     "fgsm": Attack(
-        "fgsm", "FGSM", fgsm, craft_fgsm, plan=lambda iters: None, cost=lambda iters: (1, 1), direction="FGSM"
+        "fgsm", "FGSM", fgsm, craft_fgsm, plan=lambda b: None, cost=lambda b: (1, 1), direction="FGSM"
     ),
     "ifgsm": Attack(
-        "ifgsm", "I-FGSM", ifgsm, craft_ifgsm, plan=_ifgsm_step, cost=lambda iters: (iters, iters),
+        "ifgsm", "I-FGSM", ifgsm, craft_ifgsm, plan=_ifgsm_step, cost=lambda b: (b.iters, b.iters),
         direction="I-FGSM step 1", iterative=True,
     ),
+    "pgd": Attack(
+        "pgd", "PGD", pgd, craft_pgd, plan=_pgd_step, cost=_steps(_pgd_step), iterative=True, randomized=True,
+        settings=lambda b: {"iters": b.pgd_iters, "restarts": b.pgd_restarts, "attack_seed": b.seed},
+    ),
+    "apgd-ce": Attack(
+        "apgd-ce", "APGD-CE", partial(apgd, loss="ce"), craft_apgd("ce"), plan=_apgd_step("ce"), cost=_steps(_apgd_step("ce")),
+        iterative=True, randomized=True, settings=lambda b: {"iters": b.apgd_iters, "restarts": b.apgd_restarts, "attack_seed": b.seed},
+    ),
+    "apgd-dlr": Attack(
+        "apgd-dlr", "APGD-DLR", partial(apgd, loss="dlr"), craft_apgd("dlr"), plan=_apgd_step("dlr"), cost=_steps(_apgd_step("dlr")),
+        iterative=True, randomized=True, settings=lambda b: {"iters": b.apgd_iters, "restarts": b.apgd_restarts, "attack_seed": b.seed},
+    ),
+    "square": Attack(
+        "square", "Square", square, craft_square, plan=_square_step, cost=_steps(_square_step), gradient_free=True,
+        randomized=True, settings=lambda b: {"iters": b.square_queries, "queries": b.square_queries, "attack_seed": b.seed},
+    ),
+}
+
+# Every attack name a record may carry, in table order: the crafted attacks, then the worst case.
+RECORD_ATTACKS: tuple[str, ...] = (*ATTACKS, WORST)
+
+# Suites: named attack lists for --suite. The worst case is computed from the records of the others.
+SUITES: dict[str, tuple[str, ...]] = {
+    "paper": ("fgsm", "ifgsm"),
+    "strong": ("fgsm", "ifgsm", "pgd", "apgd-ce", "apgd-dlr", "square", WORST),
 }
 
 
@@ -84,4 +137,6 @@ def attack_label(name: str) -> str:
     """The label of an attack name as stored in records ("Clean" for no attack)."""
     if name == NO_ATTACK:
         return "Clean"
+    if name == WORST:
+        return "Worst case"
     return ATTACKS[name].label if name in ATTACKS else name

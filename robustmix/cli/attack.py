@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..attacks import AMP_MODES, ATTACKS, CPU_AUTO_BATCH, SETTINGS
+from ..attacks import AMP_MODES, CPU_AUTO_BATCH, SETTINGS, SUITES
 from ..checkpoint import Checkpoint, provenance
 from ..checks import check_fits
 from ..data import Dataset
@@ -24,8 +24,10 @@ from ..report import render_markdown
 from ..results import save_results
 from ..runs import check_compatible, evaluation_examples, find_surrogate, find_targets, load_data_of, open_checkpoints
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
+from .suite import add_suite_arguments, soundness, soundness_markdown, suite_config
 
-HELP = "attack checkpoints with FGSM / I-FGSM (white-box and black-box) and print the error table; --dry-run prints the plan of passes"
+HELP = ("attack checkpoints (white-box and black-box) with the paper's FGSM / I-FGSM or --suite strong (PGD, APGD-CE, APGD-DLR, "
+        "Square, worst case); print the error table, the soundness checks and the verdicts; --dry-run prints the plan of passes")
 D = EvalConfig()
 
 
@@ -35,7 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--surrogate", type=Path, default=None, help="surrogate checkpoint for black-box examples (default: the one in --runs whose role is surrogate)")
     p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
-    p.add_argument("--attacks", type=name_list(tuple(ATTACKS)), default=D.attacks, help=f"comma-separated: {', '.join(ATTACKS)} (default {','.join(D.attacks)})")
+    add_suite_arguments(p)
     p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)})")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
@@ -70,7 +72,6 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
 def eval_config(args: argparse.Namespace) -> EvalConfig:
     config = EvalConfig(
         eps=args.eps,
-        attacks=args.attacks,
         iters=args.iters,
         settings=args.settings,
         batch_size=args.batch_size,
@@ -79,6 +80,7 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         amp=args.amp,
         channels_last="auto" if args.channels_last is None else args.channels_last,
         compile=args.compile,
+        **suite_config(args),
     )
     if args.iters == 1 and config.attacks == ("fgsm", "ifgsm"):
         # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
@@ -120,18 +122,22 @@ def run(args: argparse.Namespace) -> int:
         progress.total = total
         progress.update(1)
 
+    probes: list[dict] = []
     try:
-        records = evaluate(targets, x, y, config, surrogate=surrogate, device=device, on_batch=on_batch, world=world)
+        records = evaluate(targets, x, y, config, surrogate=surrogate, device=device, on_batch=on_batch, world=world,
+                           probes=probes)
     finally:
         progress.close()
     if not world.is_main:  # every rank holds the gathered records; rank 0 alone writes and prints
         return 0
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
-    out = args.out or Path("runs") / "results" / f"attack-eps{eps_tag}-iters{config.iters}.json"
+    suite = next((f"{name}-" for name, attacks in SUITES.items() if attacks == config.attacks and name != "paper"), "")
+    out = args.out or Path("runs") / "results" / f"attack-{suite}eps{eps_tag}-iters{config.iters}.json"
     checkpoints = {c.name: provenance(c.meta) for c in targets + ([surrogate] if surrogate else [])}
     setup = {**config.to_dict(), "dataset": targets[0].meta["dataset"], "examples": args.examples, "device": str(device)}
-    save_results(out, records, config=setup, checkpoints=checkpoints)
-    print(render_markdown(records))
+    checks, _ = soundness(records, probes)
+    save_results(out, records, config=setup, checkpoints=checkpoints, probes=probes, checks=[c.to_dict() for c in checks])
+    print(render_markdown(records) + soundness_markdown(records, probes))
     say(f"wrote {out} and {out.with_suffix('.csv')}")
     return 0
 
@@ -143,5 +149,6 @@ def dry_run(config: EvalConfig, targets: list[Checkpoint], surrogate: Checkpoint
         c.model.to(device)
     rows = resolve_batch_size(config, [c.model for c in used], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, rows)
-    naive = naive_cost(len(targets), attacks=config.attacks, n_eps=len(config.eps), iters=config.iters, settings=config.settings)
+    naive = naive_cost(len(targets), attacks=config.attacks, n_eps=len(config.eps), iters=config.iters, settings=config.settings,
+                       budget=config.budget)
     return render_plan(plan, n_examples=x.shape[0], chunk=chunk, naive=naive) + f"\n(dry run on {device}: nothing attacked, nothing written)"

@@ -22,6 +22,7 @@ from ..report import render_markdown
 from ..results import save_results
 from ..runs import open_checkpoints
 from .common import EPS_HELP, eps_list, positive_int, say
+from .suite import soundness, soundness_markdown
 from .train import train_and_save
 
 HELP = "train ERM and mixup CNNs on the embedded digits data, attack them and print the table (< 1 min on CPU)"
@@ -80,12 +81,15 @@ def run(args: argparse.Namespace) -> int:
     surrogate, *targets = open_checkpoints(paths, device)
     config = EvalConfig(eps=args.eps, iters=args.iters, device=args.device)
     data = load_dataset("digits")
-    records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device)
+    probes: list[dict] = []
+    records = evaluate(targets, data.x_test, data.y_test, config, surrogate=surrogate, device=device, probes=probes)
     eps_tag = "-".join(f"{e * 255:g}" for e in config.eps)
     out = args.runs / "results" / f"quickstart-eps{eps_tag}-iters{config.iters}.json"
     checkpoints = {c.name: provenance(c.meta) for c in [surrogate, *targets]}
-    save_results(out, records, config={**config.to_dict(), "dataset": "digits", "device": str(device)}, checkpoints=checkpoints)
-    print(render_markdown(records))
+    checks, _ = soundness(records, probes)
+    save_results(out, records, config={**config.to_dict(), "dataset": "digits", "device": str(device)}, checkpoints=checkpoints,
+                 probes=probes, checks=[c.to_dict() for c in checks])
+    print(render_markdown(records) + soundness_markdown(records, probes))
     say(f"wrote {out}; total {time.perf_counter() - started:.1f} s")
     say("next: robustmix attack --eps 4 --iters 10   (uses the checkpoints in runs/)")
     return 0

@@ -47,7 +47,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     doc = load_results(args.results)
     records = doc["records"]
-    ev = evidence(records, n_boot=args.n_boot, seed=args.seed, interval=args.interval)
+    ev = evidence(records, n_boot=args.n_boot, seed=args.seed, interval=args.interval, probes=doc.get("probes", []))
     text = render_report_markdown(ev, records)
     print(text)
 
