@@ -5,8 +5,7 @@ Pixels are floats in [0, 1] everywhere; in this Python API eps is in [0, 1] unit
 (the paper's eps = 4 on the 0–255 scale is 4/255 here).
 """
 
-__version__ = "0.1.0"
-
+from .version import __version__  # noqa: E402
 from .checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from .config import TrainConfig  # noqa: E402
 from .imports import import_model  # noqa: E402

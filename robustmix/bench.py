@@ -28,7 +28,8 @@ from typing import Callable
 
 import torch
 
-from . import __version__, files
+from . import files
+from .version import __version__
 from .bench_spec import BenchSpec, ModelSpec, metric_id
 from .checkpoint import Checkpoint, load_checkpoint, provenance
 from .data import load_dataset

@@ -76,7 +76,7 @@ class BenchSpec:
         def model(m: ModelSpec | None):
             if m is None:
                 return None
-            return {"name": m.name, "configs": [c.to_dict() for c in m.configs], "checkpoints": list(m.checkpoints)}
+            return {"name": m.name, "configs": [c.canonical() for c in m.configs], "checkpoints": list(m.checkpoints)}
 
         ev = self.eval.to_dict()
         ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]

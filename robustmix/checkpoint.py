@@ -24,7 +24,8 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 from torch import nn
 
-from . import __version__, files
+from . import files
+from .version import __version__
 from .config import TrainConfig
 from .data import Dataset
 from .devices import processor

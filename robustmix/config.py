@@ -15,6 +15,10 @@ ROLES = ("target", "surrogate")
 SCHEDULES = ("cosine", "step", "onecycle", "triangle")
 OPTIMIZERS = ("sgd", "decoupled-sgd")
 AMP_MODES = ("auto", "none", "bf16")
+# Keys added after gate baselines and checkpoints existed (issue 14's fast-recipe keys); their
+# defaults keep the earlier behaviour, so `TrainConfig.canonical` leaves them out at the default.
+LATER_KEYS = ("amp", "channels_last", "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs",
+              "recipe_reason")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,17 @@ class TrainConfig:
         d = asdict(self)
         if not d["method_options"]:  # omitted when empty: configs (and bench spec hashes) from before it stay equal
             del d["method_options"]
+        return d
+
+    def canonical(self) -> dict[str, Any]:
+        """`to_dict` without the keys added after gate baselines and checkpoints existed, where they
+        hold their default: what compares configs across versions (the gate's spec hash, the
+        study's reuse of a checkpoint), so that adding a key with a default that keeps the old
+        behaviour invalidates nothing."""
+        d = self.to_dict()
+        for f in fields(self):
+            if f.name in LATER_KEYS and f.name in d and d[f.name] == DEFAULTS[f.name]:
+                del d[f.name]
         return d
 
     def validate(self) -> None:
@@ -132,3 +147,6 @@ def config_mismatch(saved: dict, current: dict, ignore=("device",)) -> list[str]
     stores them (a tuple and the list it was saved as are equal); `ignore`d keys do not count."""
     a, b = json.loads(json.dumps(saved)), json.loads(json.dumps(current))
     return sorted(k for k in set(a) | set(b) if k not in ignore and a.get(k) != b.get(k))
+
+
+DEFAULTS = {f.name: f.default for f in fields(TrainConfig) if f.name in LATER_KEYS}

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import __version__, files
+from . import files
+from .version import __version__
 from .errors import RobustmixError
 
 FORMAT = "robustmix-results/1"

@@ -30,7 +30,7 @@ def build_parser() -> Parser:
         "Train checkpoints, attack them (FGSM, I-FGSM; white-box and black-box) and report. "
         "On the command line eps is on the 0–255 pixel scale (--eps 4 means 4/255).",
     )
-    from .. import __version__
+    from ..version import __version__
 
     parser.add_argument("--version", action="version", version=f"robustmix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
