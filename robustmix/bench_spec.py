@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .attacks import CLEAN, NO_ATTACK, SETTINGS
+from .attacks import CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS
 from .config import TrainConfig
 from .data import DATASETS
 from .errors import RobustmixError
@@ -237,7 +237,7 @@ def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[i
     try:
         ev = EvalConfig(
             eps=tuple(dict.fromkeys(e / 255 for e in eps)),
-            attacks=tuple(attack.get("attacks", ["fgsm", "ifgsm"])),
+            attacks=tuple(attack.get("attacks", DEFAULT_ATTACKS)),
             iters=attack.get("iters", 10),
             settings=tuple(attack.get("settings", list(SETTINGS))),
             batch_size=attack.get("batch_size", 500),

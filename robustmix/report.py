@@ -133,7 +133,7 @@ def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
     cmp = ev["comparisons"]
     if cmp.empty:
         return cmp
-    sub = cmp[cmp.setting == "clean"] if eps_255 is None else cmp[(cmp.setting != "clean") & ((cmp.eps_255 - eps_255).abs() < 1e-6)]
+    sub = cmp[cmp.setting == CLEAN] if eps_255 is None else cmp[(cmp.setting != CLEAN) & ((cmp.eps_255 - eps_255).abs() < 1e-6)]
     return pd.DataFrame(
         {
             "Setting": sub.setting,
@@ -174,7 +174,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     for e in [None, *eps_255_values(ev["intervals"])]:
         t = comparisons_table(ev, e)
         if not t.empty:
-            parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
+            parts += [CLEAN if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
     sig = cmp[cmp.significant]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g})\n")
     parts += [f"- {v}" for v in sig.verdict] if len(sig) else ["- No difference between methods is significant: this data does not show any method to be more robust."]
