@@ -14,7 +14,7 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from .attacks import attack_label
+from .attacks import CLEAN, attack_label
 from .errors import RobustmixError
 from .results import PER_EXAMPLE
 from .stats import as_bool, bootstrap_ci, paired_difference, wilson_ci
@@ -182,7 +182,7 @@ def verdict(row) -> str:
     """The sentence a paper may print, for a significant row of `paired_comparisons`."""
     better, worse = (row.method_b, row.method_a) if row.diff < 0 else (row.method_a, row.method_b)
     metric = row.metric.replace("top", "top-")
-    if row.setting == "clean":
+    if row.setting == CLEAN:
         return f"{better} has a lower clean {metric} error than {worse}: {abs(row.diff):.1f} points (Holm-adjusted p = {row.p_holm:.2g})."
     return (
         f"{better} is more robust than {worse} to {row.setting} {attack_label(row.attack)} at eps {row.eps_255:g}/255: "

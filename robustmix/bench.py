@@ -53,38 +53,40 @@ def measure(
     the target's seeds, in seed order}, {model slot: provenance}). `train_fn` is the trainer
     (injectable, so tests can plant a change in the training code)."""
     train_fn = train_fn or train  # looked up at call time, so a test can plant a change in it
-    torch_device = resolve_device(spec.eval.device)
+    say = on_progress or (lambda text: None)
+    device = resolve_device(spec.eval.device)
     data = load_dataset(spec.dataset)
     x, y = data.x_test, data.y_test
     if spec.examples is not None:
         if spec.examples > x.shape[0]:
             raise RobustmixError(f"spec asks for {spec.examples} examples but {spec.dataset} has {x.shape[0]} test examples: lower [data] examples")
         x, y = x[: spec.examples], y[: spec.examples]
+    surrogate = obtain(spec.surrogate, spec, data, train_fn, say)[0] if spec.surrogate else None
+    slots = {m.name: obtain(m, spec, data, train_fn, say) for m in spec.targets}
+    targets = [c for cs in slots.values() for c in cs]
+    records = evaluate(targets, x, y, spec.eval, surrogate=surrogate, device=device)
+    say(f"evaluated {len(records)} records on {x.shape[0]} examples")
+    used = ([surrogate] if surrogate else []) + targets
+    return pooled_metrics(spec, records, slots), {c.name: provenance(c.meta) for c in used}
 
-    quoted: dict[str, dict] = {}
 
-    def obtain(m: ModelSpec) -> list[Checkpoint]:
-        out = []
-        for i, cfg in enumerate(m.configs):
-            model, meta = train_fn(cfg, data=data)
-            out.append(Checkpoint(f"{m.name}#{i}", model, meta))
-            if on_progress:
-                on_progress(f"trained {m.name} (seed {cfg.seed}): clean top-1 error {meta['clean_top1_err']:.2f}%")
-        for i, path in enumerate(m.checkpoints):
-            model, meta = load_checkpoint(Path(spec.base) / path)
-            if meta.get("dataset") != spec.dataset:
-                raise RobustmixError(f"checkpoint {path} was trained on {meta.get('dataset')!r}, the spec evaluates {spec.dataset!r}: fix [data] or the checkpoint")
-            out.append(Checkpoint(f"{m.name}#{i}", model, meta))
-        quoted.update({c.name: provenance(c.meta) for c in out})
-        return out
+def obtain(m: ModelSpec, spec: BenchSpec, data, train_fn: Callable[..., tuple], say: Callable[[str], None]) -> list[Checkpoint]:
+    """A model's checkpoints, one per seed slot ("name#i"): trained from its configs or loaded."""
+    out = []
+    for i, cfg in enumerate(m.configs):
+        model, meta = train_fn(cfg, data=data)
+        out.append(Checkpoint(f"{m.name}#{i}", model, meta))
+        say(f"trained {m.name} (seed {cfg.seed}): clean top-1 error {meta['clean_top1_err']:.2f}%")
+    for i, path in enumerate(m.checkpoints):
+        model, meta = load_checkpoint(Path(spec.base) / path)
+        if meta.get("dataset") != spec.dataset:
+            raise RobustmixError(f"checkpoint {path} was trained on {meta.get('dataset')!r}, the spec evaluates {spec.dataset!r}: fix [data] or the checkpoint")
+        out.append(Checkpoint(f"{m.name}#{i}", model, meta))
+    return out
 
-    surrogate = obtain(spec.surrogate)[0] if spec.surrogate else None
-    slots = {m.name: obtain(m) for m in spec.targets}
-    records = evaluate(
-        [c for cs in slots.values() for c in cs], x, y, spec.eval, surrogate=surrogate, device=torch_device
-    )
-    if on_progress:
-        on_progress(f"evaluated {len(records)} records on {x.shape[0]} examples")
+
+def pooled_metrics(spec: BenchSpec, records: list[dict], slots: dict[str, list[Checkpoint]]) -> dict[str, str]:
+    """{metric id: the per-example correctness of the target's seed slots, concatenated in slot order}."""
     by_key = {(r["target"], r["setting"], r["attack"], r["eps_255"]): r for r in records}
     metrics: dict[str, str] = {}
     for r in records:
@@ -96,7 +98,7 @@ def measure(
                 by_key[(c.name, r["setting"], r["attack"], r["eps_255"])][f"top{k}_correct"] for c in slots[name]
             )
             metrics[metric_id(name, r["setting"], r["attack"], r["eps_255"], k)] = pooled
-    return {m: metrics[m] for m in spec.metric_ids()}, quoted
+    return {m: metrics[m] for m in spec.metric_ids()}
 
 
 # ----------------------------------------------------------------------------- baseline I/O

@@ -18,7 +18,7 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .attacks import ATTACKS, CLEAN, NO_ATTACK, SETTINGS
+from .attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS
 
 BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
 from .config import TrainConfig
@@ -243,7 +243,7 @@ def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[i
     try:
         ev = EvalConfig(
             eps=tuple(dict.fromkeys(e / 255 for e in eps)),
-            attacks=tuple(attack.get("attacks", ["fgsm", "ifgsm"])),
+            attacks=tuple(attack.get("attacks", DEFAULT_ATTACKS)),
             iters=attack.get("iters", 10),
             settings=tuple(attack.get("settings", list(SETTINGS))),
             batch_size=attack.get("batch_size", 500),

@@ -26,6 +26,7 @@ from .attacks import (
     AMP_MODES,
     ATTACKS,
     CLEAN,
+    DEFAULT_ATTACKS,
     NO_ATTACK,
     SETTINGS,
     WORST,
@@ -55,7 +56,7 @@ from .verdicts import worst_case_records
 @dataclass(frozen=True)
 class EvalConfig:
     eps: tuple[float, ...] = (4 / 255,)  # [0, 1] units
-    attacks: tuple[str, ...] = ("fgsm", "ifgsm")
+    attacks: tuple[str, ...] = DEFAULT_ATTACKS
     iters: int = 10  # I-FGSM steps; step = eps / iters
     settings: tuple[str, ...] = SETTINGS
     batch_size: int | str = 500  # most rows in one model call (stacked eps count), or "auto"

@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import files
-from .attacks import RECORD_ATTACKS, SETTINGS, attack_label
+from .attacks import CLEAN, RECORD_ATTACKS, SETTINGS, attack_label
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -35,7 +35,7 @@ def robustness_figure(
     fig = Figure(figsize=(4.2 * max(1, len(attacks)), 3.4 * max(1, len(settings))), layout="constrained")
     axes = fig.subplots(max(1, len(settings)), max(1, len(attacks)), squeeze=False, sharex=True, sharey=True)
     targets = list(dict.fromkeys(iv.target))
-    clean = iv[iv.setting == "clean"]
+    clean = iv[iv.setting == CLEAN]
     for r, setting in enumerate(settings):
         for c, attack in enumerate(attacks):
             ax = axes[r][c]

@@ -159,7 +159,7 @@ def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
     cmp = ev["comparisons"]
     if cmp.empty:
         return cmp
-    sub = cmp[cmp.setting == "clean"] if eps_255 is None else cmp[(cmp.setting != "clean") & ((cmp.eps_255 - eps_255).abs() < 1e-6)]
+    sub = cmp[cmp.setting == CLEAN] if eps_255 is None else cmp[(cmp.setting != CLEAN) & ((cmp.eps_255 - eps_255).abs() < 1e-6)]
     return pd.DataFrame(
         {
             "Setting": sub.setting,
@@ -200,7 +200,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     for e in [None, *eps_255_values(ev["intervals"])]:
         t = comparisons_table(ev, e)
         if not t.empty:
-            parts += ["clean" if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
+            parts += [CLEAN if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
     if len({r["attack"] for r in records if r["setting"] != CLEAN}) > 1:
         parts += ["## Soundness checks (each explained in robustmix's docs/protocol.md)\n", render_checks(ev["checks"])]
     parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")

@@ -10,6 +10,9 @@
     rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index
     execution.py  the plumbing under them: eval mode, memory layouts, autocast, the input gradient,
                   projection, input preparation, batch sizing
+
+The functions are re-exported here, so `robustmix.attacks.fgsm` is the *function* fgsm (it shadows
+the submodule of that name); reach a module itself with importlib.import_module("robustmix.attacks.fgsm").
 """
 
 from .execution import (
@@ -37,11 +40,11 @@ from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
 from .apgd import apgd, apgd_sweep
 from .budget import Budget
 from .pgd import pgd, pgd_sweep
-from .registry import ATTACKS, CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, SUITES, WORST, Attack, Step, attack_label
+from .registry import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, RECORD_ATTACKS, SETTINGS, SUITES, WORST, Attack, Step, attack_label
 from .square import square, square_sweep
 
 __all__ = [
-    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "RECORD_ATTACKS", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
+    "AMP_MODES", "ATTACKS", "Attack", "Budget", "CLEAN", "DEFAULT_ATTACKS", "RECORD_ATTACKS", "SUITES", "WORST", "apgd", "apgd_sweep", "pgd", "pgd_sweep",
     "square", "square_sweep", "CPU_AUTO_BATCH", "Crafting", "NO_ATTACK", "SETTINGS", "Step",
     "attack_label", "auto_batch_size", "autocast", "box", "check_eps", "check_iters", "chunking", "eval_mode",
     "fgsm", "fgsm_sweep", "find_largest", "ifgsm", "ifgsm_sweep", "input_gradient", "logits_and_gradient",

@@ -133,6 +133,11 @@ SUITES: dict[str, tuple[str, ...]] = {
 }
 
 
+# The paper's Table 3 attacks: what `robustmix attack` and a bench spec run unless told otherwise.
+# Named here, not taken as "every attack": registering an attack must not change existing specs.
+DEFAULT_ATTACKS = ("fgsm", "ifgsm")
+
+
 def attack_label(name: str) -> str:
     """The label of an attack name as stored in records ("Clean" for no attack)."""
     if name == NO_ATTACK:

@@ -82,9 +82,9 @@ def eval_config(args: argparse.Namespace) -> EvalConfig:
         compile=args.compile,
         **suite_config(args),
     )
-    if args.iters == 1 and config.attacks == ("fgsm", "ifgsm"):
+    if args.iters == 1 and {"fgsm", "ifgsm"} <= set(config.attacks):
         # I-FGSM with one step of size eps *is* FGSM: don't compute (or print) it twice.
-        config = EvalConfig(**{**config.to_dict(), "attacks": ("fgsm",)})
+        config = EvalConfig(**{**config.to_dict(), "attacks": tuple(a for a in config.attacks if a != "ifgsm")})
     config.validate()
     if args.surrogate is not None and "black-box" not in config.settings:
         raise RobustmixError("--surrogate is only used for black-box examples: drop it or add black-box to --settings")

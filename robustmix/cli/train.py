@@ -161,6 +161,38 @@ def epoch_logger(out: Path, tensorboard: bool):
     return on_epoch, writer
 
 
+class Progress:
+    """What the CLI shows and logs while training: a progress bar per epoch, a line per epoch on a
+    terminal, and the epoch log (<out>/log.csv, optionally TensorBoard scalars)."""
+
+    def __init__(self, out: Path, epochs: int, tensorboard: bool):
+        self.epochs, self.bar = epochs, None
+        self.log_epoch, self.writer = epoch_logger(out, tensorboard)
+
+    def on_step(self, s: dict) -> None:
+        if self.bar is None:
+            self.bar = bar(total=s["steps"] // s["epochs"], desc=f"epoch {s['epoch']}/{s['epochs']}")
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{s['loss']:.3f}", acc=f"{s['acc']:.1f}%", img_s=f"{s['images_per_second']:.0f}", refresh=False)
+
+    def on_epoch(self, row: dict, history: list[dict]) -> None:
+        self.close_bar()
+        self.log_epoch(row, history)
+        if sys.stderr.isatty():
+            say(f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
+                f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
+
+    def close_bar(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def close(self) -> None:
+        self.close_bar()
+        if self.writer is not None:
+            self.writer.close()
+
+
 def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
                    tensorboard: bool = False, data: Dataset | None = None) -> dict:
     """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`)."""
@@ -170,38 +202,14 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
         raise RobustmixError(f"{out} exists and is not a folder: choose another --out")
     if overwrite and (out / STATE).is_file() and not resume:
         (out / STATE).unlink()
-    state = {"bar": None}
-
-    def on_step(s: dict) -> None:
-        if state["bar"] is None:
-            per_epoch = s["steps"] // s["epochs"]
-            state["bar"] = bar(total=per_epoch, desc=f"epoch {s['epoch']}/{s['epochs']}")
-        b = state["bar"]
-        b.update(1)
-        b.set_postfix(loss=f"{s['loss']:.3f}", acc=f"{s['acc']:.1f}%", img_s=f"{s['images_per_second']:.0f}", refresh=False)
-
-    log_epoch, writer = epoch_logger(out, tensorboard)
-
-    def on_epoch(row: dict, history: list[dict]) -> None:
-        if state["bar"] is not None:
-            state["bar"].close()
-            state["bar"] = None
-        log_epoch(row, history)
-        if not sys.stderr.isatty():
-            return
-        say(f"epoch {row['epoch']}/{config.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
-            f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
-
     if not world_from_env().is_main:  # under torchrun, rank 0 alone logs and writes
         model, meta = train(config, data=data, resume=resume, state_path=out / STATE)
         return meta
+    progress = Progress(out, config.epochs, tensorboard)
     try:
-        model, meta = train(config, data=data, on_step=on_step, on_epoch=on_epoch, state_path=out / STATE, resume=resume)
+        model, meta = train(config, data=data, on_step=progress.on_step, on_epoch=progress.on_epoch, state_path=out / STATE, resume=resume)
     finally:
-        if state["bar"] is not None:
-            state["bar"].close()
-        if writer is not None:
-            writer.close()
+        progress.close()
     save_checkpoint(out, model, meta)
     checkpoint_folder(out)
     (out / STATE).unlink(missing_ok=True)  # finished: the checkpoint replaces the resume state
