@@ -82,3 +82,19 @@ def test_no_import_circle_among_robustmix_modules():
 def test_module_fits_in_one_sitting(name):
     lines = len(modules()[name].read_text().splitlines())
     assert lines <= MAX_LINES, f"{name} has {lines} lines: split it by job"
+
+
+def test_no_merge_conflict_markers_in_tracked_text():
+    import subprocess
+
+    root = PACKAGE.parent
+    files = subprocess.run(["git", "ls-files"], cwd=root, capture_output=True, text=True, check=True).stdout.split()
+    bad = []
+    for name in files:
+        if name.endswith((".py", ".md", ".toml", ".txt", ".ipynb", ".cfg", ".yml", ".yaml")) or name.startswith(".ci/"):
+            path = root / name
+            if path.is_file():
+                for n, line in enumerate(path.read_text(errors="replace").splitlines(), 1):
+                    if line.startswith(("<<<<<<< ", ">>>>>>> ")) or line == "=======":
+                        bad.append(f"{name}:{n}")
+    assert bad == [], f"merge conflict markers at {', '.join(bad[:5])}"
