@@ -139,7 +139,7 @@ def _unwrap(path) -> dict[str, torch.Tensor]:
     """load_legacy_state (weights_only=True), also for a state dict kept inside a training checkpoint."""
     import warnings
 
-    from .checkpoint import load_legacy_state
+    from .legacy_state import load_legacy_state
 
     try:
         return load_legacy_state(Path(path))
