@@ -95,7 +95,7 @@ def _examples_part(per_example: np.ndarray, residual: float) -> tuple[float, flo
 
 
 def _combine(estimate: float, parts: list[tuple[float, float]], *, level: float, test: bool,
-             seeds: int, n: int, method: str) -> SeedInterval:
+             seeds: int, n: int, method: str, scale: float = 100.0) -> SeedInterval:
     """parts: (variance component, its degrees of freedom). Half-width = sqrt(Σ (t_df · SE_k)²): each
     component gets its own t quantile (t with S − 1 df for the seed part, about z for the examples).
 
@@ -115,7 +115,7 @@ def _combine(estimate: float, parts: list[tuple[float, float]], *, level: float,
     else:
         # the p-value inverts the same construction: the level at which the interval touches 0
         p = _p_value(abs(estimate), parts) if test else float("nan")
-    return SeedInterval(100 * estimate, 100 * (estimate - half), 100 * (estimate + half), 100 * se, df, p, seeds, n, method)
+    return SeedInterval(scale * estimate, scale * (estimate - half), scale * (estimate + half), scale * se, df, p, seeds, n, method)
 
 
 def _p_value(distance: float, parts: list[tuple[float, float]]) -> float:
@@ -145,7 +145,27 @@ def difference_interval(a: Sequence, b: Sequence, *, paired_seeds: bool = True, 
     so the per-seed differences are the replicates (needs as many seeds in each); otherwise the
     two arms' seeds are independent and their between-seed variances add.
     """
-    wa, wb = _wrong(a), _wrong(b)
+    return _difference(_wrong(a), _wrong(b), paired_seeds=paired_seeds, level=level, scale=100.0)
+
+
+def _values(per_seed: Sequence) -> np.ndarray:
+    """S × N float array of per-example values (any real quantity) from one array per seed."""
+    if len(per_seed) == 0:
+        raise RobustmixError("no seeds given: pass one array of per-example values per training seed")
+    rows = [np.asarray(v, dtype=float).ravel() for v in per_seed]
+    if len({r.size for r in rows}) != 1 or rows[0].size == 0:
+        raise RobustmixError("seeds have different (or no) examples: measure every seed on the same examples")
+    return np.vstack(rows)
+
+
+def mean_difference_interval(a: Sequence, b: Sequence, *, paired_seeds: bool = True, level: float = 0.95) -> SeedInterval:
+    """mean(b) − mean(a) of per-example *values* (e.g. gradient norms, or differences of 0/1
+    errors), pooled over seeds, with the same two-way seed-level interval as `difference_interval`
+    (in the values' own units, not percent)."""
+    return _difference(_values(a), _values(b), paired_seeds=paired_seeds, level=level, scale=1.0)
+
+
+def _difference(wa: np.ndarray, wb: np.ndarray, *, paired_seeds: bool, level: float, scale: float) -> SeedInterval:
     if wa.shape[1] != wb.shape[1]:
         raise RobustmixError(f"the two methods were scored on different examples ({wa.shape[1]} vs {wb.shape[1]}): evaluate both on the same examples")
     sa, sb, n = wa.shape[0], wb.shape[0], wa.shape[1]
@@ -167,4 +187,4 @@ def difference_interval(a: Sequence, b: Sequence, *, paired_seeds: bool = True, 
                 parts.append((_var(w.mean(axis=1)) / w.shape[0], w.shape[0] - 1))
     two_way = min(sa, sb) > 1
     return _combine(estimate, parts, level=level, test=True, seeds=min(sa, sb), n=n,
-                    method=TWO_WAY if two_way else EXAMPLES_ONLY)
+                    method=TWO_WAY if two_way else EXAMPLES_ONLY, scale=scale)
