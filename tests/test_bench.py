@@ -203,7 +203,7 @@ def test_tolerance_overrides_do_not_change_the_spec_hash():
         ("[data\n", "not valid TOML"),
         (SPEC.replace("[attack]", "[attack]\nepss = [1]"), "unknown key(s) epss"),
         (SPEC.replace("eps = [32]", "eps = [300]"), "0–255"),
-        (SPEC.replace('attacks = ["fgsm", "ifgsm"]', 'attacks = ["pgd"]'), "unknown attack"),
+        (SPEC.replace('attacks = ["fgsm", "ifgsm"]', 'attacks = ["nope"]'), "unknown attack"),
         (SPEC.replace('dataset = "digits"', 'dataset = "cifar99"'), "unknown data set"),
         (SPEC.replace("[surrogate]\nmethod = \"erm\"\nseeds = [0]", ""), "black-box needs a [surrogate]"),
         (SPEC.replace("seeds = [1]", "seeds = []", 1), "seeds"),
