@@ -75,6 +75,10 @@ def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list
     return records, checks, seconds
 
 
+def why(c: Claim) -> str:
+    return ": a soundness check failed for these models" if c.note.startswith("soundness") else ""
+
+
 def headline(spec: StudySpec, study: Study, claims: list[Claim], strong: pd.DataFrame) -> str:
     """One or two sentences saying what was found, from C1, the worst case and C12."""
     c1 = next(c for c in claims if c.claim == "C1")
@@ -84,7 +88,7 @@ def headline(spec: StudySpec, study: Study, claims: list[Claim], strong: pd.Data
     seeds = f"{len(study.seeds[mixup])} seed(s) per method"
     text = (f"On {spec.bench.dataset} ({seeds}), mixup's white-box FGSM top-1 error at eps {study.eps:g}/255 is "
             f"{abs(c1.difference):.1f} points {'lower' if c1.difference < 0 else 'higher'} than ERM's "
-            f"(95% seed-level interval [{c1.lo:+.1f}, {c1.hi:+.1f}]; C1 {c1.verdict}).")
+            f"(95% seed-level interval [{c1.lo:+.1f}, {c1.hi:+.1f}]; C1 {c1.verdict}{why(c1)}).")
     worst = [r for r in study.strong if r["attack"] == "worst-case" and r["setting"] == "white-box"]
     if worst:
         at = study.eps if any(abs(r["eps_255"] - study.eps) < 1e-6 for r in worst) else max(r["eps_255"] for r in worst)
@@ -93,7 +97,7 @@ def headline(spec: StudySpec, study: Study, claims: list[Claim], strong: pd.Data
             iv = difference_interval(a, b, paired_seeds=study.paired(erm, mixup))
             c12 = next(c for c in claims if c.claim == "C12")
             text += (f" Under the worst case over the strong suite at eps {at:g}/255 the difference is {iv.estimate:+.1f} points "
-                     f"[{iv.lo:+.1f}, {iv.hi:+.1f}] (mixup − ERM; C12, the advantage shrinking, {c12.verdict}).")
+                     f"[{iv.lo:+.1f}, {iv.hi:+.1f}] (mixup − ERM; C12, the advantage shrinking, {c12.verdict}{why(c12)}).")
     return text
 
 
