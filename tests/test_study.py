@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def test_interrupted_attack_continues_with_the_same_records(study, capsys):
 
 
 def test_changed_config_is_refused_and_dry_run_says_so(study, tmp_path, capsys):
-    text = DIGITS.read_text().replace("epochs = 2", "epochs = 3")
+    text = re.sub(r"(?m)^epochs = \d+", "epochs = 99", DIGITS.read_text())
+    assert "epochs = 99" in text
     spec = parse_study(text, base=DIGITS.parent)
     with pytest.raises(RobustmixError, match="differs in epochs.*--retrain"):
         status_of(models_of(spec, study)[1])
