@@ -95,7 +95,7 @@ BAD = [
     (["attack", *T, "--eps", "4,,8"], "eps '' is not a number"),
     (["attack", *T, "--iters", "0"], "--iters"),
     (["attack", *T, "--batch-size", "0"], "--batch-size"),
-    (["attack", *T, "--attacks", "pgd"], "--attacks"),
+    (["attack", *T, "--attacks", "nope"], "--attacks"),
     (["attack", *T, "--settings", "grey-box"], "--settings"),
     (["attack", "--targets", "no/such/checkpoint"], "does not exist"),
     (["attack", "--runs", "empty-runs"], "no checkpoints in empty-runs"),
