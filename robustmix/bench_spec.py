@@ -18,11 +18,13 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from .attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS
+from .attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITES
 
 BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
 from .config import TrainConfig
 from .data import DATASETS
+from .data.sources import IMAGEFOLDER
+from .recipes import RECIPES, resolve_config
 from .errors import RobustmixError
 from .evaluate import EvalConfig
 
@@ -45,9 +47,12 @@ SECTIONS = {
     "train": TRAIN_KEYS,
     "targets": MODEL_KEYS,
     "surrogate": MODEL_KEYS,
-    "attack": ("attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS),
+    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS),
     "tolerance": None,  # metric id or glob -> percentage points
 }
+# Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
+# ignoring them silently.
+STUDY_SECTIONS = ("strong", "figures", "claims")
 
 
 @dataclass(frozen=True)
@@ -165,11 +170,21 @@ def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: st
         raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
     options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
     method = raw.get("method", "erm")
-    alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
+    recipe = options.pop("recipe", "")
+    if recipe and recipe not in RECIPES:
+        raise _bad(where, f"unknown recipe {recipe!r} (auto needs the data and is for the command line)", f"choose one of {', '.join(RECIPES)}")
     try:
-        configs = tuple(
-            TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
-        )
+        if recipe:  # the recipe's values, explicit keys win: as `robustmix train --recipe NAME` does
+            alpha = float(raw["alpha"]) if "alpha" in raw else None
+            if "milestones" in options:
+                options["milestones"] = tuple(options["milestones"])
+            configs = tuple(resolve_config(recipe, dataset=dataset, method=method, alpha=alpha, seed=s, role=role, **options)
+                            for s in seeds)
+        else:
+            alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
+            configs = tuple(
+                TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
+            )
     except (TypeError, ValueError) as e:
         raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
     for c in configs:
@@ -182,12 +197,22 @@ def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: st
     return configs
 
 
-def parse_spec(text: str, *, base: Path = Path("."), source: str = "spec") -> BenchSpec:
-    """A BenchSpec from TOML text. `base` resolves relative checkpoint paths."""
+def read_toml(text: str, source: str = "spec") -> dict:
     try:
-        raw = tomllib.loads(text)
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise _bad(source, f"not valid TOML ({e})", "fix the syntax") from None
+
+
+def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec", study: bool = False) -> BenchSpec:
+    """A BenchSpec from TOML text (or its parsed dict). `base` resolves relative checkpoint paths.
+    With `study`, the study's own sections (STUDY_SECTIONS) are allowed (and left to the study to read)."""
+    raw = read_toml(text, source) if isinstance(text, str) else dict(text)
+    for key in STUDY_SECTIONS:
+        if key in raw and not study:
+            raise _bad(source, f"[{key}] is a section of robustmix study, which the gate does not measure",
+                       f"remove it, or run: robustmix study {source} --out DIR")
+        raw.pop(key, None)
     _check_keys(source, raw, SECTIONS)
     for key in ("data", "train", "attack", "tolerance"):
         if not isinstance(raw.get(key, {}), dict):
@@ -207,8 +232,8 @@ def _data(source: str, data: dict) -> tuple[str, int | None]:
     """[data]: (data set name, the first N test examples or None for all)."""
     _check_keys(f"{source} [data]", data, SECTIONS["data"])
     dataset = data.get("dataset", "digits")
-    if dataset not in DATASETS:
-        raise _bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))}")
+    if not isinstance(dataset, str) or (dataset not in DATASETS and not (dataset.startswith(IMAGEFOLDER) and len(dataset) > len(IMAGEFOLDER))):
+        raise _bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))} or imagefolder:ROOT")
     examples = data.get("examples")
     if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
         raise _bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
@@ -228,10 +253,14 @@ def _targets(source: str, targets_raw, train_defaults: dict, dataset: str) -> tu
     return targets
 
 
-def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[int, ...]]:
-    """[attack]: the EvalConfig (validated by itself; eps on the 0–255 scale) and the top-k list."""
-    where = f"{source} [attack]"
+def _attack(source: str, attack: dict, device: str, section: str = "attack") -> tuple[EvalConfig, tuple[int, ...]]:
+    """[attack] (or the study's [strong]): the EvalConfig (validated by itself; eps on the 0–255 scale) and the top-k list."""
+    where = f"{source} [{section}]"
     _check_keys(where, attack, SECTIONS["attack"])
+    if "suite" in attack and attack["suite"] not in SUITES:
+        raise _bad(where, f"unknown suite {attack['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
+    if "suite" in attack and "attacks" in attack:
+        raise _bad(where, "has both suite and attacks", "give one of them")
     eps = attack.get("eps", [4])
     if not isinstance(eps, list) or not eps or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
         raise _bad(where, f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
@@ -243,7 +272,7 @@ def _attack(source: str, attack: dict, device: str) -> tuple[EvalConfig, tuple[i
     try:
         ev = EvalConfig(
             eps=tuple(dict.fromkeys(e / 255 for e in eps)),
-            attacks=tuple(attack.get("attacks", DEFAULT_ATTACKS)),
+            attacks=tuple(attack.get("attacks", SUITES[attack["suite"]] if "suite" in attack else DEFAULT_ATTACKS)),
             iters=attack.get("iters", 10),
             settings=tuple(attack.get("settings", list(SETTINGS))),
             batch_size=attack.get("batch_size", 500),

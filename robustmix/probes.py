@@ -53,18 +53,21 @@ def interpolation_metrics(
     lams,
     *,
     batch_size: int = 512,
+    per_pair: bool = False,
 ) -> dict[str, np.ndarray]:
     """The paper's Figure 2 quantities at x = λ·x_i + (1−λ)·x_j for each λ in `lams`.
 
     Returns {"lam": λ grid, "miss_rate": % of pairs predicted as neither y_i nor y_j,
     "grad_norm": mean over pairs of ‖∇x CE(f(x), λ·onehot(y_i) + (1−λ)·onehot(y_j))‖₂}.
     Pixels in [0, 1]; the model is evaluated in eval mode and handed back in the mode it came in;
-    parameter gradients are not touched.
+    parameter gradients are not touched. With `per_pair`, also "miss" (pairs × λ, bool) and
+    "grad" (pairs × λ, each pair's gradient norm), for intervals over pairs.
     """
     lams = np.asarray(lams, dtype=float)
     device = next(model.parameters()).device
     miss, norms = np.zeros(lams.size), np.zeros(lams.size)
     n = x_i.shape[0]
+    miss_pp, grad_pp = np.zeros((n, lams.size), dtype=bool), np.zeros((n, lams.size))
     with eval_mode(model):
         for b in range(0, n, batch_size):
             xi, xj = pixels(x_i[b : b + batch_size].to(device)), pixels(x_j[b : b + batch_size].to(device))
@@ -81,9 +84,12 @@ def interpolation_metrics(
                     loss = F.cross_entropy(logits, lam * oi + (1 - lam) * oj, reduction="sum")
                     (grad,) = torch.autograd.grad(loss, x)
                 pred = logits.detach().argmax(1)
-                miss[li] += float(((pred != yi) & (pred != yj)).sum())
-                norms[li] += float(grad.flatten(1).norm(dim=1).sum())
-    return {"lam": lams, "miss_rate": 100.0 * miss / n, "grad_norm": norms / n}
+                missed, norm = (pred != yi) & (pred != yj), grad.flatten(1).norm(dim=1)
+                miss[li] += float(missed.sum())
+                norms[li] += float(norm.sum())
+                miss_pp[b : b + k, li], grad_pp[b : b + k, li] = missed.cpu().numpy(), norm.detach().cpu().numpy()
+    out = {"lam": lams, "miss_rate": 100.0 * miss / n, "grad_norm": norms / n}
+    return {**out, "miss": miss_pp, "grad": grad_pp} if per_pair else out
 
 
 def figure2_curves(checkpoints: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, *, n_pairs: int = 1000,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 from ..errors import RobustmixError
-from . import attack, bench, figures, import_, quickstart, report, train
+from . import attack, bench, figures, import_, quickstart, report, study, train
 from .common import Parser, one_line_warnings
 
 COMMANDS = {
@@ -20,6 +20,7 @@ COMMANDS = {
     "figures": figures,
     "bench": bench,
     "import": import_,
+    "study": study,
 }
 
 

@@ -1,0 +1,19 @@
+"""`robustmix study`: train what a spec lists (reusing and resuming checkpoints), attack with the
+paper and the strong suites, probe, and write a report folder with the claims C1–C12 judged with
+the training seed as the unit of replication.
+
+    spec.py     the study spec: the gate's TOML (robustmix.bench_spec) plus [strong], [figures], [claims]
+    run.py      the stages (train, attack, probes), each reusing what is on disk, and the dry run
+    claims.py   C1–C12 by the verdict rule of docs/protocol.md
+    tables.py   pooled (seed-level) and per-seed tables, models, checks, claims as frames
+    render.py   blocks -> README.md and a self-contained report.html
+    report.py   the report folder and study.json
+"""
+
+from .claims import Claim, judge_claims
+from .report import build_report
+from .run import attack_stage, dry_run, models_of, probes_stage, status_of, train_stage
+from .spec import StudySpec, load_study, parse_study
+
+__all__ = ["Claim", "StudySpec", "attack_stage", "build_report", "dry_run", "judge_claims", "load_study", "models_of",
+           "parse_study", "probes_stage", "status_of", "train_stage"]

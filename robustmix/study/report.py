@@ -1,0 +1,260 @@
+"""The study report, rebuilt from the stored results every time (cheap): DIR/README.md,
+DIR/report.html (self-contained), DIR/figures/*.png, DIR/data/*.csv and DIR/study.json (every
+number in the report, the spec, the command, versions, processor, device and wall times).
+
+Numbers come from the results files (`robustmix.study.run`); pooled errors and every difference
+carry the seed-level interval of `robustmix.replication`; the drawing is `robustmix.figures` and
+`robustmix.curves`, the Table 3 layout `robustmix.report.table3`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .. import __version__, files
+from ..checkpoint import read_meta
+from ..curves import curves_figure, curves_frame, read_history
+from ..devices import processor
+from ..errors import RobustmixError
+from ..figures import figure2, reliability_figure, robustness_figure, save_png
+from ..replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
+from ..results import load_results
+from .claims import Claim, Study, judge_claims
+from .render import to_html, to_markdown
+from .run import SUITES, models_of, results_path, suite_config
+from .spec import StudySpec
+from .tables import (all_eps_csv, checks_summary, checks_table, claims_table, ece_table, method_labels, models_table,
+                     per_seed_table, pooled_frame, table_at)
+
+PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
+
+
+def protocol_link(out: Path) -> str:
+    """docs/protocol.md relative to the report folder (a working link inside the repository), else its name."""
+    if PROTOCOL.is_file():
+        return Path(os.path.relpath(PROTOCOL, Path(out).resolve())).as_posix()
+    return "docs/protocol.md"
+
+
+def clean(obj):
+    """JSON without NaN/inf (they become null), floats rounded to 10 significant digits."""
+    if isinstance(obj, dict):
+        return {str(k): clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [clean(v) for v in obj]
+    if isinstance(obj, (np.floating, float)):
+        return float(f"{obj:.10g}") if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    return obj
+
+
+def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list[dict], list[float]]:
+    """(records, checks tagged with the suite, attack seconds per file) of every target's results file."""
+    records, checks, seconds = [], [], []
+    for m in models_of(spec, out):
+        if m.name == "surrogate":
+            continue
+        path = results_path(out, suite, m.slot)
+        if not path.is_file():
+            raise RobustmixError(f"{path} is missing: run the attack stage first (robustmix study SPEC --out DIR --stage attack)")
+        doc = load_results(path)
+        records += doc["records"]
+        checks += [{**c, "suite": suite} for c in doc.get("checks", [])]
+        seconds.append(float((doc.get("config") or {}).get("seconds", 0.0)))
+    return records, checks, seconds
+
+
+def why(c: Claim) -> str:
+    return ": a soundness check failed for these models" if c.note.startswith("soundness") else ""
+
+
+def headline(spec: StudySpec, study: Study, claims: list[Claim], strong: pd.DataFrame) -> str:
+    """One or two sentences saying what was found, from C1, the worst case and C12."""
+    c1 = next(c for c in claims if c.claim == "C1")
+    if c1.verdict == "not tested":
+        return f"This study has no ERM and mixup pair, so it cannot say whether mixup makes {spec.bench.dataset} classifiers more robust."
+    erm, mixup = study.role("erm"), study.role("mixup")
+    seeds = f"{len(study.seeds[mixup])} seed(s) per method"
+    text = (f"On {spec.bench.dataset} ({seeds}), mixup's white-box FGSM top-1 error at eps {study.eps:g}/255 is "
+            f"{abs(c1.difference):.1f} points {'lower' if c1.difference < 0 else 'higher'} than ERM's "
+            f"(95% seed-level interval [{c1.lo:+.1f}, {c1.hi:+.1f}]; C1 {c1.verdict}{why(c1)}).")
+    worst = [r for r in study.strong if r["attack"] == "worst-case" and r["setting"] == "white-box"]
+    if worst:
+        at = study.eps if any(abs(r["eps_255"] - study.eps) < 1e-6 for r in worst) else max(r["eps_255"] for r in worst)
+        a, b = study.bits(study.strong, erm, "white-box", "worst-case", at), study.bits(study.strong, mixup, "white-box", "worst-case", at)
+        if a and b:
+            iv = difference_interval(a, b, paired_seeds=study.paired(erm, mixup))
+            c12 = next(c for c in claims if c.claim == "C12")
+            text += (f" Under the worst case over the strong suite at eps {at:g}/255 the difference is {iv.estimate:+.1f} points "
+                     f"[{iv.lo:+.1f}, {iv.hi:+.1f}] (mixup − ERM; C12, the advantage shrinking, {c12.verdict}{why(c12)}).")
+    return text
+
+
+def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataFrame, strong: pd.DataFrame,
+         metas: dict[str, dict]) -> list[tuple]:
+    """Write the figures; returns their ("img", path, alt) blocks by name."""
+    figs, band = {}, "95% seed-level interval"
+    figs["robustness-paper"] = robustness_figure(paper, labels, metric="top1", band=band)
+    if not strong.empty:
+        figs["robustness-strong"] = robustness_figure(strong, labels, metric="top1", band=band)
+    data = out / "data"
+    if (data / "figure2.csv").is_file():
+        f2 = pd.read_csv(data / "figure2.csv")
+        slot_label = {s: labels[n] for n, slots in study.slots.items() for s in slots}
+        f2 = f2[f2.checkpoint.isin(slot_label)].assign(checkpoint=lambda d: d.checkpoint.map(slot_label))
+        pooled = f2.groupby(["checkpoint", "lam"], sort=False).agg(
+            miss_rate=("miss_rate", "mean"), grad_norm=("grad_norm", "mean"), n_pairs=("n_pairs", "first"),
+            seed=("seed", "first"), distinct_labels=("distinct_labels", "first")).reset_index()
+        figs["figure2"] = figure2(pooled)
+    if (data / "calibration.csv").is_file():
+        calib = pd.read_csv(data / "calibration.csv")
+        first = {slots[0]: f"{labels[n]} ({slots[0]})" for n, slots in study.slots.items()}
+        sub = calib[calib.checkpoint.isin(first)].assign(checkpoint=lambda d: d.checkpoint.map(first))
+        figs["calibration"] = reliability_figure(sub)
+    runs = {m.slot: read_history(m.folder) for m in models_of(spec, out)}
+    frame = curves_frame(runs)
+    files.write_text(data / "training-curves.csv", frame.to_csv(index=False))
+    figs["training-curves"] = curves_figure(frame)
+    for name, fig in figs.items():
+        save_png(fig, out / "figures" / f"{name}.png")
+    return {name: ("img", f"figures/{name}.png", name.replace("-", " ")) for name in figs}
+
+
+def suites_text(spec: StudySpec) -> list[str]:
+    items = []
+    for suite in SUITES:
+        got = suite_config(spec, suite)
+        if got is None:
+            items.append(f"{suite} suite: not run")
+            continue
+        c, n, seed = got
+        budget = "" if suite == "paper" else (f"; PGD {c.pgd_iters} steps × {c.pgd_restarts} restart(s), APGD {c.apgd_iters} iterations × "
+                                              f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries, attack seed {c.seed}")
+        items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
+                     f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
+    return items
+
+
+def uncertainty_text(study: Study) -> list[str]:
+    one = [n for n, s in study.seeds.items() if len(s) == 1]
+    text = [
+        "Every pooled error and every difference treats the **training seed** as the unit of replication "
+        f"(robustmix.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
+        "by the number of seeds plus the test-set variance of the per-example errors averaged over seeds, each part scaled by its "
+        "own t quantile (seeds − 1 degrees of freedom for the seed part). Methods with the same seed list are paired by seed and "
+        "example; the others are compared as independent arms.",
+        "Why not a bootstrap over test examples alone: it ignores how much another training run would differ, so it is too narrow "
+        "as soon as seeds disagree; and a cluster bootstrap over 3 seeds has only 10 distinct outcomes.",
+    ]
+    if one:
+        text.append(f"Models with a single seed ({', '.join(one)}): the interval covers test-set noise only ({EXAMPLES_ONLY}); "
+                    "it says nothing about how another training run would come out.")
+    return text
+
+
+def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls: dict) -> dict:
+    """Write README.md, report.html, figures, data and study.json; returns study.json's content."""
+    out = Path(out)
+    proto = protocol_link(out)
+    metas = {m.slot: read_meta(m.folder) for m in models_of(spec, out)}
+    paper_records, checks, paper_s = load_suite(spec, out, "paper")
+    strong_records, strong_s = [], []
+    if spec.strong is not None:
+        strong_records, strong_checks, strong_s = load_suite(spec, out, "strong")
+        checks += strong_checks
+    pairs_path = out / "data" / "figure2-pairs.json"
+    pairs = json.loads(pairs_path.read_text(encoding="utf-8")) if pairs_path.is_file() else None
+    num_classes = next(iter(metas.values()))["num_classes"]
+    study = Study(spec, paper_records, strong_records, checks, pairs, num_classes)
+    claims = judge_claims(study)
+    labels = method_labels(study)
+    paper, strong = pooled_frame(paper_records, study), pooled_frame(strong_records, study)
+    eps = spec.claims.eps
+    strong_eps = eps if not strong.empty and (abs(strong.eps_255 - eps) < 1e-6).any() else (
+        max(strong.eps_255) if not strong.empty else None)
+    data = out / "data"
+    t3_paper = table_at(paper, labels, eps, spec.bench.topk)
+    t3_strong = table_at(strong, labels, strong_eps, spec.strong_topk) if strong_eps is not None else pd.DataFrame()
+    seed_t = per_seed_table(paper_records, eps)
+    calib = pd.read_csv(data / "calibration.csv") if (data / "calibration.csv").is_file() else None
+    ece = ece_table(calib, study, labels) if calib is not None else pd.DataFrame()
+    written = {
+        "table3.csv": all_eps_csv(paper, labels), "table3-per-seed.csv": seed_t, "strong.csv": all_eps_csv(strong, labels),
+        "claims.csv": pd.DataFrame([c.to_dict() for c in claims]), "checks.csv": pd.DataFrame(checks).drop(columns=["numbers"], errors="ignore"),
+        "models.csv": models_table(study, metas),
+    }
+    for name, frame in written.items():
+        files.write_text(data / name, frame.to_csv(index=False))
+    imgs = draw(out, spec, study, labels, paper, strong, metas)
+
+    probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
+    compute = {"train_seconds": {s: m.get("train_seconds") for s, m in metas.items()},
+               "attack_seconds": {"paper": round(sum(paper_s), 3), "strong": round(sum(strong_s), 3)},
+               "probe_seconds": probes.get("seconds", 0.0)}
+    total = sum(v or 0 for v in compute["train_seconds"].values()) + sum(compute["attack_seconds"].values()) + compute["probe_seconds"]
+    proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
+    head = headline(spec, study, claims, strong)
+
+    blocks = [("h1", f"robustmix study: {spec.bench.dataset}"), ("p", head),
+              ("p", f"Claims and the rule that judges them: [{proto}]({proto}#claims). Error rates in %, lower is better; "
+                    f"eps on the 0–255 scale. Total compute {total / 60:.1f} min on {proc} ({device})."),
+              ("h2", "What was run"),
+              ("list", [f"data: {spec.bench.dataset}; {num_classes} classes", *suites_text(spec),
+                        f"command: `{command}`", f"robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+                        f"processor: {proc}; device: {device}",
+                        f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s, attacks "
+                        f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s (this run's stages: "
+                        + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")"]),
+              ("table", models_table(study, metas)),
+              ("h2", f"Table 3 at eps {eps:g}/255 (paper suite)"),
+              ("p", "Pooled over each method's seeds, with the 95% seed-level interval (see Uncertainty; clipped to [0, 100]). "
+                    "Per-seed numbers below and in [data/table3-per-seed.csv](data/table3-per-seed.csv); every eps in [data/table3.csv](data/table3.csv)."),
+              ("table", t3_paper), ("h3", "Per seed"), ("table", seed_t)]
+    if not t3_strong.empty:
+        blocks += [("h2", f"Strong suite and worst case at eps {strong_eps:g}/255"),
+                   ("p", "Worst case: an example counts as correct only if it is correct under every attack run (the number a robustness "
+                         "claim should quote). Every eps in [data/strong.csv](data/strong.csv)."), ("table", t3_strong)]
+    blocks += [("h2", "Robustness curves"), imgs["robustness-paper"]] + ([imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
+    if "figure2" in imgs:
+        blocks += [("h2", "Figure 2 (a) and (b)"), ("p", f"Mean over each method's seeds; pairs of training examples ({proto}#figure-2)."),
+                   imgs["figure2"]]
+    if "calibration" in imgs:
+        blocks += [("h2", "Calibration"), ("table", ece), imgs["calibration"]]
+    blocks += [("h2", "Training curves"), imgs["training-curves"],
+               ("h2", "Soundness checks"),
+               ("p", checks_summary(checks) + f" (per checkpoint and suite; skipped checks are listed in [data/checks.csv](data/checks.csv); "
+                     f"each check is explained in [{proto}]({proto}#checklist)). A failed check makes every claim about that model "
+                     "\"not reproduced\"."), ("table", checks_table(checks, proto)),
+               ("h2", "Claims C1–C12"),
+               ("p", f"Verdicts by the [rule]({proto}#verdict-rule): difference = method − reference (negative favours the method), "
+                     f"read at eps {eps:g}/255; margin for the \"no meaningful difference\" claims ±{spec.claims.margin:g} pp."),
+               ("table", claims_table(claims, proto)),
+               ("h2", "Uncertainty"), *[("p", t) for t in uncertainty_text(study)]]
+
+    files.write_text(out / "README.md", to_markdown(blocks))
+    files.write_text(out / "report.html", to_html(blocks, out, f"robustmix study: {spec.bench.dataset}"))
+    doc = {
+        "format": "robustmix-study/1", "command": command, "robustmix_version": __version__, "torch_version": torch.__version__,
+        "python_version": platform.python_version(), "processor": proc, "device": device, "spec": spec.canonical(),
+        "timing": {"stages_this_run": walls, "compute": compute, "total_compute_seconds": total},
+        "numbers": {
+            "headline": head, "models": models_table(study, metas).to_dict(orient="records"),
+            "paper": paper.to_dict(orient="records"), "strong": strong.to_dict(orient="records"),
+            "claims": [c.to_dict() for c in claims], "checks": checks,
+            "ece": ece.to_dict(orient="records"),
+        },
+    }
+    doc = clean(doc)
+    files.write_json(out / "study.json", doc)
+    return doc

@@ -1,0 +1,141 @@
+"""A study's numbers as frames: every error pooled over a method's seeds with its seed-level
+interval (`robustmix.replication.error_interval`), in the shape `robustmix.report.table3` and
+`robustmix.figures.robustness_figure` read; the per-seed numbers; the models; the checks; the claims.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ..analysis import METRIC_COLUMNS, error_rates, method_label
+from ..attacks import attack_label
+from ..replication import error_interval
+from ..report import table3, with_intervals
+from .claims import Claim, Study
+
+
+def method_labels(study: Study) -> dict[str, str]:
+    """Target name -> its row label: the method (with α), or the name where methods repeat."""
+    labels = {n: method_label({"method": c.method, "alpha": c.alpha}) for n, c in study.configs.items()}
+    for n, c in study.configs.items():
+        if c.method_options:
+            labels[n] += " " + ", ".join(f"{k}={v}" for k, v in sorted(c.method_options.items()))
+    counts = pd.Series(list(labels.values())).value_counts()
+    return {n: (m if counts[m] == 1 else f"{m} [{n}]") for n, m in labels.items()}
+
+
+def pooled_frame(records: list[dict], study: Study) -> pd.DataFrame:
+    """One row per target name × (setting, attack, eps) × metric: err, lo, hi pooled over its seeds
+    (columns as analysis.error_intervals, plus seeds and the interval's method); an error rate's
+    interval is clipped to [0, 100] (with two seeds the t quantile is 12.7 and the raw one can leave it)."""
+    by = {}
+    for r in records:
+        by[(r["target"], r["setting"], r["attack"], round(r["eps_255"], 6))] = r
+    cells = sorted({k[1:] for k in by}, key=lambda k: (k[0] != "clean", k[2], k[0], k[1]))
+    rows = []
+    for name, slots in study.slots.items():
+        for setting, attack, eps in cells:
+            recs = [by.get((s, setting, attack, eps)) for s in slots]
+            if any(r is None for r in recs):
+                continue
+            for metric, col in METRIC_COLUMNS.items():
+                iv = error_interval([r[col] for r in recs])
+                rows.append({"target": name, "method": recs[0]["method"], "alpha": recs[0].get("alpha"), "setting": setting,
+                             "attack": attack, "eps_255": eps, "surrogate": recs[0].get("surrogate"), "metric": metric,
+                             "n": iv.n, "seeds": iv.seeds, "err": iv.estimate, "lo": max(0.0, iv.lo), "hi": min(100.0, iv.hi),
+                             "interval": iv.method})
+    return pd.DataFrame(rows)
+
+
+def table_at(frame: pd.DataFrame, labels: dict[str, str], eps: float, topk=(1, 5)) -> pd.DataFrame:
+    """The paper's Table 3 layout at `eps`, cells "err [lo, hi]", only the requested top-k rows."""
+    keep = [f"Top-{k}" for k in topk]
+    t = with_intervals(table3(frame, labels, eps))
+    return t[t.Metric.isin(keep)].reset_index(drop=True) if not t.empty else t
+
+
+def per_seed_table(records: list[dict], eps: float) -> pd.DataFrame:
+    """Table 3 at `eps` with one row per checkpoint (bare numbers)."""
+    labels = {r["target"]: f"{method_label(r)} s{r.get('seed')}" for r in records}
+    return table3(error_rates(records), labels, eps)
+
+
+def all_eps_csv(frame: pd.DataFrame, labels: dict[str, str]) -> pd.DataFrame:
+    """Every eps's pooled table stacked (eps_255 first), with _lo/_hi columns: the data behind the report."""
+    eps = sorted(set(frame.loc[frame.setting != "clean", "eps_255"]))
+    parts = []
+    for e in eps:
+        t = table3(frame, labels, e)
+        t.insert(0, "eps_255", e)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def models_table(study: Study, metas: dict[str, dict]) -> pd.DataFrame:
+    """One row per target name (and the surrogate): method, α, recipe, model, epochs, seeds,
+    clean top-1 error per seed, training seconds per seed."""
+    rows = []
+    for name, slots in [*study.slots.items(), *[("surrogate", [s]) for s in metas if s.startswith("surrogate-")]]:
+        ms = [metas[s] for s in slots]
+        m = ms[0]
+        rows.append({
+            "Model": name, "Method": method_label(m), "Role": m.get("role"), "Recipe": m.get("recipe") or "none",
+            "Network": m.get("model"), "Augment": m.get("augment"), "Epochs": m.get("epochs"),
+            "Seeds": ", ".join(str(x.get("seed")) for x in ms),
+            "Clean top-1 error per seed (%)": ", ".join(f"{x['clean_top1_err']:.2f}" for x in ms),
+            "Train s per seed": ", ".join(f"{x.get('train_seconds', float('nan')):.0f}" for x in ms),
+        })
+    return pd.DataFrame(rows)
+
+
+def checks_table(checks: list[dict], protocol: str) -> pd.DataFrame:
+    """One row per suite × checkpoint × check that ran (skipped ones are counted in the summary and
+    listed in data/checks.csv), each linked to its explanation."""
+    return pd.DataFrame([{"Suite": c["suite"], "Target": c["target"], "Check": f"[{c['check']}]({protocol}#check-{c['check']})",
+                          "Status": c["status"].upper() if c["status"] == "fail" else c["status"], "The numbers": c["detail"]}
+                         for c in checks if c["status"] != "skip"])
+
+
+def checks_summary(checks: list[dict]) -> str:
+    counts = pd.Series([c["status"] for c in checks]).value_counts().to_dict() if checks else {}
+    failed = sorted({f"{c['check']} ({c['target']}, {c['suite']})" for c in checks if c["status"] == "fail"})
+    return (f"{counts.get('pass', 0)} pass, {counts.get('warn', 0)} warn, {counts.get('fail', 0)} fail, {counts.get('skip', 0)} skipped"
+            + (f"; failed: {', '.join(failed)}" if failed else ""))
+
+
+def fmt(v: float | None, unit: str = "pp") -> str:
+    if v is None or not np.isfinite(v):
+        return "–"
+    return f"{v:+.1f}" if unit == "pp" else f"{v:+.3g}"
+
+
+def claims_table(claims: list[Claim], protocol: str) -> pd.DataFrame:
+    rows = []
+    for c in claims:
+        tested = c.verdict != "not tested"
+        rows.append({
+            "Claim": f"[{c.claim}]({protocol}#{c.anchor})", "What": c.part,
+            "Verdict": f"**{c.verdict}**",
+            "Difference": f"{fmt(c.difference, c.unit)} {c.unit}" if tested else "–",
+            "95% seed-level interval": f"[{fmt(c.lo, c.unit)}, {fmt(c.hi, c.unit)}]" if tested else "–",
+            "p": f"{c.p_value:.2g}" if tested and c.p_value is not None and np.isfinite(c.p_value) else "–",
+            "Rests on": c.rests_on or "–", "Note": c.note or "–",
+        })
+    return pd.DataFrame(rows)
+
+
+def ece_table(calib: pd.DataFrame, study: Study, labels: dict[str, str]) -> pd.DataFrame:
+    """ECE (%) per method: per seed and the mean over seeds."""
+    ece = calib.groupby("checkpoint", sort=False).ece.first().to_dict()
+    rows = []
+    for name, slots in study.slots.items():
+        vals = [ece[s] for s in slots if s in ece]
+        if vals:
+            rows.append({"Method": labels[name], "ECE per seed (%)": ", ".join(f"{v:.2f}" for v in vals),
+                         "Mean ECE (%)": f"{np.mean(vals):.2f}", "Examples": int(calib.n.iloc[0])})
+    return pd.DataFrame(rows)
+
+
+def attack_names(frame: pd.DataFrame) -> str:
+    return ", ".join(dict.fromkeys(attack_label(a) for a in frame.attack if a != "none"))

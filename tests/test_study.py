@@ -1,0 +1,226 @@
+"""`robustmix study` on the committed tiny digits spec: the report folder, a rerun that trains
+nothing and changes no number, an interrupted attack stage that continues, the spec language
+shared with the gate, and the report opened in a real (headless) browser."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from robustmix.bench_spec import parse_spec
+from robustmix.cli import main
+from robustmix.errors import RobustmixError
+from robustmix.study import load_study, parse_study, status_of
+from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, judge_margin, judge_sign
+from robustmix.study.run import config_differs, models_of
+from robustmix.replication import SeedInterval
+
+ROOT = Path(__file__).resolve().parents[1]
+DIGITS = ROOT / "benchmarks" / "study-digits.toml"
+CIFAR = ROOT / "benchmarks" / "study-cifar10.toml"
+CLAIMS = [f"C{i}" for i in range(1, 13)]
+
+
+def run_study(*argv: str) -> int:
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a fixed thread count: the same numbers run after run (and faster for these tiny models)
+    try:
+        return main(["study", *map(str, argv)])
+    finally:
+        torch.set_num_threads(threads)
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "results").glob("*.json"))
+            + sorted((out / "models").glob("*/model.safetensors")) + sorted((out / "models").glob("*/meta.json"))}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("study") / "digits"
+    assert run_study(DIGITS, "--out", out) == 0
+    return out
+
+
+def test_report_folder(study):
+    for name in ("README.md", "report.html", "study.json"):
+        assert (study / name).is_file(), name
+    figures = {p.name for p in (study / "figures").glob("*.png")}
+    assert figures == {"robustness-paper.png", "robustness-strong.png", "figure2.png", "calibration.png", "training-curves.png"}
+    for name in ("table3.csv", "table3-per-seed.csv", "strong.csv", "claims.csv", "checks.csv", "models.csv", "calibration.csv",
+                 "figure2.csv", "training-curves.csv"):
+        assert (study / "data" / name).stat().st_size > 0, name
+    slots = {m.slot for m in models_of(load_study(DIGITS), study)}
+    assert {p.name for p in (study / "models").iterdir()} == slots == {"surrogate-s100", "erm-s0", "erm-s1", "mixup-s0", "mixup-s1", "cutmix-s0"}
+    for suite in ("paper", "strong"):
+        assert {p.stem for p in (study / "results").glob(f"{suite}-*.json")} == {f"{suite}-{s}" for s in slots if s != "surrogate-s100"}
+    doc = json.loads((study / "study.json").read_text())
+    assert doc["format"] == "robustmix-study/1" and doc["processor"] and doc["device"] == "cpu"
+    assert set(doc["timing"]["compute"]["train_seconds"]) == slots
+    assert [c["claim"] for c in doc["numbers"]["claims"]][:1] == ["C1"]
+    assert {c["claim"] for c in doc["numbers"]["claims"]} == set(CLAIMS)
+    readme = (study / "README.md").read_text()
+    for heading in ("Table 3 at eps 32/255", "Strong suite and worst case", "Robustness curves", "Figure 2 (a) and (b)",
+                    "Calibration", "Training curves", "Soundness checks", "Claims C1–C12", "Uncertainty"):
+        assert f"## {heading}" in readme, heading
+    assert "docs/protocol.md#c12" in readme and "covers test-set noise only" in readme  # cutmix has one seed
+    html = (study / "report.html").read_text()
+    assert "src=\"http" not in html and "<link" not in html and html.count("data:image/png;base64,") == len(figures)
+
+
+def test_rerun_trains_nothing_and_changes_no_number(study, capsys):
+    before = snapshot(study)
+    numbers = json.loads((study / "study.json").read_text())["numbers"]
+    capsys.readouterr()
+    assert run_study(DIGITS, "--out", study) == 0
+    err = capsys.readouterr().err
+    assert "training" not in err and err.count("reusing") == 6 + 10, err
+    assert snapshot(study) == before  # byte for byte: checkpoints and results untouched
+    again = json.loads((study / "study.json").read_text())["numbers"]
+    assert json.dumps(again, sort_keys=True) == json.dumps(numbers, sort_keys=True)
+
+
+def test_interrupted_attack_continues_with_the_same_records(study, capsys):
+    victim = study / "results" / "strong-mixup-s1.json"
+    records = json.loads(victim.read_text())["records"]
+    victim.unlink()  # as if the study had been stopped before this model's strong suite
+    capsys.readouterr()
+    assert run_study(DIGITS, "--out", study, "--stage", "attack") == 0
+    err = capsys.readouterr().err
+    assert "strong suite on mixup-s1" in err and err.count("reusing") == 9
+    assert json.loads(victim.read_text())["records"] == records
+
+
+def test_changed_config_is_refused_and_dry_run_says_so(study, tmp_path, capsys):
+    text = re.sub(r"(?m)^epochs = \d+", "epochs = 99", DIGITS.read_text())
+    assert "epochs = 99" in text
+    spec = parse_study(text, base=DIGITS.parent)
+    with pytest.raises(RobustmixError, match="differs in epochs.*--retrain"):
+        status_of(models_of(spec, study)[1])
+    assert status_of(models_of(spec, study)[1], retrain=True) == "retrain"
+    (tmp_path / "s.toml").write_text(text)
+    assert main(["study", str(tmp_path / "s.toml"), "--out", str(study), "--dry-run"]) == 0
+    assert "REFUSED" in capsys.readouterr().out
+    assert run_study(tmp_path / "s.toml", "--out", study, "--stage", "train") == 2  # one line, nothing overwritten
+
+
+def test_config_matching_rules():
+    spec = load_study(DIGITS)
+    c = spec.bench.targets[0].configs[0]
+    saved = c.to_dict()
+    assert config_differs(dict(saved, device="cuda"), c) == []
+    assert config_differs(dict(saved, alpha=1.0), c) == []  # ERM ignores alpha
+    assert config_differs({k: v for k, v in saved.items() if k != "label_smoothing"}, c) == []  # older meta: default
+    assert config_differs(dict(saved, label_smoothing=0.1), c) == ["label_smoothing"]
+    assert config_differs(dict(saved, epochs=9, lr=1.0), c) == ["epochs", "lr"]
+
+
+def test_recipe_gives_the_config_robustmix_train_records(tmp_path):
+    """A checkpoint trained by hand with `robustmix train --recipe fast-cifar ...` is reused by the study."""
+    from robustmix.cli import build_parser
+    from robustmix.cli.train import config_from_args
+
+    spec = load_study(CIFAR, dataset="imagefolder:/data/c10")
+    for target, method in (("erm", "erm"), ("mixup", "mixup")):
+        mine = next(t for t in spec.bench.targets if t.name == target).configs[1]
+        args = build_parser().parse_args(["train", "--recipe", "fast-cifar", "--method", method, "--seed", str(mine.seed),
+                                          "--role", "target", "--dataset", "imagefolder:/data/c10", "--augment", "altflip-translate"])
+        by_hand, _ = config_from_args(args)
+        assert config_differs(by_hand.to_dict(), mine) == []
+        assert mine.model == "whiten_cnn" and mine.recipe == "fast-cifar" and mine.augment == "altflip-translate"
+
+
+def test_cifar_spec_dry_run(capsys):
+    assert main(["study", str(CIFAR), "--out", "/nonexistent/study", "--dataset", "imagefolder:/data/c10", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    for slot in ("surrogate-s100", "erm-s0", "erm-s1", "erm-s2", "mixup-s0", "mixup-s1", "mixup-s2", "cutmix-s0",
+                 "manifold-mixup-s0", "puzzle-mix-s0"):
+        assert f"/models/{slot} " in out, slot
+    assert "paper suite: attacks fgsm, ifgsm; eps 1, 2, 4, 8/255" in out and "all test examples" not in out.split("strong suite")[1]
+    assert "1000 test examples (stratified" in out
+    assert not Path("/nonexistent/study").exists()
+
+
+def test_gate_refuses_study_sections_and_shares_the_rest():
+    text = DIGITS.read_text()
+    with pytest.raises(RobustmixError, match=r"\[strong\] is a section of robustmix study.*robustmix study"):
+        parse_spec(text)
+    stripped = text.split("\n[strong]")[0]
+    assert parse_spec(stripped).hash == parse_study(text).bench.hash  # one language: the same models and paper suite
+    with pytest.raises(RobustmixError, match=r"\[claims\]: margin"):
+        parse_study(text.replace("margin = 2.0", "margin = -1"))
+    with pytest.raises(RobustmixError, match=r"\[strong\]: unknown key"):
+        parse_study(text.replace("seed = 0\npgd_iters", "sede = 0\npgd_iters"))
+    with pytest.raises(RobustmixError, match="eps 4 is not among"):
+        parse_study(text.replace("eps = 32\nmargin", "eps = 4\nmargin"))
+
+
+def test_verdict_rule():
+    def iv(lo, hi):
+        return SeedInterval((lo + hi) / 2, lo, hi, 1.0, 2, 0.01, 3, 100, "two-way")
+
+    assert judge_sign(iv(-5, -1)) == REPRODUCED and judge_sign(iv(1, 5)) == NOT_REPRODUCED and judge_sign(iv(-5, 1)) == INCONCLUSIVE
+    assert judge_sign(iv(1, 5), expected=+1) == REPRODUCED
+    assert judge_margin(iv(-1.5, 1.5), 2) == REPRODUCED and judge_margin(iv(2.5, 4), 2) == NOT_REPRODUCED
+    assert judge_margin(iv(-1, 3), 2) == INCONCLUSIVE
+
+
+# --- the browser test ------------------------------------------------------------------------------
+
+CHROMIUM, DRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
+
+
+def browser():
+    """Headless Chromium through selenium and Debian's chromedriver; in CI (CI=true) a missing browser fails."""
+    try:
+        from selenium import webdriver
+        from selenium.webdriver.chrome.service import Service
+    except ImportError:
+        if os.environ.get("CI") == "true":
+            pytest.fail("selenium is missing: pip install -e '.[dev]'")
+        pytest.skip("selenium not installed (pip install -e '.[dev]')")
+    chromium = shutil.which("chromium") or str(CHROMIUM)
+    driver = shutil.which("chromedriver") or str(DRIVER)
+    if not (Path(chromium).is_file() and Path(driver).is_file()):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chromium/chromedriver missing: apt-get install -y chromium chromium-driver (.ci/run does)")
+        pytest.skip("chromium and chromedriver not installed")
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = chromium
+    for flag in ("--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--window-size=1280,2000"):
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def test_report_in_a_real_browser(study):
+    from io import BytesIO
+
+    from PIL import Image
+
+    doc = json.loads((study / "study.json").read_text())
+    drv = browser()
+    try:
+        drv.get((study / "report.html").resolve().as_uri())
+        widths = drv.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
+        assert len(widths) == 5 and all(w > 0 for w in widths), widths
+        rows = drv.execute_script("return Array.from(document.querySelectorAll('table')).map(t => t.tBodies[0].rows.length)")
+        # models, Table 3 (2 settings × top-1/top-5 × 3 methods), per seed (× 5 checkpoints), strong (top-1 × 3), ECE,
+        # checks (those that ran), claims
+        checks = sum(c["status"] != "skip" for c in doc["numbers"]["checks"])
+        assert rows == [4, 12, 20, 3, 3, checks, len(doc["numbers"]["claims"])], rows
+        claims = drv.execute_script(
+            "const t = Array.from(document.querySelectorAll('table')).find(t => t.tHead.textContent.includes('Verdict'));"
+            "return Array.from(t.tBodies[0].rows).map(r => r.cells[0].textContent)")
+        assert sorted(set(claims), key=lambda c: int(c[1:])) == CLAIMS and len(claims) == len(doc["numbers"]["claims"])
+        shot = Image.open(BytesIO(drv.get_screenshot_as_png())).convert("RGB")
+        colours = shot.getcolors(maxcolors=1 << 20)
+        assert shot.size[0] > 600 and len(colours) > 20, "the screenshot is blank"
+    finally:
+        drv.quit()
