@@ -37,7 +37,7 @@ ROLES = ("target", "surrogate")
 
 @dataclass(frozen=True)
 class ImportConfig:
-    """Everything `robustmix import` was asked; recorded in meta.json["import"]["config"]."""
+    """Everything `robustmix import` was asked; recorded in `meta.json["import"]["config"]`."""
 
     source: str
     dataset: str
