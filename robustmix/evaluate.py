@@ -177,6 +177,16 @@ def evaluate(
     other attacks. Pass a list as `probes` to receive the soundness checks' probe records
     (`robustmix.soundness_probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
     config.checks off, no probe runs.
+
+    Examples:
+        >>> import robustmix
+        >>> from robustmix.data import load_dataset
+        >>> from robustmix.evaluate import EvalConfig, evaluate
+        >>> target = robustmix.import_model(robustmix.train(robustmix.TrainConfig(epochs=1, device="cpu"))[0], "digits")
+        >>> data = load_dataset("digits")
+        >>> records = evaluate([target], data.x_test[:50], data.y_test[:50], EvalConfig(eps=(8 / 255,), settings=("white-box",)))
+        >>> sorted({(r["setting"], r["attack"]) for r in records})
+        [('clean', 'none'), ('white-box', 'fgsm'), ('white-box', 'ifgsm')]
     """
     if probes is None:
         config = replace(config, checks=False)
