@@ -54,6 +54,9 @@ from .verdicts import worst_case_records
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """What `evaluate` runs: eps in [0, 1] units (the CLI's `--eps 4` is 4/255), the attacks, the
+    settings (white-box, black-box), the strong attacks' budget, batching and precision."""
+
     eps: tuple[float, ...] = (4 / 255,)  # [0, 1] units
     attacks: tuple[str, ...] = ("fgsm", "ifgsm")
     iters: int = 10  # I-FGSM steps; step = eps / iters

@@ -52,6 +52,9 @@ class Margins:
 
 @dataclass(frozen=True)
 class Check:
+    """One soundness check of one target: `status` is pass, warn, fail or skip, `detail` the
+    numbers behind it in one line, `link` its entry in docs/protocol.md."""
+
     check: str
     target: str
     status: str

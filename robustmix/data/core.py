@@ -16,6 +16,10 @@ from ..errors import RobustmixError
 
 @dataclass(frozen=True)
 class Dataset:
+    """A data set as whole tensors: images N×C×H×W, uint8 (0–255) or float32 (0–1) (`pixels`
+    turns a batch into float32 in [0, 1]), labels N int64 class indices, class names, and the
+    per-channel mean/std of the training pixels in [0, 1] units (for the model's first layer)."""
+
     name: str
     x_train: torch.Tensor  # N×C×H×W, uint8 (0–255) or float32 (0–1)
     y_train: torch.Tensor  # N, int64
