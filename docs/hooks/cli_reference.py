@@ -69,8 +69,10 @@ def help_of(parser: argparse.ArgumentParser, action: argparse.Action) -> str:
 def command_page(name: str, parser: argparse.ArgumentParser) -> str:
     """The Markdown page of one command."""
     usage = parser.format_usage().strip()
-    if usage.startswith("usage: "):
-        usage = usage[len("usage: "):]
+    if usage.startswith("usage: "):  # drop the prefix, and as much indentation from the wrapped lines
+        usage = "\n".join(line[len("usage: "):] if line.startswith(" " * 7) else line
+                          for line in usage[len("usage: "):].split("\n"))
+    has_eps = any("--eps" in a.option_strings for a in parser._actions)
     lines = [
         f"# robustmix {name}",
         "",
@@ -82,10 +84,10 @@ def command_page(name: str, parser: argparse.ArgumentParser) -> str:
         usage,
         "```",
         "",
-        "On the command line `--eps` is on the 0–255 pixel scale (`--eps 4` means 4/255); the Python "
-        "API takes eps in [0, 1] units.",
-        "",
     ]
+    if has_eps:
+        lines += ["On the command line `--eps` is on the 0–255 pixel scale (`--eps 4` means 4/255); the "
+                  "Python API takes eps in [0, 1] units.", ""]
     positional = [a for a in options(parser) if not a.option_strings]
     optional = [a for a in options(parser) if a.option_strings]
     for title, actions in (("Arguments", positional), ("Options", optional)):
