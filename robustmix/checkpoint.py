@@ -62,7 +62,15 @@ def provenance(meta: dict) -> dict:
 
 
 def save_checkpoint(path: str | Path, model: nn.Module, meta: dict) -> Path:
-    """Write weights then metadata, each atomically. Returns the checkpoint folder."""
+    """Write weights then metadata, each atomically. Returns the checkpoint folder.
+
+    Examples:
+        >>> import robustmix
+        >>> model, meta = robustmix.train(robustmix.TrainConfig(epochs=1, device="cpu"))
+        >>> folder = robustmix.save_checkpoint("runs/tiny", model, meta)
+        >>> sorted(p.name for p in folder.iterdir())
+        ['meta.json', 'model.safetensors']
+    """
     folder = Path(path)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     blob = st_save(state, metadata={"format": FORMAT})
@@ -121,6 +129,9 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
 
 
 def checkpoint_folder(path: str | Path) -> Path:
+    """The checkpoint folder that `path` names (the folder itself, or its meta.json, model.safetensors
+    or a legacy weights file). Raises RobustmixError when it is not a robustmix checkpoint.
+    """
     p = Path(path)
     if p.name in (META, WEIGHTS) or (p.suffix in LEGACY and not p.is_dir()):
         p = p.parent
@@ -137,6 +148,9 @@ def checkpoint_folder(path: str | Path) -> Path:
 
 
 def legacy_files(folder: Path) -> list[Path]:
+    """Legacy weight files (.pt/.pth) in a checkpoint folder, sorted; they load only with
+    allow_legacy=True.
+    """
     return sorted(p for p in folder.iterdir() if p.suffix in LEGACY and p.is_file())
 
 
@@ -161,6 +175,9 @@ def weights_file(path: str | Path, folder: Path, allow_legacy: bool) -> Path:
 
 
 def read_meta(path: str | Path) -> dict:
+    """The metadata (meta.json) of a checkpoint, without loading its weights. Raises RobustmixError
+    when it is unreadable or not robustmix checkpoint metadata.
+    """
     folder = checkpoint_folder(path)
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
@@ -178,6 +195,14 @@ def load_checkpoint(
 
     `path` is a checkpoint folder (or a file in it). Legacy `.pt`/`.pth` state dicts load only with
     `allow_legacy=True`, through torch.load(weights_only=True), which refuses pickled code.
+
+    Examples:
+        >>> import robustmix
+        >>> robustmix.save_checkpoint("runs/tiny", *robustmix.train(robustmix.TrainConfig(epochs=1, device="cpu")))
+        PosixPath('runs/tiny')
+        >>> model, meta = robustmix.load_checkpoint("runs/tiny")
+        >>> meta["model"], meta["dataset"], model.training
+        ('cnn', 'digits', False)
     """
     folder = checkpoint_folder(path)
     meta = read_meta(folder)
@@ -220,6 +245,10 @@ def load_checkpoint(
 
 
 def load_safetensors(weights: Path, meta: dict) -> dict[str, torch.Tensor]:
+    """The tensors of a model.safetensors file, after checking its sha256 against
+    `meta['weights_sha256']` (a truncated or replaced file is refused with RobustmixError). Never
+    unpickles.
+    """
     try:
         blob = weights.read_bytes()
     except OSError as e:

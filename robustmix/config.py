@@ -23,6 +23,17 @@ LATER_KEYS = ("amp", "channels_last", "optimizer", "label_smoothing", "lookahead
 
 @dataclass(frozen=True)
 class TrainConfig:
+    """Everything one training run is asked (the CLI's `robustmix train` flags), frozen, recorded
+    in full in the checkpoint's `meta.json`. `run_name` names its checkpoint folder; `with_`
+    returns a copy with some fields changed. A `recipe` fills the fields it names; explicit values win.
+
+    Examples:
+        >>> from robustmix import TrainConfig
+        >>> cfg = TrainConfig(dataset="digits", method="mixup", alpha=1.0, seed=1)
+        >>> cfg.run_name, cfg.with_(seed=2).run_name
+        ('digits-cnn-mixup-a1-s1-target', 'digits-cnn-mixup-a1-s2-target')
+    """
+
     dataset: str = "digits"  # a DATASETS name or imagefolder:ROOT
     model: str = "cnn"
     method: str = "erm"

@@ -55,6 +55,9 @@ from .verdicts import worst_case_records
 
 @dataclass(frozen=True)
 class EvalConfig:
+    """What `evaluate` runs: eps in [0, 1] units (the CLI's `--eps 4` is 4/255), the attacks, the
+    settings (white-box, black-box), the strong attacks' budget, batching and precision."""
+
     eps: tuple[float, ...] = (4 / 255,)  # [0, 1] units
     attacks: tuple[str, ...] = DEFAULT_ATTACKS
     iters: int = 10  # I-FGSM steps; step = eps / iters
@@ -178,6 +181,16 @@ def evaluate(
     other attacks. Pass a list as `probes` to receive the soundness checks' probe records
     (`robustmix.soundness_probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
     config.checks off, no probe runs.
+
+    Examples:
+        >>> import robustmix
+        >>> from robustmix.data import load_dataset
+        >>> from robustmix.evaluate import EvalConfig, evaluate
+        >>> target = robustmix.import_model(robustmix.train(robustmix.TrainConfig(epochs=1, device="cpu"))[0], "digits")
+        >>> data = load_dataset("digits")
+        >>> records = evaluate([target], data.x_test[:50], data.y_test[:50], EvalConfig(eps=(8 / 255,), settings=("white-box",)))
+        >>> sorted({(r["setting"], r["attack"]) for r in records})
+        [('clean', 'none'), ('white-box', 'fgsm'), ('white-box', 'ifgsm')]
     """
     if probes is None:
         config = replace(config, checks=False)

@@ -37,7 +37,7 @@ ROLES = ("target", "surrogate")
 
 @dataclass(frozen=True)
 class ImportConfig:
-    """Everything `robustmix import` was asked; recorded in meta.json["import"]["config"]."""
+    """Everything `robustmix import` was asked; recorded in `meta.json["import"]["config"]`."""
 
     source: str
     dataset: str
@@ -83,6 +83,9 @@ def describe(found, norm, order, forced: list[str], notes: list[str]) -> dict:
 
 
 def base_meta(name: str, data: Dataset, dataset: str, role: str, method: str, alpha, found, model_name: str) -> dict:
+    """The metadata common to every imported checkpoint (format, versions, name, role, data set,
+    classes, input shape, method, clean error from the import's checks `found`).
+    """
     from . import __version__
 
     return {
@@ -173,6 +176,15 @@ def import_model(module: nn.Module, dataset: str | Dataset = "digits", *, mean: 
     the data-set class (name or index) that output k stands for. Refuses (RobustmixError) a model
     outputting probabilities, a likely wrong normalisation or a permuted class order, unless force=True.
     The module itself is wrapped, not copied: the checkpoint's model shares its weights.
+
+    Examples:
+        >>> import torch
+        >>> from torch import nn
+        >>> import robustmix
+        >>> net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))  # yours: here untrained, taking [0, 1] pixels
+        >>> checkpoint = robustmix.import_model(net, "digits", name="linear")
+        >>> checkpoint.name, checkpoint.model(torch.rand(2, 1, 8, 8)).shape
+        ('linear', torch.Size([2, 10]))
     """
     data = dataset if isinstance(dataset, Dataset) else load_dataset(dataset)
     model, found, norm, order, forced = wrap_checked(

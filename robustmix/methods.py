@@ -35,6 +35,7 @@ def sample_lam(alpha: float, gen: torch.Generator) -> float:
 
 
 def one_hot(y: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Labels (N class indices) as float one-hot rows, N×num_classes."""
     return F.one_hot(y, num_classes).float()
 
 
@@ -53,10 +54,16 @@ def cross_class_partner(y: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
 
 def erm(x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
+    """Empirical risk minimisation: the batch unchanged, with one-hot targets. x: N×C×H×W pixels in [0,
+    1], y: N labels; returns (x, N×num_classes targets).
+    """
     return x, one_hot(y, num_classes)
 
 
 def mix_pair(x, y, lam: float, perm: torch.Tensor, num_classes: int):
+    """Mix each example with its partner `perm[i]`: lam·x + (1 − lam)·x[perm] and the same mix of the
+    one-hot labels. Returns (mixed pixels N×C×H×W, soft targets N×num_classes).
+    """
     y1 = one_hot(y, num_classes)
     return lam * x + (1.0 - lam) * x[perm], lam * y1 + (1.0 - lam) * y1[perm]
 

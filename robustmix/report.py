@@ -125,7 +125,24 @@ def evidence(records: list[dict], *, level: float = 0.95, n_boot: int = 2000, se
     examples with the paired difference, its interval, exact McNemar and Holm-adjusted p-values
     and a verdict only where significant, judged by the soundness checks (columns status and
     sound_verdict, `verdicts.sound_verdicts`), "checks": the soundness checks of records + probes,
-    "labels": target -> row label, plus the settings}."""
+    "labels": target -> row label, plus the settings}.
+
+    Examples:
+        >>> import robustmix
+        >>> from robustmix.data import load_dataset
+        >>> from robustmix.evaluate import EvalConfig, evaluate
+        >>> from robustmix.report import evidence
+        >>> data = load_dataset("digits")
+        >>> erm = robustmix.import_model(robustmix.train(robustmix.TrainConfig(epochs=1, device="cpu"))[0], "digits", name="a")
+        >>> mix = robustmix.import_model(robustmix.train(robustmix.TrainConfig(method="mixup", epochs=1, device="cpu"))[0],
+        ...                              "digits", name="b", method="mixup", alpha=1.0)
+        >>> records = evaluate([erm, mix], data.x_test, data.y_test, EvalConfig(eps=(16 / 255,), settings=("white-box",)))
+        >>> ev = evidence(records, n_boot=200)
+        >>> sorted(ev)
+        ['checks', 'comparisons', 'interval', 'intervals', 'labels', 'level', 'n_boot', 'seed']
+        >>> ev["intervals"].query("attack == 'fgsm' and metric == 'top1'")[["target", "err", "lo", "hi"]].shape
+        (2, 4)
+    """
     labels = row_labels(records)
     intervals = error_intervals(records, level=level, n_boot=n_boot, seed=seed, interval=interval)  # refuses records without bits
     checks = soundness_checks(records + list(probes))

@@ -42,6 +42,9 @@ def save_results(path: str | Path, records: list[dict], *, config: dict, checkpo
 
 
 def load_results(path: str | Path) -> dict:
+    """A results file written by `robustmix attack` or `save_results`: {format, config, checkpoints,
+    records, ...}. Raises RobustmixError when it is missing or not a robustmix results file.
+    """
     path = Path(path)
     if not path.is_file():
         raise RobustmixError(f"results file {str(path)!r} does not exist: run 'robustmix attack' first")
@@ -61,6 +64,7 @@ def records_frame(records: list[dict]) -> pd.DataFrame:
 
 
 def csv_text(df: pd.DataFrame) -> str:
+    """A DataFrame as CSV text, without its index."""
     buf = io.StringIO()
     df.to_csv(buf, index=False)
     return buf.getvalue()

@@ -52,6 +52,9 @@ class Margins:
 
 @dataclass(frozen=True)
 class Check:
+    """One soundness check of one target: `status` is pass, warn, fail or skip, `detail` the
+    numbers behind it in one line, `link` its entry in docs/protocol.md."""
+
     check: str
     target: str
     status: str
@@ -67,11 +70,13 @@ class Check:
 
 
 def err(r: dict) -> float:
+    """Top-1 error in percent (0–100) of one record, from its per-example correctness."""
     wrong = ~as_bool(r["top1_correct"])
     return float(100.0 * wrong.sum() / max(1, wrong.size))
 
 
 def fooled(r: dict):
+    """Per-example booleans: True where the record's example is misclassified (top-1)."""
     return ~as_bool(r["top1_correct"])
 
 
@@ -102,6 +107,9 @@ def _attack_records(records: list[dict], target: str) -> dict[tuple, dict]:
 
 
 def check_iterative(recs: dict, target: str, m: Margins) -> Check:
+    """Check 1 (docs/protocol.md#check-iterative): white-box iterative attacks beat FGSM at each eps.
+    `recs`: (setting, attack, eps_255) -> record of one target.
+    """
     cases = []
     for (setting, attack, e), r in recs.items():
         if setting != "white-box" or attack not in SINGLE_STEP:
@@ -118,6 +126,9 @@ def check_iterative(recs: dict, target: str, m: Margins) -> Check:
 
 
 def check_transfer(recs: dict, target: str, m: Margins) -> Check:
+    """Check 2 (docs/protocol.md#check-transfer): white-box attacks beat transfer (black-box) attacks
+    at each eps.
+    """
     cases = []
     for (setting, attack, e), r in recs.items():
         if setting != "black-box" or attack == WORST:
@@ -136,6 +147,9 @@ def check_transfer(recs: dict, target: str, m: Margins) -> Check:
 
 
 def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
+    """Check 3 (docs/protocol.md#check-gradient-free): Square does not beat the gradient attacks by
+    more than the margin.
+    """
     cases = []
     for (setting, attack, e), r in recs.items():
         if setting != "white-box" or attack not in GRADIENT_FREE:
@@ -155,6 +169,7 @@ def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
 
 
 def check_monotone(recs: dict, target: str, m: Margins) -> Check:
+    """Check 4 (docs/protocol.md#check-monotone): error does not fall as eps grows, per setting and attack."""
     cases = []
     for setting, attack in sorted({(s, a) for s, a, _ in recs}):
         series = sorted((e, err(r)) for (s, a, e), r in recs.items() if (s, a) == (setting, attack))
@@ -170,6 +185,7 @@ def _probe(records: list[dict], target: str, kind: str) -> dict | None:
 
 
 def check_unbounded(records: list[dict], target: str, m: Margins) -> Check:
+    """Check 5 (docs/protocol.md#check-unbounded): PGD at eps 128/255 (a probe) reaches nearly 100% error."""
     r = _probe(records, target, "unbounded")
     if r is None:
         return Check("unbounded", target, "skip", "no unbounded-attack probe in these records (run with --suite strong)")
@@ -181,6 +197,9 @@ def check_unbounded(records: list[dict], target: str, m: Margins) -> Check:
 
 
 def check_converged(records: list[dict], target: str, m: Margins) -> Check:
+    """Check 6 (docs/protocol.md#check-converged): doubling PGD's steps and restarts (a probe) moves
+    its error by at most the margin.
+    """
     cases = []
     recs = _attack_records(records, target)
     for r in records:
@@ -197,6 +216,9 @@ def check_converged(records: list[dict], target: str, m: Margins) -> Check:
 
 
 def check_gradients(records: list[dict], target: str, m: Margins) -> Check:
+    """Check 7 (docs/protocol.md#check-gradients): input gradients at x are not zero, NaN or inf for
+    more than 1% of the examples.
+    """
     r = _probe(records, target, "gradients")
     if r is None:
         return Check("gradients", target, "skip", "no gradient probe in these records")
@@ -208,6 +230,9 @@ def check_gradients(records: list[dict], target: str, m: Margins) -> Check:
 
 
 def check_deterministic(records: list[dict], target: str, m: Margins) -> Check:
+    """Check 8 (docs/protocol.md#check-deterministic): two forward passes agree and the outputs are
+    logits, not probabilities.
+    """
     r = _probe(records, target, "model")
     if r is None:
         return Check("deterministic", target, "skip", "no model probe in these records")

@@ -20,6 +20,9 @@ def as_bool(correct) -> np.ndarray:
 
 
 def error_rate(correct) -> float:
+    """Error in percent (0–100) from per-example correctness (booleans, or a bit string from a results
+    record); NaN for no examples.
+    """
     c = as_bool(correct)
     return 100.0 * (1.0 - c.mean()) if c.size else float("nan")
 

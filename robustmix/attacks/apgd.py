@@ -86,7 +86,17 @@ def apgd(
     amp: str | None = None,
 ) -> torch.Tensor:
     """APGD with loss "ce" or "dlr"; returns x_adv. eps in [0, 1] units.
-    Example: ``x_adv = apgd(model, x, y, eps=8/255, loss="dlr")``."""
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import apgd
+        >>> x_adv = apgd(model, x, y, eps=8 / 255, loss="dlr", iters=10)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
+        (torch.Size([6, 1, 8, 8]), True)
+    """
     return apgd_sweep(model, x, y, eps=[eps], loss=loss, iters=iters, restarts=restarts, seed=seed, amp=amp)[check_eps(eps)]
 
 

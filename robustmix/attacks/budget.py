@@ -20,6 +20,14 @@ SQUARE_QUERIES = 5000
 
 @dataclass(frozen=True)
 class Budget:
+    """The attacks' iterations, restarts, queries and seed (`robustmix attack --pgd-iters` etc.).
+
+    Examples:
+        >>> from robustmix.attacks import Budget
+        >>> Budget(pgd_iters=20, pgd_restarts=2).doubled().pgd_iters
+        40
+    """
+
     iters: int = IFGSM_ITERS  # I-FGSM steps (step eps / iters)
     pgd_iters: int = PGD_ITERS  # PGD steps per restart (step 2.5 · eps / pgd_iters)
     pgd_restarts: int = PGD_RESTARTS

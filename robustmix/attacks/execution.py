@@ -115,6 +115,9 @@ def box(x: torch.Tensor, eps: float | torch.Tensor) -> tuple[torch.Tensor, torch
 
 
 def check_eps(eps: float) -> float:
+    """eps as a float, checked: finite, >= 0 and <= 1 ([0, 1] pixel units; the CLI's `--eps 4` is 4/255
+    here). Raises RobustmixError otherwise (eps=4 says to use 4/255).
+    """
     if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise RobustmixError(f"eps must be a finite number >= 0 in [0, 1] pixel units, got {eps!r}")
     if eps > 1:
@@ -125,6 +128,7 @@ def check_eps(eps: float) -> float:
 
 
 def check_iters(iters: int) -> int:
+    """iters as an int, checked: an integer >= 1 (not a bool). Raises RobustmixError otherwise."""
     if isinstance(iters, bool) or not isinstance(iters, int) or iters < 1:
         raise RobustmixError(f"iters must be an integer >= 1, got {iters!r}")
     return iters

@@ -37,10 +37,20 @@ from .execution import (
 def fgsm(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, amp: str | None = None) -> torch.Tensor:
     """Fast Gradient Sign Method (Goodfellow et al. 2015), L∞, untargeted.
 
-    x_adv = clip_[0,1](x + eps · sign(∇x CE(f(x), y))).
+    `x_adv = clip_[0,1](x + eps · sign(∇x CE(f(x), y)))`.
 
     Args: model returning logits; x: N×C×H×W floats in [0, 1]; y: N class indices; eps in [0, 1]
-    units. Example: ``x_adv = fgsm(model, x, y, eps=4/255)``.
+    units.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import fgsm
+        >>> x_adv = fgsm(model, x, y, eps=4 / 255)                # eps in [0, 1] units: the CLI's --eps 4
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 4 / 255 + 1e-6), bool(x_adv.min() >= 0 and x_adv.max() <= 1)
+        (torch.Size([6, 1, 8, 8]), True, True)
     """
     eps = check_eps(eps)
     x, y = prepare_inputs(model, x, y)
@@ -63,7 +73,16 @@ def ifgsm(
 
     `iters` steps of size `step` (default eps / iters, as in the mixup paper), each projected to
     the eps-ball around x and to [0, 1]. eps and step in [0, 1] units.
-    Example: ``x_adv = ifgsm(model, x, y, eps=4/255, iters=10)``.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import ifgsm
+        >>> x_adv = ifgsm(model, x, y, eps=8 / 255, iters=10)     # 10 steps of eps/10
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
+        (torch.Size([6, 1, 8, 8]), True)
     """
     eps = check_eps(eps)
     iters = check_iters(iters)
@@ -153,6 +172,16 @@ def fgsm_sweep(
 
     Returns {eps: x_adv}, each identical to ``fgsm(model, x, y, eps=eps)``. Pass `direction`
     (sign of the input gradient at x) to reuse one already computed.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import fgsm, fgsm_sweep
+        >>> by_eps = fgsm_sweep(model, x, y, eps=[2 / 255, 8 / 255])
+        >>> sorted(round(e * 255) for e in by_eps), bool(by_eps[8 / 255].equal(fgsm(model, x, y, eps=8 / 255)))
+        ([2, 8], True)
     """
     eps_list = [check_eps(e) for e in eps]
     x, y = prepare_inputs(model, x, y)

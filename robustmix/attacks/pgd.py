@@ -58,7 +58,16 @@ def pgd(
     step defaults to 2.5·eps/iters. `start`: an explicit first perturbation for the first restart
     (N×C×H×W, |start| ≤ eps), e.g. to reproduce another library's run; else the start is drawn
     uniformly from the ball, from `seed` (same seed, same examples).
-    Example: ``x_adv = pgd(model, x, y, eps=8/255, iters=40, restarts=5, seed=0)``.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import pgd
+        >>> x_adv = pgd(model, x, y, eps=8 / 255, iters=5, restarts=2, seed=0)
+        >>> bool(x_adv.equal(pgd(model, x, y, eps=8 / 255, iters=5, restarts=2, seed=0)))  # same seed, same result
+        True
     """
     eps = check_eps(eps)
     iters = check_iters(iters)

@@ -55,7 +55,18 @@ def square(
 ) -> torch.Tensor:
     """Square attack with a budget of `queries` random-search steps per example (one forward each,
     after one for the start); returns x_adv.
-    eps in [0, 1] units. Example: ``x_adv = square(model, x, y, eps=8/255, queries=5000)``."""
+    eps in [0, 1] units.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4]).eval()
+        >>> x, y = torch.rand(6, 1, 8, 8), torch.arange(6)      # N×C×H×W pixels in [0, 1], N labels
+        >>> from robustmix.attacks import square
+        >>> x_adv = square(model, x, y, eps=8 / 255, queries=20, seed=0)
+        >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
+        (torch.Size([6, 1, 8, 8]), True)
+    """
     return square_sweep(model, x, y, eps=[eps], queries=queries, seed=seed, amp=amp)[check_eps(eps)]
 
 

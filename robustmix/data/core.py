@@ -16,6 +16,10 @@ from ..errors import RobustmixError
 
 @dataclass(frozen=True)
 class Dataset:
+    """A data set as whole tensors: images N×C×H×W, uint8 (0–255) or float32 (0–1) (`pixels`
+    turns a batch into float32 in [0, 1]), labels N int64 class indices, class names, and the
+    per-channel mean/std of the training pixels in [0, 1] units (for the model's first layer)."""
+
     name: str
     x_train: torch.Tensor  # N×C×H×W, uint8 (0–255) or float32 (0–1)
     y_train: torch.Tensor  # N, int64
@@ -47,13 +51,23 @@ class Dataset:
 
 
 def pixels(x: torch.Tensor) -> torch.Tensor:
-    """A batch as float32 in [0, 1], whatever its storage dtype."""
+    """A batch as float32 in [0, 1], whatever its storage dtype.
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.data import pixels
+        >>> pixels(torch.tensor([[0, 51, 255]], dtype=torch.uint8))
+        tensor([[0.0000, 0.2000, 1.0000]])
+    """
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     return x.float()
 
 
 def channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of images N×C×H×W (uint8 or float), in [0, 1] units, rounded to 6
+    places; std at least 1e-3. Returns (mean, std), each a C-tuple.
+    """
     x = pixels(x).double()
     mean = x.mean(dim=(0, 2, 3))
     std = x.std(dim=(0, 2, 3)).clamp_min(1e-3)

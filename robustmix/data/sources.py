@@ -98,7 +98,14 @@ DEFAULT_AUGMENT = {"digits": "none", "mnist": "crop", "svhn": "crop", "fashion-m
 
 
 def load_dataset(name: str, **options) -> Dataset:
-    """A data set by name; options (data_dir, download, image_size, cache_dir) go to its loader."""
+    """A data set by name; options (data_dir, download, image_size, cache_dir) go to its loader.
+
+    Examples:
+        >>> from robustmix.data import load_dataset
+        >>> data = load_dataset("digits")                         # bundled with scikit-learn, offline
+        >>> data.x_train.shape, data.x_train.dtype, data.x_test.shape, data.classes[:3]
+        (torch.Size([1437, 1, 8, 8]), torch.float32, torch.Size([360, 1, 8, 8]), ('0', '1', '2'))
+    """
     if name.startswith(IMAGEFOLDER):
         root = name[len(IMAGEFOLDER):]
         if not root:

@@ -56,6 +56,17 @@ def model_options(*, width: int = 0, depth: int = 0, dropout: float = 0.0) -> di
 
 def build_model(name: str, *, in_channels: int, num_classes: int, image_size: int, mean: Sequence[float],
                 std: Sequence[float], **options) -> nn.Module:
+    """A registered model (`MODELS[name]`) for images of `in_channels`×`image_size`×`image_size`,
+    with `num_classes` outputs (logits). Its first layer normalises [0, 1] pixels with `mean`/`std`
+    (per channel, [0, 1] units); `options` are the model's own (e.g. `width`, `depth`, `dropout`).
+
+    Examples:
+        >>> import torch
+        >>> from robustmix.models import build_model
+        >>> model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=[0.3], std=[0.4])
+        >>> model(torch.rand(5, 1, 8, 8)).shape  # N×C×H×W pixels in [0, 1] -> N×classes logits
+        torch.Size([5, 10])
+    """
     try:
         factory = MODELS[name]
     except KeyError:
