@@ -21,6 +21,7 @@ class Counting(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model, self.calls = model, 0
+        self.train(model.training)  # a wrapper in its model's mode (see conftest.session_models_unchanged)
 
     def forward(self, x):
         self.calls += 1
@@ -31,6 +32,7 @@ class Randomized(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.train(model.training)  # a wrapper in its model's mode (see conftest.session_models_unchanged)
 
     def forward(self, x):
         return self.model(x) + 0.1 * torch.randn(x.shape[0], 10)
@@ -40,6 +42,7 @@ class NaNLogits(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model
+        self.train(model.training)  # a wrapper in its model's mode (see conftest.session_models_unchanged)
 
     def forward(self, x):
         out = self.model(x).clone()
@@ -147,7 +150,7 @@ def test_randomized_model_warns(trained, batch):
 
 def test_probability_outputs_warn(trained, batch):
     with pytest.warns(RobustmixWarning, match="probabilities"):
-        check_model(nn.Sequential(trained[0], nn.Softmax(dim=1)), batch[0])
+        check_model(nn.Sequential(trained[0], nn.Softmax(dim=1)).eval(), batch[0])
 
 
 def test_check_fits_compares_classes_and_shape():

@@ -35,6 +35,10 @@ class ImportedModel(nn.Module):
             index = torch.empty(len(self.class_order), dtype=torch.long)
             index[torch.tensor(self.class_order)] = torch.arange(len(self.class_order))
         self.register_buffer("class_index", index)  # logits[:, c] = output[:, index[c]]
+        # A fresh Module is in train mode whatever `net` is in. Take net's mode instead: the checks
+        # hand a model back "in the mode it came in", and a train-mode wrapper around an eval-mode
+        # net (with_normalization shares the net) would leave the caller's net in train mode.
+        self.train(net.training)
 
     def with_normalization(self, mean: Sequence[float], std: Sequence[float], bgr: bool) -> "ImportedModel":
         """The same network (shared, not copied) behind another normalisation."""
