@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from .. import files
@@ -162,8 +161,9 @@ def epoch_logger(out: Path, tensorboard: bool):
 
 
 class Progress:
-    """What the CLI shows and logs while training: a progress bar per epoch, a line per epoch on a
-    terminal, and the epoch log (<out>/log.csv, optionally TensorBoard scalars)."""
+    """What the CLI shows and logs while training: a progress bar per epoch on a terminal, a line per
+    epoch on stderr (also when it is a log file: a long background run must say how it is doing),
+    and the epoch log (<out>/log.csv, optionally TensorBoard scalars)."""
 
     def __init__(self, out: Path, epochs: int, tensorboard: bool):
         self.epochs, self.bar = epochs, None
@@ -178,9 +178,8 @@ class Progress:
     def on_epoch(self, row: dict, history: list[dict]) -> None:
         self.close_bar()
         self.log_epoch(row, history)
-        if sys.stderr.isatty():
-            say(f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
-                f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
+        say(f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
+            f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
     def close_bar(self) -> None:
         if self.bar is not None:
