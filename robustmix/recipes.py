@@ -17,8 +17,8 @@ fast-cifar-3x  fast-cifar for 30 epochs (lookahead from epoch 9; the stem bias s
 small-cnn      For images under 16 px (8×8 digits): the small CNN, width 32, batch 64, 30 epochs, cosine
                lr 0.05, Nesterov 0.9, weight decay 5e-4 (TrainConfig's defaults).
 
-`auto` (the CLI default) chooses one from the data's shape and size: `auto_recipe`, table in the
-README. Measured results: reports/cifar10-cpu.md.
+`auto` (the CLI default) chooses one from the data's shape and size: `auto_recipe`, table in
+docs/guides/train.md. Measured results: reports/cifar10-cpu.md.
 """
 
 from __future__ import annotations

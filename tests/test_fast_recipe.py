@@ -4,6 +4,8 @@ every method runs under it, resume is bit-identical, and `--recipe auto` chooses
 
 import contextlib
 import json
+import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -158,7 +160,7 @@ def test_triangle_schedule():
     assert f[-1] == pytest.approx(0.07, abs=0.003) and lr_factor(490, config=cfg, steps_per_epoch=49) == pytest.approx(0.07)
 
 
-# (C, H, W), training images -> recipe and the values the data changes; the README's table.
+# (C, H, W), training images -> recipe and the values the data changes; the table in docs/guides/train.md.
 AUTO = [
     ((1, 8, 8), 1_437, "small-cnn", {}),  # digits
     ((3, 8, 8), 50_000, "small-cnn", {}),
@@ -170,6 +172,28 @@ AUTO = [
     ((3, 32, 32), 10_000, "fast-cifar", {"batch_size": 1024, "epochs": 30, "lookahead_after": 9}),
     ((3, 64, 64), 300, "fast-cifar", {"batch_size": 128, "epochs": 100, "lookahead_after": 30}),
 ]
+
+
+PARTS = {r"width (\d+)": "width", r"batch (\d+)": "batch_size", r"(\d+) epochs": "epochs", r"lookahead after (\d+)": "lookahead_after"}
+
+
+def documented_auto_recipes() -> list[tuple]:
+    """The rows of the table in docs/guides/train.md ("### The automatic recipe") as AUTO rows."""
+    text = (Path(__file__).parent.parent / "docs" / "guides" / "train.md").read_text()
+    table = text.split("### The automatic recipe", 1)[1].split("\n\n")[2]
+    rows = []
+    for line in table.splitlines()[2:]:
+        shape, n, _, recipe, adapted = (c.strip() for c in line.strip("|").split("|"))
+        values = {}
+        for part in ([] if adapted == "–" else adapted.split(", ")):
+            (key, number), = [(k, m.group(1)) for p, k in PARTS.items() if (m := re.fullmatch(p, part))]
+            values[key] = int(number)
+        rows.append((tuple(int(v) for v in shape.split("×")), int(n.replace(",", "")), recipe, values))
+    return rows
+
+
+def test_the_documented_table_is_the_code():
+    assert sorted(documented_auto_recipes(), key=repr) == sorted(AUTO, key=repr)
 
 
 @pytest.mark.parametrize("shape,n,recipe,values", AUTO)
