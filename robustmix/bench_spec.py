@@ -309,13 +309,18 @@ def _tolerances(source: str, table: dict, ids: list[str]) -> tuple[tuple[str, fl
     return tuple(tolerances)
 
 
+def read_spec(path: Path, fix: str) -> str:
+    """The text of the spec file at `path`; a one-line error ending in `fix` when it is missing."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RobustmixError(f"spec {str(path)!r} not found: {fix}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+
+
 def load_spec(path: str | Path) -> BenchSpec:
     """The spec in the TOML file at `path` (its folder resolves relative checkpoint paths)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RobustmixError(f"spec {str(path)!r} not found: pass --spec PATH to a TOML file (see benchmarks/robustness.toml)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+    text = read_spec(path, "pass --spec PATH to a TOML file (see benchmarks/robustness.toml)")
     return parse_spec(text, base=path.parent, source=str(path))

@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..report import markdown
+
 LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 BOLD = re.compile(r"\*\*(.+?)\*\*")
 CODE = re.compile(r"`([^`]+)`")
@@ -45,21 +47,12 @@ def cell(v) -> str:
 
 
 def md_table(df: pd.DataFrame) -> str:
-    """GitHub Markdown; repeated Setting/Metric cells left blank, as in the paper's Table 3."""
+    """GitHub Markdown (report.markdown: repeated Setting/Metric cells left blank, as in the paper's
+    Table 3), numeric columns right-aligned, "|" and line breaks inside cells escaped."""
     cols = list(df.columns)
     numeric = [c for c in cols if c not in ("Setting", "Metric", "Method") and df[c].map(lambda v: isinstance(v, (int, float))).all()]
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---:" if c in numeric else "---" for c in cols) + "|"]
-    prev: tuple = ()
-    for row in df.itertuples(index=False):
-        cells = [cell(v).replace("|", "\\|").replace("\n", " ") for v in row]
-        group = (getattr(row, "Setting", None), getattr(row, "Metric", None))
-        if "Setting" in cols and prev[:1] == group[:1]:
-            cells[cols.index("Setting")] = ""
-        if "Metric" in cols and prev == group:
-            cells[cols.index("Metric")] = ""
-        prev = group
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    escaped = df.map(lambda v: v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v)
+    return markdown(escaped, digits=1, left=tuple(c for c in cols if c not in numeric))
 
 
 def to_markdown(blocks: list[tuple]) -> str:

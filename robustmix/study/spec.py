@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..attacks import SUITES
-from ..bench_spec import BenchSpec, _attack, _bad, _check_keys, parse_spec, read_toml
+from ..bench_spec import BenchSpec, _attack, _bad, _check_keys, parse_spec, read_spec, read_toml
 from ..errors import RobustmixError
 from ..evaluate import EvalConfig
 
@@ -144,10 +144,5 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
 def load_study(path: str | Path, *, dataset: str | None = None) -> StudySpec:
     """The study spec in the TOML file at `path`; `dataset` overrides its [data] dataset."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise RobustmixError(f"spec {str(path)!r} not found: pass a TOML file (see benchmarks/study-digits.toml)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+    text = read_spec(path, "pass a TOML file (see benchmarks/study-digits.toml)")
     return parse_study(text, base=path.parent, source=str(path), dataset=dataset)
