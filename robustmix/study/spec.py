@@ -23,7 +23,6 @@ from pathlib import Path
 
 from ..attacks import SUITES
 from ..bench_spec import BenchSpec, _attack, _bad, _check_keys, parse_spec, read_spec, read_toml
-from ..errors import RobustmixError
 from ..evaluate import EvalConfig
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
