@@ -7,8 +7,9 @@ test can be recomputed from the records alone.
 The work is planned first (`robustmix.plan`): every pass that can be shared is shared (the clean
 forward is the forward of the gradient at x; one gradient gives FGSM at every eps and the first
 I-FGSM step; I-FGSM runs every eps stacked in one batch; black-box examples are crafted once on
-the surrogate and scored on every target). The records are the same, bit for bit on CPU, as one
-attack call per target × setting × attack × eps (tests/test_shared_work.py).
+the surrogate and scored on every target, or taken from `transfer=`, crafted once by
+`robustmix.transfer.craft_transfer` for many calls). The records are the same, bit for bit on CPU,
+as one attack call per target × setting × attack × eps (tests/test_shared_work.py).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 import math
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, replace
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import torch
 from torch import nn
@@ -47,10 +48,13 @@ from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
-from .metrics import topk_correct
 from .plan import Pass, build_plan
-from .soundness_probes import bad_gradients, checks_on, model_record, probe_budget, probe_plan
+from .soundness_probes import checks_on, model_record, probe_budget, probe_plan
+from .tally import Tally
 from .verdicts import worst_case_records
+
+if TYPE_CHECKING:  # transfer.py imports this module
+    from .transfer import Transfer
 
 
 @dataclass(frozen=True)
@@ -117,10 +121,6 @@ def channels_last_for(config: EvalConfig, device: torch.device) -> bool:
     return device.type == "cpu" or (device.type == "cuda" and config.amp != "none")
 
 
-def _bits(mask: torch.Tensor) -> str:
-    return "".join("1" if b else "0" for b in mask.tolist())
-
-
 def resolve_batch_size(config: EvalConfig, models: Sequence[nn.Module], x: torch.Tensor, device: torch.device) -> int:
     """config.batch_size, or for "auto" the most rows per pass that fit (see auto_batch_size).
     The models must already be on `device`."""
@@ -155,7 +155,6 @@ def _stack(t: torch.Tensor, fmt) -> torch.Tensor:
     return standard_layout(t.reshape(-1, *t.shape[2:]), fmt)
 
 
-
 def evaluate(
     targets: list[Checkpoint],
     x: torch.Tensor,
@@ -167,6 +166,7 @@ def evaluate(
     on_batch: Callable[[int, int], None] | None = None,
     world: distributed.World | None = None,
     probes: list[dict] | None = None,
+    transfer: Transfer | None = None,
 ) -> list[dict]:
     """Evaluate every target clean and under every (setting, attack, eps). Returns records.
 
@@ -180,7 +180,8 @@ def evaluate(
     With "worst-case" among config.attacks the records include the per-example worst case over the
     other attacks. Pass a list as `probes` to receive the soundness checks' probe records
     (`robustmix.soundness_probes`; for `soundness.soundness_checks(records + probes)`); without one, or with
-    config.checks off, no probe runs.
+    config.checks off, no probe runs. Pass `transfer` (from `robustmix.transfer.craft_transfer`, with
+    the same surrogate, x, y and config) to score those black-box examples instead of crafting them.
 
     Examples:
         >>> import robustmix
@@ -197,9 +198,12 @@ def evaluate(
     config.validate()
     device = device or torch.device("cpu")
     checkpoints = models_to_run(targets, surrogate, config)
+    world = world or distributed.World()
+    if transfer is not None:
+        transfer.check(surrogate, targets, x, y, config, world)
+        del checkpoints[surrogate.name]  # its examples are given: it runs no pass
     run = place_models(checkpoints, config, device)
     findings = check_evaluation(targets, x, y, surrogate)
-    world = world or distributed.World()
     first = 0  # this process's first example in the whole set: random numbers follow the example
     if world.distributed:
         part = distributed.shard(x.shape[0], world)
@@ -207,6 +211,7 @@ def evaluate(
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
     plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
+    plan = [p for p in plan if p.model in checkpoints]  # with transfer: not the surrogate's gradient and craft passes
     fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
     tally = Tally(checks_on(config))
     n_chunks = math.ceil(x.shape[0] / chunk)
@@ -217,7 +222,7 @@ def evaluate(
         for b, (xb, yb) in enumerate(zip(x.split(chunk), y.split(chunk))):
             xb, yb = prepare_inputs(None, standard_layout(pixels(xb.to(device)), fmt), yb.to(device))
             index = torch.arange(first + b * chunk, first + b * chunk + xb.shape[0], device=device)
-            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets}, index)
+            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets}, index, transfer)
             if on_batch is not None:
                 on_batch(b + 1, n_chunks)
     records = tally.records(targets, surrogate, config, world)
@@ -246,73 +251,11 @@ def place_models(checkpoints: dict[str, Checkpoint], config: EvalConfig, device:
     return {name: (torch.compile(c.model) if config.compile else c.model) for name, c in checkpoints.items()}
 
 
-class Tally:
-    """Per-example correctness of every (target, setting, attack, eps), chunk after chunk, kept on
-    the device until the end; then the records."""
-
-    def __init__(self, gradients: bool = False) -> None:
-        self.top1: dict[tuple, list[torch.Tensor]] = {}
-        self.top5: dict[tuple, list[torch.Tensor]] = {}
-        self.classes: dict[tuple, int] = {}
-        self.gradients = gradients  # count bad input gradients at x (the "gradients" probe)
-        self.bad: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
-
-    def add(self, key: tuple, logits: torch.Tensor, y: torch.Tensor, probe: str = "") -> None:
-        key = (*key, probe)
-        self.top1.setdefault(key, []).append(topk_correct(logits, y, 1))
-        self.top5.setdefault(key, []).append(topk_correct(logits, y, 5))
-        self.classes[key] = logits.shape[1]
-
-    def add_gradient(self, name: str, grad: torch.Tensor) -> None:
-        if self.gradients:
-            self.bad.setdefault(name, []).append(bad_gradients(grad))
-
-    def records(self, targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig,
-                world: distributed.World) -> list[dict]:
-        metas = {t.name: t.meta for t in targets}
-        records = []
-        for key in self.top1:
-            name, setting, attack, e, probe = key
-            # Under torchrun each rank scored its contiguous shard; gathered in rank order they are
-            # the whole set in its original order, so the records equal a single process's.
-            c1 = distributed.gather_cat(torch.cat(self.top1[key]), world).cpu()
-            c5 = distributed.gather_cat(torch.cat(self.top5[key]), world).cpu()
-            meta = metas[name]
-            records.append(
-                {
-                    "target": name,
-                    "method": meta.get("method", "?"),
-                    "alpha": meta.get("alpha"),
-                    "seed": meta.get("seed"),
-                    "setting": setting,
-                    "attack": attack,
-                    "iters": 0 if attack == NO_ATTACK else ATTACKS[attack].record_iters(probe_budget(config.budget, probe)),
-                    "eps": e,
-                    "eps_255": round(e * 255, 6),
-                    "surrogate": surrogate.name if setting == "black-box" else None,
-                    "n": int(c1.numel()),
-                    "top1_err": 100.0 * (1 - c1.float().mean().item()),
-                    "top5_err": 100.0 * (1 - c5.float().mean().item()),
-                    "top1_correct": _bits(c1),
-                    "top5_correct": _bits(c5),
-                    "amp": config.amp,
-                    **({} if attack == NO_ATTACK else ATTACKS[attack].settings(probe_budget(config.budget, probe))),
-                    **({"probe": probe, "num_classes": self.classes[key]} if probe else {}),
-                }
-            )
-        for name, flags in self.bad.items():
-            zero = distributed.gather_cat(torch.cat([z for z, _ in flags]), world)
-            nonfinite = distributed.gather_cat(torch.cat([f for _, f in flags]), world)
-            records.append({"target": name, "setting": "white-box", "attack": NO_ATTACK, "probe": "gradients", "eps": 0.0,
-                            "eps_255": 0.0, "n": int(zero.numel()), "zero": int(zero.sum()), "nonfinite": int(nonfinite.sum())})
-        return records
-
-
 def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, config: EvalConfig,
-              tally: Tally, targets: set[str], index: torch.Tensor | None = None) -> None:
+              tally: Tally, targets: set[str], index: torch.Tensor | None = None, transfer: Transfer | None = None) -> None:
     """Run one chunk's plan, pass by pass, into `tally`. Adversarial examples are crafted at their
     attack's `craft` pass (or, made from the shared gradient alone, where first scored) and
-    dropped after their last scoring."""
+    dropped after their last scoring; black-box ones come from `transfer` when given."""
     n, layout = x.shape[0], memory_format(x)
     jobs: dict[str, Crafting] = {}
     crafted: dict[tuple, torch.Tensor] = {}
@@ -341,7 +284,8 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
         else:  # score
             key = (p.source, p.attack, p.eps, p.probe)
             if key not in crafted:
-                crafted[key] = ATTACKS[p.attack].craft(job(p.source, p.probe), p.eps)
+                given = transfer is not None and p.setting == "black-box"
+                crafted[key] = transfer.rows(p.attack, p.eps, index) if given else ATTACKS[p.attack].craft(job(p.source, p.probe), p.eps)
             adv = crafted.pop(key) if last_use[key] == i else crafted[key]
             logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
             for j, e in enumerate(p.eps):

@@ -1,6 +1,7 @@
 """Shared-work paths give the same adversarial examples and records as one-at-a-time paths,
-bit for bit on CPU, in NCHW and in channels_last; the plan is what runs; bf16 autocast moves
-adversarial error by < 0.5 pp."""
+bit for bit on CPU, in NCHW and in channels_last; the plan is what runs; a surrogate's examples
+crafted once (robustmix.transfer) give the records of crafting them in every call; bf16 autocast
+moves adversarial error by < 0.5 pp."""
 
 import pytest
 import torch
@@ -19,12 +20,15 @@ from robustmix.attacks import (
     project,
     standard_layout,
 )
+from robustmix.distributed import World
 from robustmix.errors import RobustmixError
 from robustmix.checkpoint import Checkpoint
 from robustmix.evaluate import EvalConfig, channels_last_for, evaluate, plan_evaluation
 from robustmix.metrics import topk_correct
 from robustmix.models import build_model
 from robustmix.plan import naive_cost, render_plan, total_cost
+from robustmix.soundness import soundness_checks
+from robustmix.transfer import craft_transfer, load_transfer, save_transfer, transfer_meta
 
 EPS = (1 / 255, 4 / 255, 16 / 255)
 
@@ -243,3 +247,71 @@ def test_channels_last_auto_chooses_by_device_and_amp():
     assert channels_last_for(EvalConfig(channels_last=True), cuda) is True
     with pytest.raises(RobustmixError, match="channels_last"):
         EvalConfig(channels_last="yes").validate()
+
+
+def random_digits_cnn(digits, seed=1):
+    torch.manual_seed(seed)
+    return build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=digits.mean, std=digits.std).eval()
+
+
+@pytest.mark.parametrize("batch_size,stack,channels_last,attacks", [
+    (30, True, "auto", ("fgsm", "ifgsm")),
+    (5, False, False, ("fgsm", "ifgsm", "pgd", "worst-case")),  # PGD's random start follows the example index
+])
+def test_transfer_examples_give_the_records_of_crafting_on_the_surrogate(batch_size, stack, channels_last, attacks,
+                                                                        trained, trained_mixup, digits):
+    """What the study does (craft the surrogate's examples once, then one evaluate call per target)
+    gives the records, probes and soundness checks of one evaluate(..., surrogate=) call per target."""
+    x, y = digits.x_test[:16], digits.y_test[:16]
+    surrogate = Counting(random_digits_cnn(digits)).eval()
+    sur = Checkpoint("sur", surrogate, {"weights_sha256": "a" * 64})
+    config = EvalConfig(eps=EPS[1:], iters=3, batch_size=batch_size, stack_eps=stack, channels_last=channels_last, attacks=attacks,
+                        pgd_iters=2, pgd_restarts=2)
+    transfer = craft_transfer(sur, x, y, config)
+    crafted = (surrogate.forward_rows, surrogate.backward_rows)
+    plan, _ = plan_evaluation(["t"], "sur", config, batch_size)
+    crafting = [p for p in plan if p.model == "sur"]
+    probe = 2 * min(PROBE, len(x))  # the once-per-evaluation model check
+    if "pgd" not in attacks:  # (PGD's restarts stop early: its plan count is a bound)
+        assert crafted == (sum(p.forward_cost for p in crafting) * len(x) + probe, sum(p.backward_cost for p in crafting) * len(x))
+    targets = [Checkpoint("erm", trained[0], trained[1]), Checkpoint("mixup", trained_mixup[0], trained_mixup[1])]
+    for target in targets if "pgd" not in attacks else targets[1:]:  # (one target is enough for the slow case)
+        want_probes, got_probes = [], []
+        surrogate.forward_rows = surrogate.backward_rows = 0
+        want = evaluate([target], x, y, config, surrogate=sur, probes=want_probes)
+        assert (surrogate.forward_rows, surrogate.backward_rows) == crafted  # each call crafts them again
+        surrogate.forward_rows = surrogate.backward_rows = 0
+        got = evaluate([target], x, y, config, surrogate=sur, transfer=transfer, probes=got_probes)
+        assert (surrogate.forward_rows, surrogate.backward_rows) == (probe, 0)  # the model check only
+        assert any(r["setting"] == "black-box" for r in got)
+        assert got == want and got_probes == want_probes
+        checks = [c.to_dict() for c in soundness_checks(got + got_probes)]
+        assert checks == [c.to_dict() for c in soundness_checks(want + want_probes)]
+        assert "transfer" in {c["check"] for c in checks}
+
+
+def test_transfer_examples_of_other_inputs_config_or_weights_are_refused(trained, digits, tmp_path):
+    x, y = digits.x_test[:12], digits.y_test[:12]
+    sur = Checkpoint("sur", random_digits_cnn(digits), {"weights_sha256": "a" * 64})
+    config = EvalConfig(eps=(8 / 255,), iters=2)
+    transfer = craft_transfer(sur, x, y, config)
+    target = Checkpoint("erm", trained[0], trained[1])
+    stored = load_transfer(save_transfer(tmp_path / "t.safetensors", transfer, {"note": 1}))
+    assert stored.examples.keys() == transfer.examples.keys() and all(torch.equal(stored.examples[k], v) for k, v in transfer.examples.items())
+    assert (stored.surrogate, stored.weights_sha256, stored.crafting, stored.inputs_sha256) == (
+        transfer.surrogate, transfer.weights_sha256, transfer.crafting, transfer.inputs_sha256)
+    assert transfer_meta(tmp_path / "t.safetensors")["note"] == 1 and transfer_meta(tmp_path / "missing") is None
+    refusals = [
+        (dict(x=digits.x_test[1:13]), "other examples"),
+        (dict(config=EvalConfig(eps=(8 / 255,), iters=3)), "differs in iters"),
+        (dict(surrogate=Checkpoint("sur", sur.model, {"weights_sha256": "b" * 64})), "other weights"),
+        (dict(surrogate=Checkpoint("other", sur.model)), "need that checkpoint as surrogate"),
+        (dict(config=EvalConfig(eps=(8 / 255,), iters=2, settings=("white-box",))), "black-box is not among the settings"),
+        (dict(world=World(rank=0, size=2)), "not sharded across torchrun ranks"),
+    ]
+    for change, message in refusals:
+        args = {"x": x, "config": config, "surrogate": sur, "world": None, **change}
+        with pytest.raises(RobustmixError, match=message):
+            evaluate([target], args["x"], y, args["config"], surrogate=args["surrogate"], transfer=transfer, world=args["world"])
+    with pytest.raises(RobustmixError, match="not a readable transfer"):
+        load_transfer(tmp_path / "missing")

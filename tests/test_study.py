@@ -1,6 +1,7 @@
 """`robustmix study` on the committed tiny digits spec: the report folder, a rerun that trains
 nothing and changes no number, an interrupted attack stage that continues, the spec language
-shared with the gate, and the report opened in a real (headless) browser."""
+shared with the gate, the surrogate's black-box examples crafted once per suite (and reused after an
+interruption only from the same surrogate), and the report opened in a real (headless) browser."""
 
 from __future__ import annotations
 
@@ -13,12 +14,15 @@ from pathlib import Path
 import pytest
 import torch
 
+import robustmix.study.run as study_run
 from robustmix.bench_spec import parse_spec
 from robustmix.cli import main
 from robustmix.errors import RobustmixError
+from robustmix.evaluate import evaluate
 from robustmix.study import load_study, parse_study, status_of
 from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, judge_margin, judge_sign
 from robustmix.study.run import config_differs, models_of
+from robustmix.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
 from robustmix.replication import SeedInterval
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +64,9 @@ def test_report_folder(study):
     assert {p.name for p in (study / "models").iterdir()} == slots == {"surrogate-s100", "erm-s0", "erm-s1", "mixup-s0", "mixup-s1", "cutmix-s0"}
     for suite in ("paper", "strong"):
         assert {p.stem for p in (study / "results").glob(f"{suite}-*.json")} == {f"{suite}-{s}" for s in slots if s != "surrogate-s100"}
+    # the surrogate's examples: crafted for the paper suite (the strong suite is white-box only), removed once it is complete
+    assert json.loads((study / "results" / "transfer-paper.json").read_text())["seconds"] > 0
+    assert not list((study / "results").glob("*.safetensors")) and not (study / "results" / "transfer-strong.json").exists()
     doc = json.loads((study / "study.json").read_text())
     assert doc["format"] == "robustmix-study/1" and doc["processor"] and doc["device"] == "cpu"
     assert set(doc["timing"]["compute"]["train_seconds"]) == slots
@@ -95,6 +102,74 @@ def test_interrupted_attack_continues_with_the_same_records(study, capsys):
     err = capsys.readouterr().err
     assert "strong suite on mixup-s1" in err and err.count("reusing") == 9
     assert json.loads(victim.read_text())["records"] == records
+
+
+def records_of(study: Path, names: list[str]) -> dict[str, list]:
+    return {n: json.loads((study / "results" / n).read_text())["records"] for n in names}
+
+
+def counted(monkeypatch, crafted: list, stop_at: int | None = None) -> None:
+    """Count the study's craft_transfer calls; with stop_at, interrupt (Ctrl-C) its stop_at-th evaluate call."""
+    monkeypatch.setattr(study_run, "craft_transfer", lambda *a, **k: crafted.append(a[0].name) or craft_transfer(*a, **k))
+    calls = []
+
+    def stopping(*a, **k):
+        calls.append(1)
+        if len(calls) == stop_at:
+            raise KeyboardInterrupt
+        return evaluate(*a, **k)
+
+    monkeypatch.setattr(study_run, "evaluate", stopping)
+
+
+def test_surrogate_examples_are_crafted_once_per_suite(study, monkeypatch):
+    victims = ["paper-erm-s0.json", "paper-mixup-s1.json", "paper-cutmix-s0.json", "strong-erm-s1.json"]
+    before = records_of(study, victims)
+    for v in victims:
+        (study / "results" / v).unlink()
+    crafted: list[str] = []
+    counted(monkeypatch, crafted)
+    assert run_study(DIGITS, "--out", study, "--stage", "attack") == 0
+    assert crafted == ["surrogate-s100"]  # once for the paper suite's three models; the strong suite is white-box only
+    assert records_of(study, victims) == before
+    assert not study_run.transfer_path(study, "paper").exists()  # the suite is complete
+
+
+def interrupt_paper_suite(study: Path, monkeypatch, victims: list[str], crafted: list) -> None:
+    """Delete two paper results files and stop the attack stage in the second one's evaluate call."""
+    for v in victims:
+        (study / "results" / v).unlink()
+    counted(monkeypatch, crafted, stop_at=2)
+    assert run_study(DIGITS, "--out", study, "--stage", "attack") == 130
+    assert (study / "results" / victims[0]).is_file() and not (study / "results" / victims[1]).exists()
+    assert study_run.transfer_path(study, "paper").is_file()
+    counted(monkeypatch, crafted)
+
+
+def test_interrupted_suite_reuses_the_stored_examples(study, monkeypatch, capsys):
+    victims = ["paper-erm-s1.json", "paper-mixup-s0.json"]
+    before = records_of(study, victims)
+    crafted: list[str] = []
+    interrupt_paper_suite(study, monkeypatch, victims, crafted)
+    capsys.readouterr()
+    assert run_study(DIGITS, "--out", study, "--stage", "attack") == 0
+    assert crafted == ["surrogate-s100"] and "reusing " + str(study_run.transfer_path(study, "paper")) in capsys.readouterr().err
+    assert records_of(study, victims) == before
+
+
+def test_stored_examples_of_another_surrogate_are_not_reused(study, monkeypatch):
+    victims = ["paper-erm-s1.json", "paper-mixup-s0.json"]
+    before = records_of(study, victims)
+    crafted: list[str] = []
+    interrupt_paper_suite(study, monkeypatch, victims, crafted)
+    path = study_run.transfer_path(study, "paper")
+    t, meta = load_transfer(path), transfer_meta(path)
+    # the same setup and examples, but other weights (and examples that would change the records if used)
+    other = Transfer(t.surrogate, "0" * 64, t.crafting, t.inputs_sha256, {k: torch.zeros_like(v) for k, v in t.examples.items()})
+    save_transfer(path, other, {k: meta[k] for k in ("setup", "device", "seconds")})
+    assert run_study(DIGITS, "--out", study, "--stage", "attack") == 0
+    assert crafted == ["surrogate-s100"] * 2  # crafted again
+    assert records_of(study, victims) == before
 
 
 def test_changed_config_is_refused_and_dry_run_says_so(study, tmp_path, capsys):
@@ -144,6 +219,8 @@ def test_cifar_spec_dry_run(capsys):
         assert f"/models/{slot} " in out, slot
     assert "paper suite: attacks fgsm, ifgsm; eps 1, 2, 4, 8/255" in out and "all test examples" not in out.split("strong suite")[1]
     assert "1000 test examples (stratified" in out
+    # the surrogate's crafting is counted once, for the paper suite (the strong suite is white-box only)
+    assert out.count("the surrogate's black-box examples, crafted once per suite and scored by all 9 models") == 1
     assert not Path("/nonexistent/study").exists()
 
 

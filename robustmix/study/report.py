@@ -29,7 +29,7 @@ from ..replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
 from ..results import load_results
 from .claims import Claim, Study, judge_claims
 from .render import to_html, to_markdown
-from .run import SUITES, models_of, results_path, suite_config
+from .run import SUITES, models_of, results_path, suite_config, transfer_seconds
 from .spec import StudySpec
 from .tables import (all_eps_csv, checks_summary, checks_table, claims_table, ece_table, method_labels, models_table,
                      per_seed_table, pooled_frame, table_at)
@@ -60,7 +60,8 @@ def clean(obj):
 
 
 def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list[dict], list[float]]:
-    """(records, checks tagged with the suite, attack seconds per file) of every target's results file."""
+    """(records, checks tagged with the suite, attack seconds per file) of every target's results file
+    (and of the surrogate's examples, crafted once per suite)."""
     records, checks, seconds = [], [], []
     for m in models_of(spec, out):
         if m.name == "surrogate":
@@ -72,7 +73,7 @@ def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list
         records += doc["records"]
         checks += [{**c, "suite": suite} for c in doc.get("checks", [])]
         seconds.append(float((doc.get("config") or {}).get("seconds", 0.0)))
-    return records, checks, seconds
+    return records, checks, seconds + [transfer_seconds(spec, out, suite)]
 
 
 def why(c: Claim) -> str:
