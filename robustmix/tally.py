@@ -13,8 +13,8 @@ from .checkpoint import Checkpoint
 from .metrics import topk_correct
 from .soundness_probes import bad_gradients, probe_budget
 
-if TYPE_CHECKING:  # evaluate.py imports this module
-    from .evaluate import EvalConfig
+if TYPE_CHECKING:
+    from .eval_config import EvalConfig
 
 
 def _bits(mask: torch.Tensor) -> str:

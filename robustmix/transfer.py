@@ -33,7 +33,7 @@ from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
-from .evaluate import EvalConfig, channels_last_for, place_models, resolve_batch_size
+from .eval_config import EvalConfig, channels_last_for, place_models, resolve_batch_size
 from .plan import eps_groups
 
 FORMAT = "robustmix-transfer/1"
