@@ -42,6 +42,15 @@ def build_parser() -> Parser:
     return parser
 
 
+def console_main() -> int:
+    """The `robustmix` program (console script and `python -m robustmix`): `main` after setting
+    malloc up for long CPU runs (robustmix.allocator; importing robustmix leaves malloc alone)."""
+    from ..allocator import keep_freed_memory
+
+    keep_freed_memory()
+    return main()
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
