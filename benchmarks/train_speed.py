@@ -32,6 +32,7 @@ from torch.utils.data import DataLoader, Subset
 
 from robustmix import train as trainer
 from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches
+from robustmix.allocator import keep_freed_memory
 from robustmix.devices import processor
 from robustmix.methods import get_method, soft_cross_entropy
 from robustmix.optim import loss_scale, smooth_labels
@@ -84,7 +85,10 @@ def main() -> None:
     p.add_argument("--trainer", default="none:cl", help="trainer variants amp:layout, comma-separated (amp none|bf16, layout cl|nchw)")
     p.add_argument("--no-loader", action="store_true", help="skip the DataLoader loop")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: the 2 cores train the model)")
+    p.add_argument("--malloc", choices=("kept", "system"), default="kept",
+                   help="kept: malloc set up as the robustmix program does (robustmix.allocator); system: glibc's defaults")
     a = p.parse_args()
+    kept = a.malloc == "kept" and keep_freed_memory()
 
     uptime0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
     cfg = resolve_config(a.recipe, dataset=f"imagefolder:{a.root}", train_subset=a.images, test_subset=100,
@@ -133,7 +137,8 @@ def main() -> None:
     bare = next(k for k in med if k.startswith("bare"))
     print(f"{processor()}, torch {torch.__version__}, {torch.get_num_threads()} threads; recipe {a.recipe}, {cfg.model} "
           f"width {cfg.width or 'default'}, batch {cfg.batch_size}, {a.images} training images per epoch, "
-          f"{a.epochs} interleaved epochs each, DataLoader workers {a.workers}\n")
+          f"{a.epochs} interleaved epochs each, DataLoader workers {a.workers}, "
+          f"malloc {'kept (as the robustmix program)' if kept else 'glibc defaults'}\n")
     print(f"| loop | epoch seconds (each) | median s | images/s | speed vs {ref} | speed vs bare loop |\n|---|---|---|---|---|---|")
     for k, v in times.items():
         print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {a.images / med[k]:.0f} | "
