@@ -22,6 +22,7 @@ other users hits all of them alike, and the medians over the epochs give the rat
 from __future__ import annotations
 
 import argparse
+import importlib
 import statistics
 import subprocess
 import time
@@ -30,7 +31,6 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
-from robustmix import train as trainer
 from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches
 from robustmix.allocator import keep_freed_memory
 from robustmix.devices import processor
@@ -38,6 +38,9 @@ from robustmix.methods import get_method, soft_cross_entropy
 from robustmix.optim import loss_scale, smooth_labels
 from robustmix.precision import autocast, to_layout
 from robustmix.recipes import resolve_config
+
+# The module, not the function robustmix.train that the package exports under the same name.
+trainer = importlib.import_module("robustmix.train")
 
 
 def build(cfg, data, amp: str, channels_last: bool) -> trainer.Trainer:
@@ -80,7 +83,10 @@ def main() -> None:
     p.add_argument("--root", required=True, help="ImageFolder root with train/ and test/")
     p.add_argument("--recipe", default="fast-cifar")
     p.add_argument("--width", type=int, default=0, help="model width (0: the recipe's)")
-    p.add_argument("--images", type=int, default=4096, help="training images per epoch (stratified subset)")
+    p.add_argument("--images", type=int, default=4096, help="training images per epoch (stratified subset; 0: all)")
+    p.add_argument("--test-images", type=int, default=100,
+                   help="test images (stratified; 0: all) behind each trainer variant's test error per epoch")
+    p.add_argument("--batch", type=int, default=0, help="batch size (0: the recipe's)")
     p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--trainer", default="none:cl", help="trainer variants amp:layout, comma-separated (amp none|bf16, layout cl|nchw)")
     p.add_argument("--no-loader", action="store_true", help="skip the DataLoader loop")
@@ -91,8 +97,8 @@ def main() -> None:
     kept = a.malloc == "kept" and keep_freed_memory()
 
     uptime0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    cfg = resolve_config(a.recipe, dataset=f"imagefolder:{a.root}", train_subset=a.images, test_subset=100,
-                         width=a.width or None, epochs=a.epochs, seed=0, device="cpu")
+    cfg = resolve_config(a.recipe, dataset=f"imagefolder:{a.root}", train_subset=a.images, test_subset=a.test_images,
+                         width=a.width or None, batch_size=a.batch or None, epochs=a.epochs, seed=0, device="cpu")
     data, _ = trainer.build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
     variants = [(v.split(":")[0], v.split(":")[1] == "cl") for v in a.trainer.split(",")]
     runs: dict[str, tuple] = {}
@@ -113,11 +119,14 @@ def main() -> None:
                             generator=torch.Generator().manual_seed(0))
         runs["DataLoader + per-image transforms"] = ("loader", (build(cfg, data, *variants[0]), loader))
     times: dict[str, list[float]] = {name: [] for name in runs}
+    errors: dict[str, list[float]] = {name: [] for name, (kind, _) in runs.items() if kind == "trainer"}
     for epoch in range(a.epochs):
         batches = premade(first, epoch)  # made before the clock starts
         for name, (kind, obj) in runs.items():
             if kind == "trainer":
-                times[name].append(trainer.run_epoch(obj, epoch, progress)["seconds"])
+                row = trainer.run_epoch(obj, epoch, progress)
+                times[name].append(row["seconds"])
+                errors[name].append(row["test_err"])
                 continue
             t0 = time.perf_counter()
             if kind == "bare":
@@ -132,17 +141,22 @@ def main() -> None:
                     step(t, to_layout(xb, t.channels_last), y)
             times[name].append(time.perf_counter() - t0)
     uptime1 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
+    images = data.x_train.shape[0]
     med = {k: statistics.median(v) for k, v in times.items()}
     ref = next(iter(med))
     bare = next(k for k in med if k.startswith("bare"))
     print(f"{processor()}, torch {torch.__version__}, {torch.get_num_threads()} threads; recipe {a.recipe}, {cfg.model} "
-          f"width {cfg.width or 'default'}, batch {cfg.batch_size}, {a.images} training images per epoch, "
+          f"width {cfg.width or 'default'}, batch {cfg.batch_size}, {images} training images per epoch, "
           f"{a.epochs} interleaved epochs each, DataLoader workers {a.workers}, "
           f"malloc {'kept (as the robustmix program)' if kept else 'glibc defaults'}\n")
     print(f"| loop | epoch seconds (each) | median s | images/s | speed vs {ref} | speed vs bare loop |\n|---|---|---|---|---|---|")
     for k, v in times.items():
-        print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {a.images / med[k]:.0f} | "
+        print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {images / med[k]:.0f} | "
               f"{med[ref] / med[k]:.2f} | {med[bare] / med[k]:.2f} |")
+    print(f"\nTest error (top-1, %) after each epoch, on {data.x_test.shape[0]} test images:\n")
+    print("| trainer | " + " | ".join(f"epoch {e + 1}" for e in range(a.epochs)) + " |\n|---|" + "---|" * a.epochs)
+    for k, v in errors.items():
+        print(f"| {k} | " + " | ".join(f"{e:.2f}" for e in v) + " |")
     print(f"\nuptime before: {uptime0}\nuptime after:  {uptime1}")
 
 
