@@ -15,6 +15,8 @@ other users hits all of them alike, and the medians over the epochs give the rat
   RandomHorizontalFlip, ToTensor (the usual torchvision loop), same model and optimiser.
 
     PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 4096 --epochs 3
+    PYTHONPATH=$PWD python benchmarks/train_speed.py --dataset digits --recipe small-cnn --images 0 --test-images 0 \\
+        --epochs 30 --trainer none:nchw,bf16:nchw --no-loader      # float32 vs bf16: speed and accuracy
     PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 1024 --epochs 2 \\
         --trainer none:cl,none:nchw,bf16:cl --no-loader
 """
@@ -80,7 +82,8 @@ def premade(t: trainer.Trainer, epoch: int) -> list[tuple[torch.Tensor, torch.Te
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--root", required=True, help="ImageFolder root with train/ and test/")
+    p.add_argument("--root", default="", help="ImageFolder root with train/ and test/")
+    p.add_argument("--dataset", default="", help="a built-in data set instead of --root (e.g. digits; needs --no-loader)")
     p.add_argument("--recipe", default="fast-cifar")
     p.add_argument("--width", type=int, default=0, help="model width (0: the recipe's)")
     p.add_argument("--images", type=int, default=4096, help="training images per epoch (stratified subset; 0: all)")
@@ -97,7 +100,9 @@ def main() -> None:
     kept = a.malloc == "kept" and keep_freed_memory()
 
     uptime0 = subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    cfg = resolve_config(a.recipe, dataset=f"imagefolder:{a.root}", train_subset=a.images, test_subset=a.test_images,
+    if bool(a.root) == bool(a.dataset) or (a.dataset and not a.no_loader):
+        p.error("give --root ROOT, or --dataset NAME with --no-loader")
+    cfg = resolve_config(a.recipe, dataset=a.dataset or f"imagefolder:{a.root}", train_subset=a.images, test_subset=a.test_images,
                          width=a.width or None, batch_size=a.batch or None, epochs=a.epochs, seed=0, device="cpu")
     data, _ = trainer.build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
     variants = [(v.split(":")[0], v.split(":")[1] == "cl") for v in a.trainer.split(",")]
