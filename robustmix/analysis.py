@@ -41,7 +41,7 @@ def check_per_example(records: list[dict]) -> None:
 
 def identity(r: dict) -> dict:
     """The columns that say which evaluation a record is (target, method, setting, attack, eps,
-    and the surrogate that crafted a black-box record's examples)."""
+    and the surrogate that crafted a black-box record's examples; square_on where a record has it)."""
     return {
         "target": r["target"],
         "method": r["method"],
@@ -51,7 +51,15 @@ def identity(r: dict) -> dict:
         "eps_255": r.get("eps_255", round(r["eps"] * 255, 6)),
         "iters": r.get("iters"),
         "surrogate": r.get("surrogate"),
+        **({"square_on": r["square_on"]} if r.get("square_on") else {}),  # Square made on survivors (labelled so)
     }
+
+
+def column_label(frame: pd.DataFrame, attack: str) -> str:
+    """An attack's column label in a frame of records: `attack_label`, "Square (on survivors)" when
+    its records were made with square_on "survivors" (they carry the marker)."""
+    marked = "square_on" in frame.columns and (frame.loc[frame.attack == attack, "square_on"] == "survivors").any()
+    return attack_label(attack, "survivors" if marked else None)
 
 
 def per_example_frame(records: list[dict]) -> pd.DataFrame:

@@ -47,7 +47,7 @@ SECTIONS = {
     "train": TRAIN_KEYS,
     "targets": MODEL_KEYS,
     "surrogate": MODEL_KEYS,
-    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS),
+    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS, "square_on"),
     "tolerance": None,  # metric id or glob -> percentage points
 }
 # Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
@@ -89,6 +89,8 @@ class BenchSpec:
         if not any(ATTACKS[a].randomized for a in ev["attacks"] if a in ATTACKS):
             for k in BUDGET_KEYS:  # no strong attack: a spec (and its hash) as before they existed
                 ev.pop(k)
+        if ev["square_on"] == "all":  # the default: a spec (and its hash) as before the option existed
+            ev.pop("square_on")
         return {
             "data": {"dataset": self.dataset, "examples": self.examples},
             "targets": [model(m) for m in self.targets],
@@ -277,7 +279,7 @@ def _attack(source: str, attack: dict, device: str, section: str = "attack") -> 
             settings=tuple(attack.get("settings", list(SETTINGS))),
             batch_size=attack.get("batch_size", 500),
             device=device,
-            **{k: attack[k] for k in BUDGET_KEYS if k in attack},
+            **{k: attack[k] for k in (*BUDGET_KEYS, "square_on") if k in attack},
         )
         ev.validate()
     except RobustmixError as e:

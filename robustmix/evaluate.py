@@ -43,6 +43,7 @@ from .checkpoint import Checkpoint
 from .checks import check_evaluation
 from .data import pixels
 from .errors import RobustmixError
+from .metrics import topk_correct
 from .plan import Pass, build_plan
 from .soundness_probes import checks_on, model_record, probe_budget, probe_plan
 from .tally import Tally
@@ -168,16 +169,27 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
               tally: Tally, targets: set[str], index: torch.Tensor | None = None, transfer: Transfer | None = None) -> None:
     """Run one chunk's plan, pass by pass, into `tally`. Adversarial examples are crafted at their
     attack's `craft` pass (or, made from the shared gradient alone, where first scored) and
-    dropped after their last scoring; black-box ones come from `transfer` when given."""
+    dropped after their last scoring; black-box ones come from `transfer` when given. With
+    config.square_on "survivors", Square crafts only the rows (eps, example) that every white-box
+    gradient attack scored before it left correctly classified (top-1); the others keep x."""
     n, layout = x.shape[0], memory_format(x)
     jobs: dict[str, Crafting] = {}
     crafted: dict[tuple, torch.Tensor] = {}
     last_use = {(p.source, p.attack, p.eps, p.probe): i for i, p in enumerate(plan) if p.kind == "score"}
     clean_done: set[str] = set()
+    survivors = config.square_on == "survivors"
+    alive: dict[tuple[str, float], torch.Tensor] = {}  # (model, eps) -> correct under every white-box gradient attack so far
 
     def job(name: str, probe: str = "") -> Crafting:
         j = jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp, budget=config.budget, index=index)
         return replace(j, budget=probe_budget(j.budget, probe)) if probe else j
+
+    def craft(attack: str, name: str, eps: tuple[float, ...], probe: str) -> torch.Tensor:
+        j = job(name, probe)
+        if survivors and ATTACKS[attack].gradient_free and not probe:
+            everyone = torch.ones(n, dtype=torch.bool, device=x.device)
+            j = replace(j, only=torch.stack([alive.get((name, e), everyone) for e in eps]))
+        return ATTACKS[attack].craft(j, eps)
 
     for i, p in enumerate(plan):
         if p.kind == "clean":
@@ -193,16 +205,20 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
             if p.model in targets:
                 tally.add_gradient(p.model, grad)
         elif p.kind == "craft":
-            crafted[(p.model, p.attack, p.eps, p.probe)] = ATTACKS[p.attack].craft(job(p.model, p.probe), p.eps)
+            crafted[(p.model, p.attack, p.eps, p.probe)] = craft(p.attack, p.model, p.eps, p.probe)
         else:  # score
             key = (p.source, p.attack, p.eps, p.probe)
             if key not in crafted:
                 given = transfer is not None and p.setting == "black-box"
-                crafted[key] = transfer.rows(p.attack, p.eps, index) if given else ATTACKS[p.attack].craft(job(p.source, p.probe), p.eps)
+                crafted[key] = transfer.rows(p.attack, p.eps, index) if given else craft(p.attack, p.source, p.eps, p.probe)
             adv = crafted.pop(key) if last_use[key] == i else crafted[key]
             logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
+            gradient_attack = survivors and p.setting == "white-box" and not p.probe and not ATTACKS[p.attack].gradient_free
             for j, e in enumerate(p.eps):
                 tally.add((p.model, p.setting, p.attack, e), logits[j], y, p.probe)
+                if gradient_attack:
+                    ok = topk_correct(logits[j], y, 1)
+                    alive[(p.model, e)] = ok & alive.get((p.model, e), ok)
 
 
 def forward(model: nn.Module, x: torch.Tensor, amp: str) -> torch.Tensor:

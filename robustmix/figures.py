@@ -13,7 +13,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from . import files
-from .attacks import CLEAN, RECORD_ATTACKS, SETTINGS, attack_label
+from .analysis import column_label
+from .attacks import CLEAN, RECORD_ATTACKS, SETTINGS
 
 
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
@@ -47,7 +48,7 @@ def robustness_figure(
                 color = f"C{k}"
                 ax.plot(pts.eps_255, pts.err, marker="o", ms=3, color=color, label=labels.get(t, t))
                 ax.fill_between(pts.eps_255, pts.lo, pts.hi, color=color, alpha=0.2, lw=0)
-            ax.set_title(f"{setting} {attack_label(attack)}{crafted_on(iv, setting, attack)}", fontsize=10)
+            ax.set_title(f"{setting} {column_label(iv, attack)}{crafted_on(iv, setting, attack)}", fontsize=10)
             ax.set_ylim(0, 100)
             ax.grid(alpha=0.3)
             if r == len(settings) - 1:

@@ -12,7 +12,8 @@ A request is targets × surrogate × attacks × eps × settings. Per chunk of ex
 - `clean` (1 forward over N rows) for a target that runs no gradient pass (black-box only).
 - the strong attacks (PGD, APGD-CE/DLR, Square) have `craft` passes of their own, every eps stacked;
   for those that stop early (restarts on the examples not yet fooled, Square) the count is the
-  most they can cost. The soundness checks' PGD probes (`robustmix.soundness_probes`) are craft and score
+  most they can cost. With square_on="survivors" Square comes after every gradient attack of its
+  (model, setting) and queries only the examples none of them fooled (still "at most"). The soundness checks' PGD probes (`robustmix.soundness_probes`) are craft and score
   passes with `probe` set.
 - `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
 
@@ -97,6 +98,8 @@ def build_plan(
     attacks = [a for a in attacks if a != WORST]
     groups = eps_groups(eps, eps_per_pass or len(eps))
     chosen = [ATTACKS[a] for a in attacks]
+    if budget.square_on == "survivors":  # Square attacks what the gradient attacks left: it runs after them
+        chosen = sorted(chosen, key=lambda a: a.gradient_free)
     crafters = [(t, "white-box") for t in targets] if "white-box" in settings else []
     if "black-box" in settings and surrogate is not None:
         crafters.append((surrogate, "black-box"))

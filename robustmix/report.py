@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from .analysis import METRIC_LABELS, SIGNIFICANCE, error_intervals, error_rates, method_label, paired_comparisons
+from .analysis import METRIC_LABELS, SIGNIFICANCE, column_label, error_intervals, error_rates, method_label, paired_comparisons
 from .attacks import CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
 from .soundness import render_checks, soundness_checks
 from .verdicts import render_verdicts, sound_verdicts
@@ -35,6 +35,7 @@ def table3(frame: pd.DataFrame, labels: dict[str, str], eps_255: float) -> pd.Da
     clean = frame[frame.setting == CLEAN]
     adv = frame[(frame.setting != CLEAN) & ((frame.eps_255 - eps_255).abs() < 1e-6)]
     attacks = [a for a in RECORD_ATTACKS if (adv.attack == a).any()]
+    names = {NO_ATTACK: attack_label(NO_ATTACK), **{a: column_label(adv, a) for a in attacks}}
     rows = []
     for setting in SETTINGS:
         sub = adv[adv.setting == setting]
@@ -44,7 +45,7 @@ def table3(frame: pd.DataFrame, labels: dict[str, str], eps_255: float) -> pd.Da
                 for attack, part in [(NO_ATTACK, clean), *[(a, sub[sub.attack == a]) for a in attacks]]:
                     hit = part[(part.target == t) & (part.metric == metric)]
                     for suffix, field in fields:
-                        row[attack_label(attack) + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
+                        row[names[attack] + suffix] = float(hit[field].iloc[0]) if len(hit) else float("nan")
                 rows.append(row)
     return pd.DataFrame(rows)
 
@@ -94,7 +95,8 @@ def strong_note(records: list[dict]) -> str:
         said.append(f"PGD {it} steps of 2.5·eps/{it} × {last['pgd'].get('restarts')} restart(s)")
     said += [f"{attack_label(a)} {last[a]['iters']} iterations" for a in ("apgd-ce", "apgd-dlr") if a in last]
     if "square" in last:
-        said.append(f"Square {last['square'].get('queries')} queries")
+        on = " on the examples no gradient attack fooled (the others keep x)" if last["square"].get("square_on") == "survivors" else ""
+        said.append(f"Square {last['square'].get('queries')} queries{on}")
     if not said:
         return ""
     seed = next(last[a].get("attack_seed") for a in ("pgd", "apgd-ce", "apgd-dlr", "square") if a in last)
@@ -180,7 +182,7 @@ def comparisons_table(ev: dict, eps_255: float | None) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "Setting": sub.setting,
-            "Attack": [attack_label(a) for a in sub.attack],
+            "Attack": [column_label(ev["intervals"], a) for a in sub.attack],
             "Metric": [m.replace("top", "Top-") for m in sub.metric],
             "A": sub.method_a,
             "B": sub.method_b,

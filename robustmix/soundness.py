@@ -7,7 +7,8 @@ it, or `skip` when the records cannot say (e.g. one eps only):
 1. iterative      white-box iterative attacks on the same loss (I-FGSM, PGD, APGD-CE) reach at
                   least FGSM's error
 2. transfer       white-box (worst over attacks) reaches at least each black-box attack's error
-3. gradient-free  Square does not beat the best gradient attack by more than 0.2 pp (AutoAttack)
+3. gradient-free  Square does not beat the best gradient attack by more than 0.2 pp (AutoAttack);
+                  Square on survivors: it fools at most 0.2 pp of the examples beyond them
 4. monotone       error does not fall as eps grows
 5. unbounded      PGD at eps 128/255 reaches ~100% error (at least chance)
 6. converged      PGD with twice the iterations and restarts moves error by at most 1 pp
@@ -148,7 +149,9 @@ def check_transfer(recs: dict, target: str, m: Margins) -> Check:
 
 def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
     """Check 3 (docs/protocol.md#check-gradient-free): Square does not beat the gradient attacks by
-    more than the margin.
+    more than the margin. A Square record made on survivors (square_on "survivors": it queried only
+    the examples no gradient attack fooled, the others kept x) has no stand-alone error, so it is
+    graded on the share of examples it fooled and no gradient attack did.
     """
     cases = []
     for (setting, attack, e), r in recs.items():
@@ -161,8 +164,14 @@ def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
         only = fooled(r).copy()
         for g in grads:
             only &= ~fooled(g)
-        d = err(r) - err(best)
         nums = {"eps_255": e, "err_gradient_free": err(r), "err_gradient": err(best), "best_gradient_attack": best["attack"], "gradient_free_only": int(only.sum())}
+        if r.get("square_on") == "survivors":
+            d = 100.0 * float(only.sum()) / max(1, only.size)
+            cases.append((_grade(d, m.gradient_free_pp), d,
+                          f"eps {_e(e)}: {attack} on the survivors of the gradient attacks fooled {int(only.sum())} example(s) none of them did "
+                          f"({d:.1f}% of {only.size}; margin {m.gradient_free_pp:g} pp)", {**nums, "square_on": "survivors", "only_pp": d}))
+            continue
+        d = err(r) - err(best)
         cases.append((_grade(d, m.gradient_free_pp), d,
                       f"eps {_e(e)}: {attack} {err(r):.1f}% vs best gradient attack {best['attack']} {err(best):.1f}% (margin {m.gradient_free_pp:g} pp); {int(only.sum())} example(s) fooled only without gradients", nums))
     return _worst(cases, "gradient-free", target, "needs Square and a gradient attack at the same eps (--suite strong)")

@@ -39,7 +39,9 @@ from .plan import eps_groups
 FORMAT = "robustmix-transfer/1"
 # EvalConfig keys a surrogate's examples do not depend on (device: like results files, examples
 # are reused across devices; they are bit-identical only on one device).
-NOT_CRAFTING = ("settings", "checks", "device")
+# square_on: "survivors" is refused with black-box (EvalConfig.validate), so a surrogate's examples
+# are always made on every example.
+NOT_CRAFTING = ("settings", "checks", "device", "square_on")
 
 
 def crafting_of(config: EvalConfig) -> dict:

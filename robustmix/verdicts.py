@@ -50,7 +50,8 @@ def worst_case_records(records: list[dict]) -> list[dict]:
             c1 &= as_bool(r["top1_correct"])
             c5 &= as_bool(r["top5_correct"])
         keep = {k: first.get(k) for k in ("target", "method", "alpha", "seed", "setting", "eps", "eps_255", "surrogate", "n", "amp")}
-        out.append({**keep, "attack": WORST, "iters": None, "attacks": [r["attack"] for r in recs],
+        on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
+        out.append({**keep, **on, "attack": WORST, "iters": None, "attacks": [r["attack"] for r in recs],
                     "top1_err": float(100.0 * (1 - c1.mean())), "top5_err": float(100.0 * (1 - c5.mean())),
                     "top1_correct": _bits(c1), "top5_correct": _bits(c5)})
     return out

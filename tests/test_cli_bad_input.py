@@ -116,6 +116,8 @@ BAD = [
     (["attack", "--targets", "legacy", *S], "pass --allow-legacy"),
     (["attack", "--targets", "hostile", *S, "--allow-legacy"], "hostile/model.pt: refused, the file carries pickled code"),
     (["attack", *T, "--device", "cuda:7"], "device"),
+    (["attack", *T, "--square-on", "some"], "--square-on"),
+    (["attack", *T, *S, "--suite", "strong", "--square-on", "survivors"], "white-box only"),
     (["attack", *T, *S, *E, "--out", "not-a-folder/r.json"], "not-a-folder is a file, not a folder"),
     (["report", "missing.json"], "does not exist"),
     (["report", "notes.txt"], "not a readable results file"),

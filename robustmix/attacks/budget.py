@@ -16,6 +16,11 @@ PGD_RESTARTS = 5
 APGD_ITERS = 100
 APGD_RESTARTS = 1
 SQUARE_QUERIES = 5000
+# Which examples Square queries: "all" of them, or "survivors": only those every gradient attack
+# run before it (for the same model, setting and eps) left correctly classified, as AutoAttack runs
+# each attack on the points still robust after the previous ones. The per-example worst case is
+# the same (top-1); Square's own record then counts only what it adds.
+SQUARE_ON = ("all", "survivors")
 
 
 @dataclass(frozen=True)
@@ -35,6 +40,7 @@ class Budget:
     apgd_restarts: int = APGD_RESTARTS
     square_queries: int = SQUARE_QUERIES
     seed: int = 0  # random starts and Square's search: same seed, same adversarial examples
+    square_on: str = "all"  # one of SQUARE_ON
 
     def validate(self) -> None:
         for name in ("iters", "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries"):
@@ -43,6 +49,8 @@ class Budget:
                 raise RobustmixError(f"{name.replace('_', '-')} must be an integer >= 1, got {v!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise RobustmixError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if self.square_on not in SQUARE_ON:
+            raise RobustmixError(f"unknown square_on {self.square_on!r}: choose from {', '.join(SQUARE_ON)}")
 
     def doubled(self) -> "Budget":
         """Twice the iterations and restarts (the convergence check's rerun)."""

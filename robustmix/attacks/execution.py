@@ -191,7 +191,7 @@ class Crafting:
     """What the evaluator hands an attack's `craft` for one crafting model and one chunk of
     examples: x (prepared, in a standard layout) and y on the model's device, the iterations,
     the amp mode, sign(∇x loss) at x when the plan computed it (the shared gradient pass), the
-    strong attacks' budget and the examples' indices."""
+    strong attacks' budget, the examples' indices and, for Square on survivors, which rows to attack."""
 
     model: nn.Module
     x: torch.Tensor
@@ -201,6 +201,7 @@ class Crafting:
     direction: torch.Tensor | None = None
     budget: Budget = Budget()  # the strong attacks' iterations, restarts, queries and seed
     index: torch.Tensor | None = None  # the examples' positions in the data set (random numbers follow them)
+    only: torch.Tensor | None = None  # k×N bool per stacked eps: Square crafts these rows, the others keep x (square_on="survivors")
 
 
 # --- batch sizing -------------------------------------------------------------------------------

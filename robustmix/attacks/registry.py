@@ -88,7 +88,15 @@ def _apgd_step(loss: str):
 
 
 def _square_step(b: Budget) -> Step:
-    return Step(b.square_queries + 1, 0, f"Square: start + {b.square_queries} queries, at most (stops per example once fooled)")
+    on = " on the survivors of the gradient attacks" if b.square_on == "survivors" else ""
+    return Step(b.square_queries + 1, 0, f"Square{on}: start + {b.square_queries} queries, at most (stops per example once fooled)")
+
+
+def _square_settings(b: Budget) -> dict:
+    """What a Square record states; the marker "square_on" only when it ran on survivors, so
+    records made on every example are as before the option existed."""
+    on = {"square_on": b.square_on} if b.square_on != "all" else {}
+    return {"iters": b.square_queries, "queries": b.square_queries, "attack_seed": b.seed, **on}
 
 
 def _steps(step):
@@ -119,7 +127,7 @@ ATTACKS: dict[str, Attack] = {
     ),
     "square": Attack(
         "square", "Square", square, craft_square, plan=_square_step, cost=_steps(_square_step), gradient_free=True,
-        randomized=True, settings=lambda b: {"iters": b.square_queries, "queries": b.square_queries, "attack_seed": b.seed},
+        randomized=True, settings=_square_settings,
     ),
 }
 
@@ -138,10 +146,13 @@ SUITES: dict[str, tuple[str, ...]] = {
 DEFAULT_ATTACKS = ("fgsm", "ifgsm")
 
 
-def attack_label(name: str) -> str:
-    """The label of an attack name as stored in records ("Clean" for no attack)."""
+def attack_label(name: str, square_on: str | None = None) -> str:
+    """The label of an attack name as stored in records ("Clean" for no attack); `square_on`: the
+    records' "square_on" marker, "survivors" labelling Square "Square (on survivors)" (its error
+    is then not a stand-alone attack's: it queried only the examples the gradient attacks missed)."""
     if name == NO_ATTACK:
         return "Clean"
     if name == WORST:
         return "Worst case"
-    return ATTACKS[name].label if name in ATTACKS else name
+    label = ATTACKS[name].label if name in ATTACKS else name
+    return f"{label} (on survivors)" if square_on == "survivors" and name in ATTACKS and ATTACKS[name].gradient_free else label

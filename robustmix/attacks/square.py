@@ -80,9 +80,12 @@ def square_sweep(
     seed: int = 0,
     index: torch.Tensor | None = None,
     amp: str | None = None,
+    only: torch.Tensor | None = None,
 ) -> dict[float, torch.Tensor]:
     """Square at several eps in one stacked batch; {eps: x_adv}. `index`: the examples' positions
-    in the data set (their random squares follow the example, not the batch)."""
+    in the data set (their random squares follow the example, not the batch). `only`: a
+    len(eps)×N bool mask; Square queries those (eps, example) rows alone and the others keep x
+    (no query, no perturbation). An attacked row gets the x_adv it gets without the mask."""
     eps_list = [check_eps(e) for e in eps]
     if isinstance(queries, bool) or not isinstance(queries, int) or queries < 1:
         raise RobustmixError(f"queries must be an integer >= 1, got {queries!r}")
@@ -90,15 +93,24 @@ def square_sweep(
     if not eps_list:
         return {}
     rows = stack_rows(x, y, eps_list, eps_list, index)
+    if only is not None and tuple(only.shape) != (len(eps_list), x.shape[0]):
+        raise RobustmixError(f"only must be a {len(eps_list)}×{x.shape[0]} mask (eps × examples), got shape {tuple(only.shape)}")
     with eval_mode(model), torch.inference_mode():
-        x_adv = _square_rows(model, rows, queries, seed, amp)
+        if only is None:
+            x_adv = _square_rows(model, rows, queries, seed, amp)
+        else:  # the rows' noise is keyed by example index, so a subset draws what the full batch would
+            x_adv, todo = rows.x.clone(), only.to(rows.x.device).reshape(-1).nonzero().view(-1)
+            if todo.numel():
+                x_adv[todo] = _square_rows(model, rows.select(todo), queries, seed, amp)
     return unstack(x_adv, eps_list, x.shape[0])
 
 
 def craft_square(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
-    """The evaluator's Square: every eps stacked, k×N×C×H×W, with the budget's queries and seed."""
+    """The evaluator's Square: every eps stacked, k×N×C×H×W, with the budget's queries and seed;
+    with `job.only` (square_on="survivors") on those rows alone."""
     b = job.budget
-    adv = square_sweep(job.model, job.x, job.y, eps=eps, queries=b.square_queries, seed=b.seed, index=job.index, amp=job.amp)
+    adv = square_sweep(job.model, job.x, job.y, eps=eps, queries=b.square_queries, seed=b.seed, index=job.index, amp=job.amp,
+                       only=job.only)
     return torch.stack([adv[e] for e in eps])
 
 

@@ -141,7 +141,9 @@ def suites_text(spec: StudySpec) -> list[str]:
             continue
         c, n, seed = got
         budget = "" if suite == "paper" else (f"; PGD {c.pgd_iters} steps × {c.pgd_restarts} restart(s), APGD {c.apgd_iters} iterations × "
-                                              f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries, attack seed {c.seed}")
+                                              f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries"
+                                              f"{' on the examples no gradient attack fooled' if c.square_on == 'survivors' else ''}, "
+                                              f"attack seed {c.seed}")
         items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
                      f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
     return items

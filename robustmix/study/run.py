@@ -155,8 +155,10 @@ def results_path(out: Path, suite: str, slot: str) -> Path:
 
 
 def same_setup(saved: dict | None, setup: dict) -> bool:
-    """A recorded setup equals `setup`, device and timing aside."""
-    strip = lambda d: {k: v for k, v in normalised(d).items() if k not in (*IGNORED, "seconds")}  # noqa: E731
+    """A recorded setup equals `setup`, device and timing aside; an EvalConfig key a file older than
+    it lacks counts as its default (so adding an option does not invalidate results on disk)."""
+    defaults = normalised(EvalConfig().to_dict())
+    strip = lambda d: {k: v for k, v in {**defaults, **normalised(d)}.items() if k not in (*IGNORED, "seconds")}  # noqa: E731
     return strip(saved or {}) == strip(setup)
 
 
@@ -291,7 +293,8 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
         n = examples or "all"
         chunks = f"per chunk × {-(-examples // chunk)} chunk(s) of ≤ {chunk} examples" if examples else f"per chunk of {chunk} examples"
         done = sum(results_path(out, suite, m.slot).is_file() for m in targets)
-        lines.append(f"{suite} suite: attacks {', '.join(config.attacks)}; eps {', '.join(f'{e * 255:g}' for e in config.eps)}/255; "
+        on = " (Square on the survivors of the gradient attacks: its passes are at most)" if config.square_on == "survivors" else ""
+        lines.append(f"{suite} suite: attacks {', '.join(config.attacks)}{on}; eps {', '.join(f'{e * 255:g}' for e in config.eps)}/255; "
                      f"settings {', '.join(config.settings)}; {n} test examples{f' (stratified, seed {seed})' if examples else ''}")
         lines.append(f"  per model ({len(targets)} models, one evaluate call each): {fwd} forward + {bwd} backward passes {chunks} "
                      f"(soundness probes included){f'; {done} results file(s) on disk, reused where config and weights match' if done else ''}")

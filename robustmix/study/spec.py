@@ -4,7 +4,9 @@ optional sections of its own, each validated here with one-line errors naming th
 - [strong]  the strong suite: `suite = "strong"` or `attacks = [...]`, `eps` (0–255 scale),
             `examples` (a stratified, seeded subset of the test set), `seed` (the subset's and the
             attacks' random starts), the budget keys of [attack] (pgd_iters, pgd_restarts,
-            apgd_iters, apgd_restarts, square_queries), `settings`, `iters`, `batch_size`, `topk`;
+            apgd_iters, apgd_restarts, square_queries), `square_on` ("all" or "survivors": Square
+            only on the examples no gradient attack fooled, white-box), `settings`, `iters`,
+            `batch_size`, `topk`;
 - [figures] Figure 2 (`pairs`, `lams` points on [0, 1], `distinct_labels`, `seed`) and the
             calibration bins (`bins`);
 - [claims]  `eps` (0–255) at which Table 3 and the claims are read (default 4), `margin` (pp) of the
@@ -26,7 +28,7 @@ from ..bench_spec import BenchSpec, _attack, _bad, _check_keys, parse_spec, read
 from ..evaluate import EvalConfig
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
-               "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries")
+               "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on")
 
 
 @dataclass(frozen=True)

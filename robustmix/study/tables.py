@@ -8,8 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis import METRIC_COLUMNS, error_rates, method_label
-from ..attacks import attack_label
+from ..analysis import METRIC_COLUMNS, column_label, error_rates, method_label
 from ..replication import error_interval
 from ..report import table3, with_intervals
 from .claims import Claim, Study
@@ -44,7 +43,7 @@ def pooled_frame(records: list[dict], study: Study) -> pd.DataFrame:
                 rows.append({"target": name, "method": recs[0]["method"], "alpha": recs[0].get("alpha"), "setting": setting,
                              "attack": attack, "eps_255": eps, "surrogate": recs[0].get("surrogate"), "metric": metric,
                              "n": iv.n, "seeds": iv.seeds, "err": iv.estimate, "lo": max(0.0, iv.lo), "hi": min(100.0, iv.hi),
-                             "interval": iv.method})
+                             "interval": iv.method, **({"square_on": recs[0]["square_on"]} if recs[0].get("square_on") else {})})
     return pd.DataFrame(rows)
 
 
@@ -138,4 +137,4 @@ def ece_table(calib: pd.DataFrame, study: Study, labels: dict[str, str]) -> pd.D
 
 
 def attack_names(frame: pd.DataFrame) -> str:
-    return ", ".join(dict.fromkeys(attack_label(a) for a in frame.attack if a != "none"))
+    return ", ".join(dict.fromkeys(column_label(frame, a) for a in frame.attack if a != "none"))
