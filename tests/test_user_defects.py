@@ -2,6 +2,7 @@
 through the command line and the functions a user touches. Each failed on the code before the fix."""
 
 import json
+import shutil
 
 import pandas as pd
 import pytest
@@ -39,6 +40,11 @@ def test_a_second_quickstart_in_the_same_folder_reuses_the_checkpoints(tmp_path,
     assert code == 0, err
     assert err.count("reusing") == 3
     assert {p: p.stat().st_mtime_ns for p in weights} == weights  # not retrained
+    assert "next: robustmix attack --eps 4 --iters 10   (uses the checkpoints in runs/)" in err
+    shutil.copytree(tmp_path / "runs", tmp_path / "my runs")  # the hint names a --runs folder it was given
+    code, _, err = run([*argv, "--runs", "my runs"], capsys)
+    assert code == 0 and err.count("reusing") == 3, err
+    assert "next: robustmix attack --eps 4 --iters 10 --runs 'my runs'   (uses the checkpoints in my runs/)" in err
 
 
 # 2 ------------------------------------------------------------------------------------------------

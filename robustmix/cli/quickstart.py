@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import time
 from pathlib import Path
 
@@ -91,5 +92,6 @@ def run(args: argparse.Namespace) -> int:
                  probes=probes, checks=[c.to_dict() for c in checks])
     print(render_markdown(records) + soundness_markdown(records, probes))
     say(f"wrote {out}; total {time.perf_counter() - started:.1f} s")
-    say("next: robustmix attack --eps 4 --iters 10   (uses the checkpoints in runs/)")
+    where = "" if args.runs == Path("runs") else f" --runs {shlex.quote(str(args.runs))}"
+    say(f"next: robustmix attack --eps 4 --iters 10{where}   (uses the checkpoints in {args.runs}/)")
     return 0
