@@ -197,18 +197,19 @@ def test_config_matching_rules():
 
 
 def test_recipe_gives_the_config_robustmix_train_records(tmp_path):
-    """A checkpoint trained by hand with `robustmix train --recipe fast-cifar ...` is reused by the study."""
+    """A checkpoint trained by hand as benchmarks/cifar10_cpu.sh does (`robustmix train --recipe fast-cifar-3x
+    --method M --augment altflip-translate --seed 0`, no --role) is reused by the study."""
     from robustmix.cli import build_parser
     from robustmix.cli.train import config_from_args
 
     spec = load_study(CIFAR, dataset="imagefolder:/data/c10")
     for target, method in (("erm", "erm"), ("mixup", "mixup")):
         mine = next(t for t in spec.bench.targets if t.name == target).configs[1]
-        args = build_parser().parse_args(["train", "--recipe", "fast-cifar", "--method", method, "--seed", str(mine.seed),
-                                          "--role", "target", "--dataset", "imagefolder:/data/c10", "--augment", "altflip-translate"])
+        args = build_parser().parse_args(["train", "--recipe", "fast-cifar-3x", "--method", method, "--seed", str(mine.seed),
+                                          "--dataset", "imagefolder:/data/c10", "--augment", "altflip-translate"])
         by_hand, _ = config_from_args(args)
         assert config_differs(by_hand.to_dict(), mine) == []
-        assert mine.model == "whiten_cnn" and mine.recipe == "fast-cifar" and mine.augment == "altflip-translate"
+        assert mine.model == "whiten_cnn" and mine.recipe == "fast-cifar-3x" and mine.epochs == 30 and mine.augment == "altflip-translate"
 
 
 def test_cifar_spec_dry_run(capsys):
