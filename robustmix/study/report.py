@@ -216,7 +216,8 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
               ("list", [f"data: {spec.bench.dataset}; {num_classes} classes", *suites_text(spec),
                         f"command: `{command}`", f"robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
                         f"processor: {proc}; device: {device}",
-                        f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s, attacks "
+                        f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s (the wall seconds each checkpoint "
+                        "recorded: they include any time its run was paused or shared the CPU), attacks "
                         f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s (this run's stages: "
                         + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")"]),
               ("table", models_table(study, metas)),
