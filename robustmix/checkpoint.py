@@ -122,6 +122,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
         "recipe_reason": config.recipe_reason,
         "stem": stem or {},  # what a data-initialised stem was computed from (WhitenCNN)
         "world_size": world_size,
+        "torch_threads": torch.get_num_threads(),  # CPU results are bit-identical only at the same thread count
         "torch_version": torch.__version__,
         "history": history,
         "config": config.to_dict(),
