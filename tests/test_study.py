@@ -93,6 +93,29 @@ def test_rerun_trains_nothing_and_changes_no_number(study, capsys):
     assert json.dumps(again, sort_keys=True) == json.dumps(numbers, sort_keys=True)
 
 
+def test_parallel_training_gives_the_sequential_weights(study, tmp_path, capfd):
+    """--jobs 2 trains the same checkpoints as one process at the workers' thread count (1 here): same
+    weights byte for byte, the thread count recorded, each model's log.csv written, and a rerun reuses them."""
+    out = tmp_path / "parallel"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)  # shared out between 2 jobs: 1 thread each, as the fixture trained
+    try:
+        assert main(["study", str(DIGITS), "--out", str(out), "--stage", "train", "--jobs", "2"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    err = capfd.readouterr().err  # capfd: the workers are processes of their own, writing to fd 2
+    assert "in 2 parallel processes at 1 torch thread(s) each" in err and "surrogate-s100: epoch 4/4" in err
+    slots = sorted(p.name for p in (study / "models").iterdir())
+    assert sorted(p.name for p in (out / "models").iterdir()) == slots and len(slots) == 6
+    for slot in slots:
+        mine, theirs = out / "models" / slot, study / "models" / slot
+        assert (mine / "model.safetensors").read_bytes() == (theirs / "model.safetensors").read_bytes(), slot
+        assert json.loads((mine / "meta.json").read_text())["torch_threads"] == 1
+        assert len((mine / "log.csv").read_text().splitlines()) == 1 + 4
+    assert main(["study", str(DIGITS), "--out", str(out), "--stage", "train", "--jobs", "2"]) == 0
+    assert capfd.readouterr().err.count("reusing ") == 6
+
+
 def test_interrupted_attack_continues_with_the_same_records(study, capsys):
     victim = study / "results" / "strong-mixup-s1.json"
     records = json.loads(victim.read_text())["records"]

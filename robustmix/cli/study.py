@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..devices import resolve_device
 from ..study import attack_stage, build_report, dry_run, load_study, probes_stage, train_stage
-from .common import bar, say, writable_path
-from .train import train_and_save
+from .common import bar, positive_int, say, writable_path
+from .train import train_and_save, train_in_lane
 
 HELP = "run a study from a spec (the gate's TOML plus [strong], [figures], [claims]): train, attack, probe, write a report folder"
 STAGES = ("train", "attack", "probes", "report", "all")
@@ -29,6 +29,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: the spec's [train] device, cpu unless set)")
     p.add_argument("--stage", choices=STAGES, default="all", help="run one stage only (each needs the ones before it on disk); the report is always rebuilt by 'report' and 'all' (default all)")
     p.add_argument("--retrain", action="store_true", help="replace a checkpoint in DIR/models whose recorded config differs from the spec's (never done otherwise)")
+    p.add_argument("--jobs", type=positive_int, default=1,
+                   help="train the missing models in N parallel processes, each with 1/N of the torch threads (default 1). "
+                        "On a 2-core CPU, --jobs 2 trained CIFAR-10 1.09x faster in all (two 1-thread processes vs one "
+                        "2-thread process); memory grows N-fold. The weights depend on the thread count (recorded in each "
+                        "checkpoint): rerun with the same --jobs to get the same numbers. Attacks run in one process")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained, resumed or reused and each suite's plan with its pass counts; change nothing")
 
 
@@ -56,7 +61,8 @@ def run(args: argparse.Namespace) -> int:
     for stage in stages:
         start = time.perf_counter()
         if stage == "train":
-            train_stage(spec, args.out, retrain=args.retrain, train_fn=train_and_save, on_progress=say)
+            train_stage(spec, args.out, retrain=args.retrain, train_fn=train_and_save if args.jobs == 1 else train_in_lane,
+                        on_progress=say, jobs=args.jobs, keep_memory=True, on_epoch=on_batch)
         elif stage == "attack":
             attack_stage(spec, args.out, device, on_progress=say, on_batch=on_batch)
         elif stage == "probes":

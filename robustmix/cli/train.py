@@ -163,13 +163,16 @@ def epoch_logger(out: Path, tensorboard: bool):
 class Progress:
     """What the CLI shows and logs while training: a progress bar per epoch on a terminal, a line per
     epoch on stderr (also when it is a log file: a long background run must say how it is doing),
-    and the epoch log (<out>/log.csv, optionally TensorBoard scalars)."""
+    and the epoch log (<out>/log.csv, optionally TensorBoard scalars). With a `label` (one of several
+    trainings running side by side) each line starts with it and there is no bar."""
 
-    def __init__(self, out: Path, epochs: int, tensorboard: bool):
-        self.epochs, self.bar = epochs, None
+    def __init__(self, out: Path, epochs: int, tensorboard: bool, label: str | None = None):
+        self.epochs, self.bar, self.label = epochs, None, label
         self.log_epoch, self.writer = epoch_logger(out, tensorboard)
 
     def on_step(self, s: dict) -> None:
+        if self.label is not None:
+            return
         if self.bar is None:
             self.bar = bar(total=s["steps"] // s["epochs"], desc=f"epoch {s['epoch']}/{s['epochs']}")
         self.bar.update(1)
@@ -178,7 +181,7 @@ class Progress:
     def on_epoch(self, row: dict, history: list[dict]) -> None:
         self.close_bar()
         self.log_epoch(row, history)
-        say(f"epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
+        say(f"{self.label + ': ' if self.label else ''}epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
             f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
     def close_bar(self) -> None:
@@ -193,8 +196,9 @@ class Progress:
 
 
 def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
-                   tensorboard: bool = False, data: Dataset | None = None) -> dict:
-    """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`)."""
+                   tensorboard: bool = False, data: Dataset | None = None, label: str | None = None) -> dict:
+    """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`).
+    `label`: name the model in each epoch's line, and draw no bar (`train_in_lane`)."""
     if not overwrite:
         refuse_overwrite(out, resume)
     elif out.exists() and not out.is_dir():
@@ -204,7 +208,7 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
     if not world_from_env().is_main:  # under torchrun, rank 0 alone logs and writes
         model, meta = train(config, data=data, resume=resume, state_path=out / STATE)
         return meta
-    progress = Progress(out, config.epochs, tensorboard)
+    progress = Progress(out, config.epochs, tensorboard, label)
     try:
         model, meta = train(config, data=data, on_step=progress.on_step, on_epoch=progress.on_epoch, state_path=out / STATE, resume=resume)
     finally:
@@ -213,6 +217,14 @@ def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, r
     checkpoint_folder(out)
     (out / STATE).unlink(missing_ok=True)  # finished: the checkpoint replaces the resume state
     return meta
+
+
+def train_in_lane(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
+                  data: Dataset | None = None) -> dict:
+    """`train_and_save` in one of several parallel training processes (`robustmix study --jobs N`):
+    the same checkpoint and log.csv, each epoch's line naming the model, no bar (the processes would
+    draw over each other; the parent draws one per model from log.csv)."""
+    return train_and_save(config, out, overwrite=overwrite, resume=resume, data=data, label=out.name)
 
 
 def check_out(out: Path) -> None:
