@@ -31,8 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--retrain", action="store_true", help="replace a checkpoint in DIR/models whose recorded config differs from the spec's (never done otherwise)")
     p.add_argument("--jobs", type=positive_int, default=1,
                    help="train the missing models in N parallel processes, each with 1/N of the torch threads (default 1). "
-                        "On a 2-core CPU, --jobs 2 trained CIFAR-10 1.09x faster in all (two 1-thread processes vs one "
-                        "2-thread process); memory grows N-fold. The weights depend on the thread count (recorded in each "
+                        "On a 2-core CPU, --jobs 2 trained CIFAR-10 1.14x faster in all (two 1-thread processes vs one "
+                        "2-thread process, benchmarks/parallel_train_speed.py); memory grows N-fold. The weights depend on the thread count (recorded in each "
                         "checkpoint): rerun with the same --jobs to get the same numbers. Attacks run in one process")
     p.add_argument("--dry-run", action="store_true", help="print what would be trained, resumed or reused and each suite's plan with its pass counts; change nothing")
 

@@ -170,8 +170,8 @@ def train_parallel(todo: list[tuple[Model, str]], jobs: int, *, train_fn: Callab
     """Train `todo` in `jobs` worker processes, each at `lane_threads(jobs)` torch threads and loading
     its own copy of the data (memory × jobs), the costliest models first so the workers end close
     together. On a CPU, several processes of fewer threads each train more images per second in all
-    than one process of all the threads (2 cores: two 1-thread processes 1.09× one 2-thread process,
-    measured on CIFAR-10 fast-cifar); the same `jobs` on the same machine gives the same weights
+    than one process of all the threads (2 cores: two 1-thread processes 1.14× one 2-thread process,
+    CIFAR-10 fast-cifar, benchmarks/parallel_train_speed.py); the same `jobs` on the same machine gives the same weights
     (the weights depend on the thread count, which each checkpoint records). A fresh process per
     model (`maxtasksperchild=1`) returns each model's memory. `train_fn` must be a module-level
     function (it is sent to the workers). Returns {slot: wall seconds}."""
