@@ -62,10 +62,10 @@ def main() -> None:
     if done:
         print(markdown(pd.DataFrame(done), left=("run", "method", "recipe", "processor", "amp")))
     print()
-    errors = pd.concat(curves, axis=1).T
-    errors.columns = [f"epoch {c}" for c in errors.columns]
+    errors = pd.concat(curves, axis=1)  # a row per epoch, a column per run: 30 epochs read down, not across
+    errors.index = errors.index.astype(int)
     print("Test error (top-1, %) after each epoch:\n")
-    print(markdown(errors.reset_index(names="run"), digits=2, left=("run",)))
+    print(markdown(errors.reset_index(names="epoch"), digits=2, left=()))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from robustmix.errors import RobustmixError
 from robustmix.evaluate import evaluate
 from robustmix.study import load_study, parse_study, status_of
 from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, judge_margin, judge_sign
-from robustmix.study.run import config_differs, models_of
+from robustmix.study.training import config_differs, models_of
 from robustmix.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
 from robustmix.replication import SeedInterval
 

@@ -3,7 +3,8 @@ paper and the strong suites, probe, and write a report folder with the claims C1
 the training seed as the unit of replication.
 
     spec.py     the study spec: the gate's TOML (robustmix.bench_spec) plus [strong], [figures], [claims]
-    run.py      the stages (train, attack, probes), each reusing what is on disk, and the dry run
+    training.py the models: reuse, resume or train each, one at a time or in parallel processes
+    run.py      the attack and probe stages, each reusing what is on disk, and the dry run
     claims.py   C1–C12 by the verdict rule of docs/protocol.md
     tables.py   pooled (seed-level) and per-seed tables, models, checks, claims as frames
     render.py   blocks -> README.md and a self-contained report.html
@@ -12,7 +13,8 @@ the training seed as the unit of replication.
 
 from .claims import Claim, judge_claims
 from .report import build_report
-from .run import attack_stage, dry_run, models_of, probes_stage, status_of, train_stage
+from .run import attack_stage, dry_run, probes_stage
+from .training import models_of, status_of, train_stage
 from .spec import StudySpec, load_study, parse_study
 
 __all__ = ["Claim", "StudySpec", "attack_stage", "build_report", "dry_run", "judge_claims", "load_study", "models_of",

@@ -1,8 +1,8 @@
 """A study's stages, each resumable and each reusing what is already on disk:
 
-1. train   every (target, seed) and the surrogate into DIR/models/<name>-s<seed>/: reused when its
-           meta.json records the spec's config (`config_differs`), resumed when only the resume
-           state exists, refused (one line naming the keys) when it records another config;
+1. train   every (target, seed) and the surrogate into DIR/models/<name>-s<seed>/ (`robustmix.study.training`:
+           reused when its meta.json records the spec's config, resumed when only the resume state
+           exists, refused when it records another config; one at a time or in parallel processes);
 2. attack  the paper suite on the [data] examples and the strong suite on its stratified subset, one
            `evaluate` call and one results file per suite × model (DIR/results/<suite>-<model>.json,
            the `robustmix attack` format), so an interruption loses at most one model's work; a file
@@ -18,9 +18,7 @@ Library code: progress goes to the callbacks the CLI passes; nothing is printed 
 from __future__ import annotations
 
 import json
-import multiprocessing
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -29,176 +27,19 @@ import pandas as pd
 import torch
 
 from .. import files
-from ..allocator import keep_freed_memory
-from ..checkpoint import META, Checkpoint, load_checkpoint, provenance, read_meta, save_checkpoint
-from ..config import TrainConfig
+from ..checkpoint import META, Checkpoint, load_checkpoint, provenance
 from ..data import Dataset, load_dataset, stratified_subset
 from ..errors import RobustmixError
 from ..evaluate import EvalConfig, evaluate, plan_evaluation
-from ..methods import get_method, network_passes
 from ..plan import total_cost
 from ..probes import calibration_frame, interpolation_metrics, sample_pairs
 from ..results import load_results, save_results
 from ..soundness import soundness_checks
-from ..train import train
 from ..transfer import Transfer, craft_transfer, inputs_sha256, load_transfer, save_transfer, transfer_meta
 from .spec import StudySpec
+from .training import IGNORED, Model, models_of, normalised, status_of
 
-STATE = "resume.safetensors"  # the resume state `robustmix train` writes into a checkpoint folder
 SUITES = ("paper", "strong")
-IGNORED = ("device",)  # config keys a reused checkpoint or result need not match
-
-
-@dataclass(frozen=True)
-class Model:
-    name: str  # the spec's name ("surrogate" for the surrogate)
-    config: TrainConfig
-    folder: Path
-
-    @property
-    def slot(self) -> str:
-        return self.folder.name
-
-
-def models_of(spec: StudySpec, out: Path) -> list[Model]:
-    """The surrogate (if any) then every target × seed, each with its checkpoint folder."""
-    out = Path(out) / "models"
-    found = []
-    if spec.bench.surrogate is not None:
-        c = spec.bench.surrogate.configs[0]
-        found.append(Model("surrogate", c, out / f"surrogate-s{c.seed}"))
-    for t in spec.bench.targets:
-        found += [Model(t.name, c, out / f"{t.name}-s{c.seed}") for c in t.configs]
-    return found
-
-
-def normalised(d: dict) -> dict:
-    return json.loads(json.dumps(d))
-
-
-def config_differs(saved: dict, config: TrainConfig) -> list[str]:
-    """Keys in which a saved config differs from `config`: compared as JSON stores them, `device`
-    ignored, alpha ignored when both are ERM (which ignores it), and a key an older checkpoint lacks
-    counts as TrainConfig's default (so adding a field later does not invalidate old checkpoints)."""
-    now = normalised(config.to_dict())
-    then = {**normalised(TrainConfig().to_dict()), **normalised(saved)}
-    keys = sorted(k for k in set(now) | set(then) if k not in IGNORED and now.get(k) != then.get(k))
-    if now.get("method") == "erm" and then.get("method") == "erm":
-        keys = [k for k in keys if k != "alpha"]
-    return keys
-
-
-def status_of(m: Model, retrain: bool = False) -> str:
-    """"reuse", "resume", "train" or "retrain"; RobustmixError for a finished checkpoint of another config."""
-    if (m.folder / META).is_file():
-        differ = config_differs(read_meta(m.folder).get("config") or {}, m.config)
-        if not differ:
-            return "reuse"
-        if retrain:
-            return "retrain"
-        raise RobustmixError(f"{m.folder} holds a checkpoint trained with another config (differs in {', '.join(differ)}): "
-                             "pass --retrain to replace it, or another --out")
-    return "resume" if (m.folder / STATE).is_file() else "train"
-
-
-def train_quietly(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
-                  data: Dataset | None = None) -> dict:
-    """Train and save a checkpoint without progress output (the CLI passes its own trainer with bars)."""
-    model, meta = train(config, data=data, state_path=out / STATE, resume=resume)
-    save_checkpoint(out, model, meta)
-    (out / STATE).unlink(missing_ok=True)
-    return meta
-
-
-def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: Callable = train_quietly,
-                on_progress: Callable[[str], None] = lambda s: None, jobs: int = 1, keep_memory: bool = False,
-                on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None) -> dict[str, float]:
-    """Train what is missing, one model at a time, or in `jobs` parallel processes (`train_parallel`).
-    Returns {slot: this run's wall seconds}."""
-    models = models_of(spec, out)
-    todo = [(m, status_of(m, retrain)) for m in models]
-    for m, status in todo:
-        if status == "reuse":
-            on_progress(f"reusing {m.folder} (same config)")
-    todo = [(m, s) for m, s in todo if s != "reuse"]
-    if jobs > 1 and len(todo) > 1:
-        return train_parallel(todo, jobs, train_fn=train_fn, keep_memory=keep_memory, on_progress=on_progress, on_epoch=on_epoch)
-    data = load_dataset(spec.bench.dataset) if todo else None
-    walls = {}
-    for m, status in todo:
-        on_progress(f"{'resuming' if status == 'resume' else 'training'} {m.folder} ({m.config.method}, seed {m.config.seed})")
-        start = time.perf_counter()
-        meta = train_fn(m.config, m.folder, overwrite=status == "retrain", resume=status == "resume", data=data)
-        walls[m.slot] = time.perf_counter() - start
-        on_progress(f"trained {m.folder}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
-    return walls
-
-
-def lane_threads(jobs: int) -> int:
-    """Torch threads for each of `jobs` parallel trainings: this process's threads shared out, at least 1."""
-    return max(1, torch.get_num_threads() // jobs)
-
-
-def training_cost(config: TrainConfig) -> int:
-    """Relative cost of training `config` (network passes per batch × epochs): orders the parallel queue."""
-    return network_passes(get_method(config.method, config.method_options)) * config.epochs
-
-
-def _lane_setup(threads: int, keep_memory: bool) -> None:  # runs first in each worker process
-    if keep_memory:
-        keep_freed_memory()
-    torch.set_num_threads(threads)
-
-
-def _train_timed(train_fn: Callable, config: TrainConfig, folder: Path, status: str) -> tuple[dict, float]:
-    start = time.perf_counter()
-    meta = train_fn(config, folder, overwrite=status == "retrain", resume=status == "resume")
-    return meta, time.perf_counter() - start
-
-
-def epochs_logged(folder: Path) -> int:
-    """Finished epochs of a training in progress, from its log.csv (0 when there is none yet)."""
-    try:
-        return max(0, (folder / "log.csv").read_text().count("\n") - 1)
-    except OSError:
-        return 0
-
-
-def train_parallel(todo: list[tuple[Model, str]], jobs: int, *, train_fn: Callable = train_quietly, keep_memory: bool = False,
-                   on_progress: Callable[[str], None] = lambda s: None,
-                   on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None) -> dict[str, float]:
-    """Train `todo` in `jobs` worker processes, each at `lane_threads(jobs)` torch threads and loading
-    its own copy of the data (memory × jobs), the costliest models first so the workers end close
-    together. On a CPU, several processes of fewer threads each train more images per second in all
-    than one process of all the threads (2 cores: two 1-thread processes 1.14× one 2-thread process,
-    CIFAR-10 fast-cifar, benchmarks/parallel_train_speed.py); the same `jobs` on the same machine gives the same weights
-    (the weights depend on the thread count, which each checkpoint records). A fresh process per
-    model (`maxtasksperchild=1`) returns each model's memory. `train_fn` must be a module-level
-    function (it is sent to the workers). Returns {slot: wall seconds}."""
-    threads = lane_threads(jobs)
-    queue = sorted(todo, key=lambda ms: -training_cost(ms[0].config))  # stable: the spec's order among equals
-    on_progress(f"training {len(queue)} models in {jobs} parallel processes at {threads} torch thread(s) each, the costliest first")
-    # spawn, not fork: forking a process whose torch thread pools have started can deadlock
-    pool = multiprocessing.get_context("spawn").Pool(jobs, _lane_setup, (threads, keep_memory), maxtasksperchild=1)
-    walls: dict[str, float] = {}
-    try:
-        running = {m.slot: (m, pool.apply_async(_train_timed, (train_fn, m.config, m.folder, status))) for m, status in queue}
-        pool.close()
-        shown = {slot: epochs_logged(m.folder) for slot, (m, _) in running.items()}
-        while running:
-            for slot, (m, result) in list(running.items()):
-                for epoch in range(shown[slot] + 1, min(epochs_logged(m.folder), m.config.epochs) + 1):
-                    on_epoch(slot, epoch, m.config.epochs)
-                    shown[slot] = epoch
-                if result.ready():
-                    meta, walls[slot] = result.get()  # a worker's error is raised here
-                    del running[slot]
-                    on_progress(f"trained {m.folder}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
-            time.sleep(0.5 if running else 0)
-        pool.join()
-    finally:
-        pool.terminate()  # on an error or an interrupt: the other workers stop too (their resume state is kept)
-    return walls
 
 
 def suite_config(spec: StudySpec, suite: str) -> tuple[EvalConfig, int | None, int] | None:
