@@ -77,6 +77,7 @@ def test_report_folder(study):
                     "Calibration", "Training curves", "Soundness checks", "Claims C1–C12", "Uncertainty"):
         assert f"## {heading}" in readme, heading
     assert "docs/protocol.md#c12" in readme and "covers test-set noise only" in readme  # cutmix has one seed
+    assert "each model trained at 1 torch thread(s)" in readme  # the fixture trains at one thread; the checkpoints record it
     html = (study / "report.html").read_text()
     assert "src=\"http" not in html and "<link" not in html and html.count("data:image/png;base64,") == len(figures)
 

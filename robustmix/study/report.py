@@ -207,6 +207,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                "probe_seconds": probes.get("seconds", 0.0)}
     total = sum(v or 0 for v in compute["train_seconds"].values()) + sum(compute["attack_seconds"].values()) + compute["probe_seconds"]
     proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
+    lanes = sorted({m["torch_threads"] for m in metas.values() if m.get("torch_threads")})  # `--jobs N` trains at fewer
     head = headline(spec, study, claims, strong)
 
     blocks = [("h1", f"robustmix study: {spec.bench.dataset}"), ("p", head),
@@ -217,7 +218,9 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                         f"command: `{command}`", f"robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
                         f"processor: {proc}; device: {device}",
                         f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s (the wall seconds each checkpoint "
-                        "recorded: they include any time its run was paused or shared the CPU), attacks "
+                        "recorded, summed over the models: they include any time a run was paused or shared the CPU, "
+                        "as with `--jobs N`, whose processes train side by side"
+                        + (f"; each model trained at {' or '.join(map(str, lanes))} torch thread(s)" if lanes else "") + "), attacks "
                         f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s (this run's stages: "
                         + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")"]),
               ("table", models_table(study, metas)),
