@@ -17,7 +17,7 @@ import pandas as pd
 from .attacks import CLEAN, attack_label
 from .errors import RobustmixError
 from .results import PER_EXAMPLE
-from .stats import as_bool, bootstrap_ci, paired_difference, wilson_ci
+from .stats import as_bool, bootstrap_ci, error_rate, paired_difference, wilson_ci
 
 METRIC_COLUMNS = {"top1": "top1_correct", "top5": "top5_correct"}
 METRIC_LABELS = {"top1": "Top-1", "top5": "Top-5"}
@@ -111,7 +111,7 @@ def error_intervals(
                     **identity(r),
                     "metric": metric,
                     "n": int(c.size),
-                    "err": 100.0 * (1.0 - c.mean()),
+                    "err": error_rate(c),
                     "lo": lo,
                     "hi": hi,
                 }
@@ -164,8 +164,8 @@ def paired_comparisons(
                         "method_a": labels.get(ra["target"], method_label(ra)),
                         "method_b": labels.get(rb["target"], method_label(rb)),
                         "n": d.n,
-                        "err_a": 100.0 * (1 - as_bool(ra[col]).mean()),
-                        "err_b": 100.0 * (1 - as_bool(rb[col]).mean()),
+                        "err_a": error_rate(ra[col]),
+                        "err_b": error_rate(rb[col]),
                         "diff": d.diff,
                         "lo": d.lo,
                         "hi": d.hi,

@@ -36,7 +36,7 @@ from .data import load_dataset
 from .devices import processor, resolve_device
 from .errors import RobustmixError
 from .evaluate import evaluate
-from .stats import as_bool, paired_difference, wilson_ci
+from .stats import as_bool, error_rate, paired_difference, wilson_ci
 from .train import train
 
 BASELINE_FORMAT = "robustmix-bench-baseline/1"
@@ -113,7 +113,7 @@ def make_baseline(spec: BenchSpec, metrics: dict[str, str], provenance: dict, de
         "spec": spec.canonical(),
         "models": provenance,
         "metrics": {
-            m: {"err": 100.0 * (1 - as_bool(bits).mean()), "n": len(bits), "correct": bits} for m, bits in metrics.items()
+            m: {"err": error_rate(bits), "n": len(bits), "correct": bits} for m, bits in metrics.items()
         },
     }
 
@@ -168,7 +168,7 @@ def check_metric(metric: str, stored: dict, where: str, fix: str) -> None:
         raise RobustmixError(f"{where}: metric {metric} has no per-example correctness: {fix}")
     bits = stored["correct"]
     err, n = stored.get("err"), stored.get("n")
-    says = 100.0 * (1 - as_bool(bits).mean()) if bits else float("nan")
+    says = error_rate(bits)
     if n != len(bits) or isinstance(err, bool) or not isinstance(err, (int, float)) or not math.isclose(err, says, abs_tol=1e-6):
         raise RobustmixError(
             f"{where}: metric {metric} states {err!r}% error on {n!r} examples but its per-example results give "
@@ -200,7 +200,7 @@ def newcombe_halfwidths(base_correct, now_correct, level: float = 0.95) -> tuple
     """(upper, lower) half-widths of Newcombe's hybrid-score interval of err_now − err_base for two
     independent samples (built from stats.wilson_ci). Written here because scipy has no interval of
     a difference of proportions; it stays sensible near 0% and 100% where the Wald one collapses."""
-    pb, pn = 100 - 100 * as_bool(base_correct).mean(), 100 - 100 * as_bool(now_correct).mean()
+    pb, pn = error_rate(base_correct), error_rate(now_correct)
     lb, ub = wilson_ci(base_correct, level=level)
     ln, un = wilson_ci(now_correct, level=level)
     return math.hypot(un - pn, pb - lb), math.hypot(pn - ln, ub - pb)
@@ -220,7 +220,7 @@ def compare_one(metric: str, base_bits: str, now_bits: str, override: float | No
         worse, better, source = pd_.diff > override, -pd_.diff > override, "override"
     verdict = "regression" if worse else "improved" if better else "pass"
     return Comparison(
-        metric, 100 - 100 * as_bool(base_bits).mean(), 100 - 100 * as_bool(now_bits).mean(), pd_.diff,
+        metric, error_rate(base_bits), error_rate(now_bits), pd_.diff,
         pd_.lo, pd_.hi, pd_.p_value, pd_.n, up, down, source, verdict,
     )
 

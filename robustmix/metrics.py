@@ -7,6 +7,7 @@ from torch import nn
 
 from .attacks.execution import eval_mode
 from .data import pixels
+from .stats import percent_wrong
 
 
 @torch.inference_mode()
@@ -26,4 +27,5 @@ def topk_correct(logits: torch.Tensor, y: torch.Tensor, k: int) -> torch.Tensor:
 
 def topk_error(logits: torch.Tensor, y: torch.Tensor, k: int) -> float:
     """Top-k error in percent."""
-    return 100.0 * (1.0 - topk_correct(logits, y, k).float().mean().item())
+    c = topk_correct(logits, y, k)
+    return percent_wrong(int((~c).sum()), c.numel())

@@ -11,6 +11,7 @@ from . import distributed
 from .attacks import ATTACKS, NO_ATTACK
 from .checkpoint import Checkpoint
 from .metrics import topk_correct
+from .stats import percent_wrong
 from .soundness_probes import bad_gradients, probe_budget
 
 if TYPE_CHECKING:
@@ -66,8 +67,8 @@ class Tally:
                     "eps_255": round(e * 255, 6),
                     "surrogate": surrogate.name if setting == "black-box" else None,
                     "n": int(c1.numel()),
-                    "top1_err": 100.0 * (1 - c1.float().mean().item()),
-                    "top5_err": 100.0 * (1 - c5.float().mean().item()),
+                    "top1_err": percent_wrong(int((~c1).sum()), c1.numel()),
+                    "top5_err": percent_wrong(int((~c5).sum()), c5.numel()),
                     "top1_correct": _bits(c1),
                     "top5_correct": _bits(c5),
                     "amp": config.amp,

@@ -20,7 +20,7 @@ from __future__ import annotations
 import pandas as pd
 
 from .soundness import WORST, Check
-from .stats import as_bool
+from .stats import as_bool, error_rate
 
 PAPER_ATTACKS = ("fgsm", "ifgsm")
 STATUS = ("supported", "inconclusive", "not supported", "paper suite only", "")
@@ -52,7 +52,7 @@ def worst_case_records(records: list[dict]) -> list[dict]:
         keep = {k: first.get(k) for k in ("target", "method", "alpha", "seed", "setting", "eps", "eps_255", "surrogate", "n", "amp")}
         on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
         out.append({**keep, **on, "attack": WORST, "iters": None, "attacks": [r["attack"] for r in recs],
-                    "top1_err": float(100.0 * (1 - c1.mean())), "top5_err": float(100.0 * (1 - c5.mean())),
+                    "top1_err": error_rate(c1), "top5_err": error_rate(c5),
                     "top1_correct": _bits(c1), "top5_correct": _bits(c5)})
     return out
 

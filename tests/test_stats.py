@@ -35,3 +35,24 @@ def test_paired_difference_detects_a_planted_large_difference():
     d = paired_difference(a, b)
     assert d.diff == pytest.approx(20.0)
     assert d.p_value < 1e-10 and d.lo > 0
+
+
+def test_every_error_rate_reads_the_same_in_every_table():
+    """955 wrong of 10,000: a float32 mean of the correctness gives 9.549… ("9.5") and a float64
+    one 9.550…02 ("9.6"); the attack table and the report once printed the same model's error
+    differently. Every path now uses the integer count, so all agree to the last bit."""
+    import torch
+
+    from robustmix.metrics import topk_error
+    from robustmix.stats import percent_wrong
+
+    correct = np.zeros(10_000, dtype=bool)
+    correct[:9_045] = True
+    assert 100.0 * (1 - torch.from_numpy(correct).float().mean().item()) != 9.55  # the trap is real
+    logits = torch.zeros(10_000, 10)
+    y = torch.where(torch.from_numpy(correct), 0, 1)
+    logits[:, 0] = 1.0
+    rates = {error_rate(correct), error_rate("".join("1" if c else "0" for c in correct)), topk_error(logits, y, 1),
+             percent_wrong(955, 10_000)}
+    assert rates == {955 / 100}, rates
+    assert percent_wrong(0, 0) != percent_wrong(0, 0)  # NaN for no examples
