@@ -1,7 +1,18 @@
 import hashlib
+import os
+import platform
 
-import pytest
-import torch
+# The float kernels pinned to AVX2 on x86-64 before torch loads: ATen's own (BatchNorm, elementwise,
+# reductions), oneDNN's convolutions and MKL's matmuls. Seeded results, and the outputs the docs pages
+# show (tests/test_docs.py), are then the same on every x86-64 CPU with AVX2: without the pin a Zen 4
+# EPYC (AVX-512) trains a different digits model than the AVX2 EPYC the pages were made on, and every
+# shown table differs. docs/tools/examples.py pins the same way; a variable the caller set wins.
+if platform.machine().lower() in ("x86_64", "amd64"):
+    for _name, _value in (("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_CBWR", "AVX2")):
+        os.environ.setdefault(_name, _value)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from robustmix.config import TrainConfig
 from robustmix.data import load_dataset

@@ -179,6 +179,18 @@ def test_the_guides_examples_run_and_print_what_the_pages_show():
     assert pages >= 6  # quickstart, train, attack, sound evaluation, import, reports
 
 
+def test_cpu_kernels_are_pinned_to_avx2_on_x86():
+    """tests/conftest.py's pin reached torch (it only works when set before torch loads): without it an
+    AVX-512 CPU computes other digits models than the pages show."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if os.uname().machine.lower() not in ("x86_64", "amd64") or not cpuinfo.is_file() or " avx2" not in cpuinfo.read_text():
+        pytest.skip("the pin is for x86-64 CPUs with AVX2")
+    import torch
+
+    assert torch.backends.cpu.get_cpu_capability() == "AVX2"
+    assert os.environ["ONEDNN_MAX_CPU_ISA"] == examples.KERNELS["ONEDNN_MAX_CPU_ISA"]
+
+
 def test_the_example_runner_finds_marked_blocks_only():
     page = "x\n<!-- exec -->\n```python\nprint(1)\n```\n\n<!-- output -->\n```text\n1\n```\n```python\nnot run\n```\n"
     found = examples.blocks(page)

@@ -6,8 +6,9 @@ a ```bash example runs in bash with the `robustmix` of this Python on PATH. A bl
 before the fence is `<!-- output -->` shows what the example just before it printed, and must be
 exactly that. The pages run in the order of the navigation (mkdocs.yml), one after the other, in
 one scratch folder, the way a reader following the guides would run them: the quickstart's example
-writes `runs/`, which later guides load. Each run uses one CPU thread, so the numbers are the same
-from run to run (and on another machine of the same processor kind).
+writes `runs/`, which later guides load. Each run uses one CPU thread and, on x86-64, the AVX2
+kernels (`pin_kernels`), so the numbers are the same from run to run and on every x86-64 CPU with
+AVX2 (checked: a Zen 4 EPYC with AVX-512 prints exactly what the AVX2 EPYC that wrote the pages did).
 
 An image `![...](../assets/examples/NAME.png)` on a page with examples must be a file the page's  # refcheck: allow
 examples wrote (NAME.png in the scratch folder): the figures in the guides are made by the code
@@ -31,6 +32,20 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+# ATen's own kernels, oneDNN's convolutions and MKL's matmuls, pinned to AVX2 (as tests/conftest.py
+# does): read when torch loads, so `pin_kernels` runs before the first `import torch`.
+KERNELS = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_CBWR": "AVX2"}
+
+
+def pin_kernels() -> None:
+    """Pin torch's CPU kernels to AVX2 on x86-64 (a variable already set wins); call before torch loads."""
+    import platform
+
+    if platform.machine().lower() in ("x86_64", "amd64"):
+        for name, value in KERNELS.items():
+            os.environ.setdefault(name, value)
+
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -178,5 +193,6 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
+    pin_kernels()
     sys.path.insert(0, str(ROOT))
     sys.exit(main(sys.argv[1:]))

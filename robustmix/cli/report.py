@@ -1,5 +1,6 @@
-"""`robustmix report`: a results file -> the paper's Table 3 with 95% intervals and paired tests
-(Markdown on stdout; Markdown, CSV, LaTeX, JSON files) and the robustness-curve figures."""
+"""`robustmix report`: one results file, or several of the same evaluation on different targets
+(merged), -> the paper's Table 3 with 95% intervals and paired tests (Markdown on stdout; Markdown,
+CSV, LaTeX, JSON files) and the robustness-curve figures."""
 
 from __future__ import annotations
 
@@ -10,14 +11,19 @@ from .. import files
 from ..figures import robustness_figure, save_png
 from ..analysis import INTERVALS
 from ..report import REPORT_FORMATS, evidence, render_report_markdown, report_csv, report_json, report_latex
-from ..results import csv_text, load_results
+from ..errors import RobustmixError
+from ..results import csv_text, load_results, merge_results
 from .common import name_list, nonneg_int, positive_int, say
 
-HELP = "print a results file as the paper's Table 3 with 95% intervals and paired tests; write tables and figures"
+HELP = ("print a results file (or several of the same evaluation on different targets, merged) as the paper's Table 3 "
+        "with 95% intervals and paired tests; write tables and figures")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("results", type=Path, help="results JSON written by 'robustmix attack' or 'robustmix quickstart'")
+    p.add_argument("results", type=Path, nargs="+",
+                   help="results JSON written by 'robustmix attack' or 'robustmix quickstart'; several files of the same "
+                   "evaluation (same flags, examples and surrogate) on different targets are merged into one table, "
+                   "with paired tests across files (then give --out-dir)")
     p.add_argument(
         "--format",
         type=name_list(REPORT_FORMATS),
@@ -30,7 +36,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         default=None,
         help="folder for table3.md/.csv/.tex, paired.csv, report.json and robustness-*.png "
-        "(default: beside RESULTS, named RESULTS.table3.csv etc.)",
+        "(default: beside RESULTS, named RESULTS.table3.csv etc.; required with several results files)",
     )
     p.add_argument("--csv", type=Path, default=None, help="where to write the table as CSV (overrides the default name)")
     p.add_argument("--figures", action="store_true", help="also write robustness curves (error vs eps, 0–255 scale) as PNG")
@@ -45,7 +51,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    doc = load_results(args.results)
+    if len(args.results) > 1 and args.out_dir is None:
+        raise RobustmixError("several results files are merged into one report: give --out-dir for its files")
+    doc = merge_results([load_results(p) for p in args.results], [str(p) for p in args.results])
     records = doc["records"]
     ev = evidence(records, n_boot=args.n_boot, seed=args.seed, interval=args.interval, probes=doc.get("probes", []))
     text = render_report_markdown(ev, records)
@@ -54,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     def target(name: str, ext: str) -> Path:
         if args.out_dir is not None:
             return args.out_dir / f"{name}.{ext}"
-        return args.results.with_suffix(f".{name}.{ext}")
+        return args.results[0].with_suffix(f".{name}.{ext}")
 
     written = []
     if "markdown" in args.format:
