@@ -3,10 +3,11 @@ import os
 import platform
 
 # The float kernels pinned to AVX2 on x86-64 before torch loads: ATen's own (BatchNorm, elementwise,
-# reductions), oneDNN's convolutions and MKL's matmuls. Seeded results, and the outputs the docs pages
-# show (tests/test_docs.py), are then the same on every x86-64 CPU with AVX2: without the pin a Zen 4
-# EPYC (AVX-512) trains a different digits model than the AVX2 EPYC the pages were made on, and every
-# shown table differs. docs/tools/examples.py pins the same way; a variable the caller set wins.
+# reductions), oneDNN's convolutions and MKL's matmuls. Without it a Zen 4 EPYC (AVX-512) trains
+# other digits models than the AVX2 EPYC the docs pages were made on, and every table they show
+# differs (tests/test_docs.py); with it the Zen 4 prints exactly the pages' outputs. It is no
+# guarantee for larger models: a CIFAR-10 run still differed from epoch 1 (oneDNN also picks its
+# blocking by cache size). docs/tools/examples.py pins the same way; a variable the caller set wins.
 if platform.machine().lower() in ("x86_64", "amd64"):
     for _name, _value in (("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_CBWR", "AVX2")):
         os.environ.setdefault(_name, _value)

@@ -7,8 +7,9 @@ before the fence is `<!-- output -->` shows what the example just before it prin
 exactly that. The pages run in the order of the navigation (mkdocs.yml), one after the other, in
 one scratch folder, the way a reader following the guides would run them: the quickstart's example
 writes `runs/`, which later guides load. Each run uses one CPU thread and, on x86-64, the AVX2
-kernels (`pin_kernels`), so the numbers are the same from run to run and on every x86-64 CPU with
-AVX2 (checked: a Zen 4 EPYC with AVX-512 prints exactly what the AVX2 EPYC that wrote the pages did).
+kernels (`pin_kernels`), so the numbers are the same from run to run, and the same on an AVX-512
+CPU as on the AVX2 EPYC that wrote the pages (checked on a Zen 4 EPYC, which prints exactly the
+pages' outputs with the pin and other tables without it).
 
 An image `![...](../assets/examples/NAME.png)` on a page with examples must be a file the page's  # refcheck: allow
 examples wrote (NAME.png in the scratch folder): the figures in the guides are made by the code
