@@ -28,7 +28,7 @@ from . import files
 from .version import __version__
 from .config import TrainConfig
 from .data import Dataset
-from .devices import processor
+from .devices import cpu_kernels, processor
 from .errors import RobustmixError
 from .legacy_state import load_legacy_state
 from .methods import get_method, method_options, network_passes
@@ -117,6 +117,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
         "resumed_at_epoch": resumed_at_epoch,
         "device": str(device),
         "processor": processor(device),
+        "cpu_kernels": cpu_kernels(device),  # AVX2 / AVX512 / ...: the same seed gives other weights on another
         "amp": amp,  # resolved: "none" (float32) or "bf16" (autocast, float32 weights)
         "channels_last": channels_last,
         "recipe_reason": config.recipe_reason,

@@ -10,6 +10,18 @@ import torch
 from .errors import RobustmixError
 
 
+def cpu_kernels(device: torch.device | str = "cpu") -> str | None:
+    """The instruction set of torch's CPU kernels ("AVX2", "AVX512", ...; None off the CPU).
+
+    Recorded beside `processor` because a model name such as "AMD EPYC" covers chips with and
+    without AVX-512, whose kernels give other weights from the same seed (a Zen 4 EPYC and an AVX2
+    EPYC trained different CIFAR-10 models from seed 0, reports/puzzlemix.md).
+    """
+    if torch.device(device).type != "cpu":
+        return None
+    return getattr(torch.backends.cpu, "get_cpu_capability", lambda: "unknown")()
+
+
 def processor(device: torch.device | str = "cpu") -> str:
     """The chip a device's numbers come from: the GPU's name, or the CPU's model name.
 

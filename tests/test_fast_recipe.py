@@ -58,6 +58,7 @@ def test_fast_recipe_trains_in_seconds_and_is_deterministic(digits16):
     assert all(torch.equal(wa[k], wb[k]) for k in wa), "same seed, same thread count, same weights"
     assert [r["train_loss"] for r in meta["history"]] == [r["train_loss"] for r in again["history"]]
     assert meta["channels_last"] and meta["amp"] == "none" and meta["processor"] and meta["stem"]["whitening_images"] == 1437
+    assert meta["cpu_kernels"] == torch.backends.cpu.get_cpu_capability()
     assert meta["config"]["optimizer"] == "decoupled-sgd" and meta["recipe"] == "fast-cifar"
     assert meta["torch_threads"] == 1, "the thread count the weights depend on is recorded"
     assert a.whiten.weight.is_contiguous(), "the returned model is in the usual layout"
