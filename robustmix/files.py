@@ -17,6 +17,8 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        if hasattr(os, "fchmod"):  # mkstemp makes 0600: give the file the mode a plain open() would
+            os.fchmod(fd, _mode_for(path))
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -28,6 +30,16 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> Path:
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _mode_for(path: Path) -> int:
+    """The permission bits of the file being replaced, or of a new file under the process's umask."""
+    try:
+        return path.stat().st_mode & 0o7777
+    except OSError:
+        mask = os.umask(0)  # umask can only be read by setting it; set it straight back
+        os.umask(mask)
+        return 0o666 & ~mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> Path:

@@ -56,6 +56,20 @@ def test_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
     assert leftovers(p.parent) == []
 
 
+@pytest.mark.skipif(not hasattr(os, "fchmod"), reason="POSIX permission bits")
+def test_written_files_get_the_umask_mode_and_replacements_keep_theirs(tmp_path):
+    """A temp file from mkstemp is 0600; results and checkpoints must not end up unreadable to the group."""
+    mask = os.umask(0o022)
+    try:
+        new = files.write_text(tmp_path / "new.txt", "a")
+        assert new.stat().st_mode & 0o777 == 0o644
+        os.chmod(new, 0o640)
+        files.write_text(new, "b")  # replacing keeps the mode the file had
+        assert new.stat().st_mode & 0o777 == 0o640 and new.read_text() == "b"
+    finally:
+        os.umask(mask)
+
+
 def test_failure_mid_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
     p = tmp_path / "a.txt"
     files.write_text(p, "old")
