@@ -176,11 +176,17 @@ def weights_file(path: str | Path, folder: Path, allow_legacy: bool) -> Path:
     return legacy
 
 
-def read_meta(path: str | Path) -> dict:
+def read_meta(path: str | Path, *, need_weights: bool = True) -> dict:
     """The metadata (meta.json) of a checkpoint, without loading its weights. Raises RobustmixError
-    when it is unreadable or not robustmix checkpoint metadata.
+    when it is unreadable or not robustmix checkpoint metadata. With need_weights=False the folder
+    may hold its meta.json alone (a study folder kept without its weights: `robustmix.study.training`).
     """
-    folder = checkpoint_folder(path)
+    if need_weights:
+        folder = checkpoint_folder(path)
+    else:
+        folder = Path(path).parent if Path(path).name == META else Path(path)
+        if not (folder / META).is_file():
+            raise RobustmixError(f"{folder} has no {META}: give a folder written by 'robustmix train'")
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

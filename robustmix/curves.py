@@ -21,8 +21,9 @@ COLUMNS = ("checkpoint", "method", "alpha", "seed", "epochs", "epoch", "train_ac
 
 
 def read_history(folder: str | Path) -> tuple[dict, list[dict]]:
-    """(metadata, per-epoch rows) of a checkpoint folder: `meta["history"]`, else its `log.csv`."""
-    meta = read_meta(folder)
+    """(metadata, per-epoch rows) of a checkpoint folder: `meta["history"]`, else its `log.csv` (the
+    weights need not be there)."""
+    meta = read_meta(folder, need_weights=False)
     history = meta.get("history")
     if not history and (Path(folder) / "log.csv").is_file():
         history = pd.read_csv(Path(folder) / "log.csv").to_dict("records")

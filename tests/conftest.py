@@ -1,16 +1,20 @@
 import hashlib
-import os
-import platform
+import importlib.util
+import sys
+from pathlib import Path
 
 # The float kernels pinned to AVX2 on x86-64 before torch loads: ATen's own (BatchNorm, elementwise,
 # reductions), oneDNN's convolutions and MKL's matmuls. Without it a Zen 4 EPYC (AVX-512) trains
 # other digits models than the AVX2 EPYC the docs pages were made on, and every table they show
 # differs (tests/test_docs.py); with it the Zen 4 prints exactly the pages' outputs. It is no
 # guarantee for larger models: a CIFAR-10 run still differed from epoch 1 (oneDNN also picks its
-# blocking by cache size). docs/tools/examples.py pins the same way; a variable the caller set wins.
-if platform.machine().lower() in ("x86_64", "amd64"):
-    for _name, _value in (("ATEN_CPU_CAPABILITY", "avx2"), ("ONEDNN_MAX_CPU_ISA", "AVX2"), ("MKL_CBWR", "AVX2")):
-        os.environ.setdefault(_name, _value)
+# blocking by cache size). The pin is docs/tools/examples.py's `pin_kernels` (one list of variables
+# for both; that module imports only the standard library at load, so torch is not loaded yet); a
+# variable the caller set wins.
+_spec = importlib.util.spec_from_file_location("_docs_examples_pin", Path(__file__).resolve().parents[1] / "docs" / "tools" / "examples.py")
+_examples = sys.modules[_spec.name] = importlib.util.module_from_spec(_spec)  # its dataclasses look their module up
+_spec.loader.exec_module(_examples)
+_examples.pin_kernels()
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -74,3 +78,20 @@ def trained_mixup(digits):
 @pytest.fixture()
 def batch(digits):
     return digits.x_test[:96].clone(), digits.y_test[:96].clone()
+
+
+@pytest.fixture(scope="session")
+def digits_study(tmp_path_factory):
+    """The committed tiny digits study run once (tests/study_runs.py): its folder. Tests that change
+    it (delete a result, interrupt a stage) rerun the study, which restores it; others work on a copy."""
+    import contextlib
+    import io
+
+    from study_runs import DIGITS, run_study
+
+    out = tmp_path_factory.mktemp("study") / "digits"
+    said = io.StringIO()
+    with contextlib.redirect_stderr(said):
+        assert run_study(DIGITS, "--out", out) == 0, said.getvalue()
+    (out.parent / "first-run.log").write_text(said.getvalue())  # what the first run said, in order (test_study_evidence)
+    return out

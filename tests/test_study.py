@@ -25,31 +25,15 @@ from robustmix.study.training import config_differs, models_of
 from robustmix.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
 from robustmix.replication import SeedInterval
 
-ROOT = Path(__file__).resolve().parents[1]
-DIGITS = ROOT / "benchmarks" / "study-digits.toml"
-CIFAR = ROOT / "benchmarks" / "study-cifar10.toml"
+from study_runs import CIFAR, DIGITS, run_study, snapshot
+
 CLAIMS = [f"C{i}" for i in range(1, 13)]
 
 
-def run_study(*argv: str) -> int:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a fixed thread count: the same numbers run after run (and faster for these tiny models)
-    try:
-        return main(["study", *map(str, argv)])
-    finally:
-        torch.set_num_threads(threads)
-
-
-def snapshot(out: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "results").glob("*.json"))
-            + sorted((out / "models").glob("*/model.safetensors")) + sorted((out / "models").glob("*/meta.json"))}
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("study") / "digits"
-    assert run_study(DIGITS, "--out", out) == 0
-    return out
+@pytest.fixture()
+def study(digits_study) -> Path:
+    """The digits study of the session (tests/conftest.py): a test that changes it restores it."""
+    return digits_study
 
 
 def test_report_folder(study):

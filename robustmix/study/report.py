@@ -170,7 +170,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
     """Write README.md, report.html, figures, data and study.json; returns study.json's content."""
     out = Path(out)
     proto = protocol_link(out)
-    metas = {m.slot: read_meta(m.folder) for m in models_of(spec, out)}
+    metas = {m.slot: read_meta(m.folder, need_weights=False) for m in models_of(spec, out)}
     paper_records, checks, paper_s = load_suite(spec, out, "paper")
     strong_records, strong_s = [], []
     if spec.strong is not None:

@@ -2,6 +2,15 @@
 training them, one at a time or in parallel processes (`robustmix study --jobs N`). A checkpoint is
 reused when its meta.json records the spec's config (`config_differs`), resumed when only the resume
 state exists, and refused (one line naming the keys) when it records another config.
+
+A checkpoint whose meta.json is kept but whose weights are not on this machine ("kept": a study
+folder committed without its weights, or copied to another machine) still counts as trained: its
+results are reused as long as nothing needs the weights. When something does (a results file of it
+is missing or stale), it is rebuilt: trained again from its recorded config into
+models/<slot>.rebuild/ and adopted only if the weights come out byte for byte the ones recorded
+(sha256), which they do on the same kind of processor at the same thread count. Other weights
+(another processor) are refused with one line, the rebuild kept, unless --retrain accepts them (and
+with them recomputes every result that came from the old weights).
 Library code: progress goes to the callbacks the CLI passes; nothing is printed here.
 """
 
@@ -9,6 +18,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +28,7 @@ from typing import Callable
 import torch
 
 from ..allocator import keep_freed_memory
-from ..checkpoint import META, read_meta, save_checkpoint
+from ..checkpoint import META, WEIGHTS, read_meta, save_checkpoint
 from ..config import TrainConfig
 from ..data import Dataset, load_dataset
 from ..errors import RobustmixError
@@ -68,12 +79,18 @@ def config_differs(saved: dict, config: TrainConfig) -> list[str]:
     return keys
 
 
+def rebuild_folder(m: Model) -> Path:
+    """Where a kept checkpoint's weights are trained again (beside it, not inside it)."""
+    return m.folder.with_name(m.folder.name + ".rebuild")
+
+
 def status_of(m: Model, retrain: bool = False) -> str:
-    """"reuse", "resume", "train" or "retrain"; RobustmixError for a finished checkpoint of another config."""
+    """"reuse", "kept" (meta.json of the spec's config, weights not here), "resume", "train" or
+    "retrain"; RobustmixError for a finished checkpoint of another config."""
     if (m.folder / META).is_file():
-        differ = config_differs(read_meta(m.folder).get("config") or {}, m.config)
+        differ = config_differs(read_meta(m.folder, need_weights=False).get("config") or {}, m.config)
         if not differ:
-            return "reuse"
+            return "reuse" if (m.folder / WEIGHTS).is_file() else "kept"
         if retrain:
             return "retrain"
         raise RobustmixError(f"{m.folder} holds a checkpoint trained with another config (differs in {', '.join(differ)}): "
@@ -90,27 +107,75 @@ def train_quietly(config: TrainConfig, out: Path, *, overwrite: bool = False, re
     return meta
 
 
+def adopt_rebuild(m: Model, retrain: bool = False) -> str:
+    """Move a finished rebuild's weights into the kept checkpoint when they are the recorded ones
+    ("same weights"); with `retrain`, replace the checkpoint by the rebuild ("other weights, accepted");
+    else RobustmixError naming both processors and --retrain (the rebuild stays for that rerun)."""
+    src = rebuild_folder(m)
+    then, now = read_meta(m.folder, need_weights=False), read_meta(src)
+    if then.get("weights_sha256") == now.get("weights_sha256"):
+        os.replace(src / WEIGHTS, m.folder / WEIGHTS)
+        shutil.rmtree(src)
+        return "same weights"
+    if not retrain:
+        raise RobustmixError(
+            f"{m.folder}: trained again from its recorded config, its weights differ from the recorded ones (sha256 "
+            f"{str(now.get('weights_sha256'))[:12]} vs {str(then.get('weights_sha256'))[:12]}; processor {now.get('processor')!r} "
+            f"{now.get('cpu_kernels') or ''} at {now.get('torch_threads')} thread(s) vs {then.get('processor')!r} "
+            f"{then.get('cpu_kernels') or ''} at {then.get('torch_threads')}): every result of the old weights would be computed "
+            f"again: pass --retrain to accept the new weights (kept in {src}), or continue on the recorded kind of processor")
+    shutil.rmtree(m.folder)
+    os.replace(src, m.folder)
+    return "other weights, accepted"
+
+
+def plan_training(models: list[Model], need: set[str], retrain: bool) -> list[tuple[Model, str]]:
+    """(model, what to do) for each model: a kept checkpoint is rebuilt only when its slot is in `need`."""
+    plan = []
+    for m in models:
+        status = status_of(m, retrain)
+        if status == "kept" and m.slot in need:
+            r = rebuild_folder(m)
+            status = "rebuilt" if (r / META).is_file() else "rebuild"
+        plan.append((m, status))
+    return plan
+
+
 def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: Callable = train_quietly,
                 on_progress: Callable[[str], None] = lambda s: None, jobs: int = 1, keep_memory: bool = False,
-                on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None) -> dict[str, float]:
-    """Train what is missing, one model at a time, or in `jobs` parallel processes (`train_parallel`).
-    Returns {slot: this run's wall seconds}."""
-    models = models_of(spec, out)
-    todo = [(m, status_of(m, retrain)) for m in models]
-    for m, status in todo:
+                on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None,
+                only: set[str] | None = None, need: set[str] = frozenset()) -> dict[str, float]:
+    """Train what is missing (of the slots in `only`, default all), and rebuild the kept checkpoints
+    whose slot is in `need` (`adopt_rebuild`), one model at a time, or in `jobs` parallel processes
+    (`train_parallel`). Returns {slot: this run's wall seconds}."""
+    models = [m for m in models_of(spec, out) if only is None or m.slot in only]
+    plan = plan_training(models, need, retrain)
+    for m, status in plan:
         if status == "reuse":
             on_progress(f"reusing {m.folder} (same config)")
-    todo = [(m, s) for m, s in todo if s != "reuse"]
+        elif status == "kept":
+            on_progress(f"reusing {m.folder} (same config; its weights are not here and nothing needs them)")
+    rebuilds = [m for m, s in plan if s in ("rebuild", "rebuilt")]
+    # a rebuild trains into its own folder, as a fresh (or resumed) training of the recorded config
+    todo = [(m, s) for m, s in plan if s in ("train", "resume", "retrain")]
+    todo += [(Model(m.name, m.config, rebuild_folder(m)), status_of(Model(m.name, m.config, rebuild_folder(m))))
+             for m, s in plan if s == "rebuild"]
+    for m in rebuilds:
+        on_progress(f"rebuilding {m.folder}'s weights (its results are missing or stale): training its recorded config again "
+                    f"into {rebuild_folder(m)}, kept only if the weights are the recorded ones")
     if jobs > 1 and len(todo) > 1:
-        return train_parallel(todo, jobs, train_fn=train_fn, keep_memory=keep_memory, on_progress=on_progress, on_epoch=on_epoch)
-    data = load_dataset(spec.bench.dataset) if todo else None
-    walls = {}
-    for m, status in todo:
-        on_progress(f"{'resuming' if status == 'resume' else 'training'} {m.folder} ({m.config.method}, seed {m.config.seed})")
-        start = time.perf_counter()
-        meta = train_fn(m.config, m.folder, overwrite=status == "retrain", resume=status == "resume", data=data)
-        walls[m.slot] = time.perf_counter() - start
-        on_progress(f"trained {m.folder}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
+        walls = train_parallel(todo, jobs, train_fn=train_fn, keep_memory=keep_memory, on_progress=on_progress, on_epoch=on_epoch)
+    else:
+        data = load_dataset(spec.bench.dataset) if todo else None
+        walls = {}
+        for m, status in todo:
+            on_progress(f"{'resuming' if status == 'resume' else 'training'} {m.folder} ({m.config.method}, seed {m.config.seed})")
+            start = time.perf_counter()
+            meta = train_fn(m.config, m.folder, overwrite=status == "retrain", resume=status == "resume", data=data)
+            walls[m.slot] = time.perf_counter() - start
+            on_progress(f"trained {m.folder}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
+    for m in rebuilds:
+        on_progress(f"rebuilt {m.folder}: {adopt_rebuild(m, retrain)}")
     return walls
 
 
