@@ -157,3 +157,27 @@ def test_batches_keep_the_spec_order(jobs, expected):
     from robustmix.study.schedule import batches
 
     assert batches(["a", "b", "c"], jobs) == expected
+
+
+def test_a_rebuild_trains_at_the_recorded_thread_count(study, tmp_path, monkeypatch):
+    """The weights depend on the torch thread count: a rebuild runs at the count the kept checkpoint
+    recorded (1 here), whatever the current one, and so gets the recorded weights."""
+    import torch
+
+    from robustmix.cli import main
+
+    out, weights = weightless_copy(study, tmp_path)
+    (out / "results" / "strong-mixup-s1.json").unlink()
+    assert json.loads((out / "models" / "mixup-s1" / "meta.json").read_text())["torch_threads"] == 1
+    seen = []
+    real = study_cli.train_and_save
+    monkeypatch.setattr(study_cli, "train_and_save", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert main(["study", str(DIGITS), "--out", str(out)]) == 0
+        assert torch.get_num_threads() == 2  # restored after the rebuild
+    finally:
+        torch.set_num_threads(threads)
+    assert seen == [1]
+    assert (out / "models" / "mixup-s1" / "model.safetensors").read_bytes() == weights["mixup-s1"]

@@ -16,6 +16,7 @@ Library code: progress goes to the callbacks the CLI passes; nothing is printed 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -141,6 +142,24 @@ def plan_training(models: list[Model], need: set[str], retrain: bool) -> list[tu
     return plan
 
 
+@contextlib.contextmanager
+def recorded_threads(m: Model):
+    """For a rebuild, the torch thread count the kept checkpoint recorded (the weights depend on it), when
+    this machine has that many cores; otherwise, and for any other training, the current count."""
+    threads, now = None, torch.get_num_threads()
+    if m.folder.name.endswith(".rebuild"):
+        kept = m.folder.with_name(m.folder.name[: -len(".rebuild")])
+        threads = read_meta(kept, need_weights=False).get("torch_threads")
+    if not isinstance(threads, int) or threads == now or threads > (os.cpu_count() or 1):
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(now)
+
+
 def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: Callable = train_quietly,
                 on_progress: Callable[[str], None] = lambda s: None, jobs: int = 1, keep_memory: bool = False,
                 on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None,
@@ -171,7 +190,8 @@ def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: 
         for m, status in todo:
             on_progress(f"{'resuming' if status == 'resume' else 'training'} {m.folder} ({m.config.method}, seed {m.config.seed})")
             start = time.perf_counter()
-            meta = train_fn(m.config, m.folder, overwrite=status == "retrain", resume=status == "resume", data=data)
+            with recorded_threads(m):
+                meta = train_fn(m.config, m.folder, overwrite=status == "retrain", resume=status == "resume", data=data)
             walls[m.slot] = time.perf_counter() - start
             on_progress(f"trained {m.folder}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
     for m in rebuilds:
