@@ -91,6 +91,9 @@ def test_a_missing_result_rebuilds_only_the_weights_it_needs(study, tmp_path, ca
         assert (out / "models" / slot / "model.safetensors").read_bytes() == weights[slot], slot
         assert (out / "models" / slot / "meta.json").read_bytes() == (study / "models" / slot / "meta.json").read_bytes()
     assert not list((out / "models").glob("*.rebuild"))
+    rebuilds = json.loads((out / "data" / "rebuilds.json").read_text())  # their time counts in the study's compute
+    assert sorted(r["checkpoint"] for r in rebuilds) == sorted(rebuilt) and all(r["seconds"] > 0 for r in rebuilds)
+    assert "(3 rebuild(s), data/rebuilds.json)" in (out / "README.md").read_text()
     for name in ("results/paper-mixup-s0.json", "data/probes/cutmix-s0.json"):
         again, first = json.loads((out / name).read_text()), json.loads((study / name).read_text())
         key = "records" if name.startswith("results") else "figure2"

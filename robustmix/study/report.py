@@ -31,6 +31,7 @@ from .claims import Claim, Study, judge_claims
 from .render import to_html, to_markdown
 from .run import SUITES, models_of, results_path, suite_config, transfer_seconds
 from .spec import StudySpec
+from .training import rebuilds_path
 from .tables import (all_eps_csv, checks_summary, checks_table, claims_table, ece_table, method_labels, models_table,
                      per_seed_table, pooled_frame, table_at)
 
@@ -166,6 +167,15 @@ def uncertainty_text(study: Study) -> list[str]:
     return text
 
 
+def trained_on(metas: dict[str, dict]) -> dict[str, int]:
+    """{processor (kernel level): number of checkpoints} from their meta.json (a study may span machines)."""
+    out: dict[str, int] = {}
+    for m in metas.values():
+        key = f"{m.get('processor') or 'unknown'}" + (f" ({m['cpu_kernels']})" if m.get("cpu_kernels") else "")
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
 def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls: dict) -> dict:
     """Write README.md, report.html, figures, data and study.json; returns study.json's content."""
     out = Path(out)
@@ -202,10 +212,13 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
     imgs = draw(out, spec, study, labels, paper, strong, metas)
 
     probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
+    rebuilds = json.loads(rebuilds_path(out).read_text(encoding="utf-8")) if rebuilds_path(out).is_file() else []
     compute = {"train_seconds": {s: m.get("train_seconds") for s, m in metas.items()},
                "attack_seconds": {"paper": round(sum(paper_s), 3), "strong": round(sum(strong_s), 3)},
-               "probe_seconds": probes.get("seconds", 0.0)}
-    total = sum(v or 0 for v in compute["train_seconds"].values()) + sum(compute["attack_seconds"].values()) + compute["probe_seconds"]
+               "probe_seconds": probes.get("seconds", 0.0),
+               "rebuild_seconds": sum(r.get("seconds") or 0 for r in rebuilds)}
+    total = (sum(v or 0 for v in compute["train_seconds"].values()) + sum(compute["attack_seconds"].values()) + compute["probe_seconds"]
+             + compute["rebuild_seconds"])
     proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
     lanes = sorted({m["torch_threads"] for m in metas.values() if m.get("torch_threads")})  # `--jobs N` trains at fewer
     head = headline(spec, study, claims, strong)
@@ -221,8 +234,11 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                         "recorded, summed over the models: they include any time a run was paused or shared the CPU, "
                         "as with `--jobs N`, whose processes train side by side"
                         + (f"; each model trained at {' or '.join(map(str, lanes))} torch thread(s)" if lanes else "") + "), attacks "
-                        f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s (this run's stages: "
-                        + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")"]),
+                        f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s"
+                        + (f", rebuilding kept checkpoints' weights on later machines {compute['rebuild_seconds']:.0f} s "
+                           f"({len(rebuilds)} rebuild(s), data/rebuilds.json)" if rebuilds else "")
+                        + " (this run's stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")",
+                        "checkpoints trained on: " + "; ".join(f"{p} ({n})" for p, n in trained_on(metas).items())]),
               ("table", models_table(study, metas)),
               ("h2", f"Table 3 at eps {eps:g}/255 (paper suite)"),
               ("p", "Pooled over each method's seeds, with the 95% seed-level interval (see Uncertainty; clipped to [0, 100]). "

@@ -28,6 +28,7 @@ from typing import Callable
 
 import torch
 
+from .. import files
 from ..allocator import keep_freed_memory
 from ..checkpoint import META, WEIGHTS, read_meta, save_checkpoint
 from ..config import TrainConfig
@@ -108,12 +109,27 @@ def train_quietly(config: TrainConfig, out: Path, *, overwrite: bool = False, re
     return meta
 
 
+def rebuilds_path(out: Path) -> Path:
+    return Path(out) / "data" / "rebuilds.json"
+
+
+def log_rebuild(m: Model, meta: dict) -> None:
+    """Add a rebuild's training time and processor to DIR/data/rebuilds.json (the report counts it in the
+    study's compute: the recorded checkpoint's own train_seconds do not include it)."""
+    path = rebuilds_path(m.folder.parent.parent)
+    done = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
+    done.append({"checkpoint": m.slot, "seconds": meta.get("train_seconds"), "processor": meta.get("processor"),
+                 "cpu_kernels": meta.get("cpu_kernels"), "weights_sha256": meta.get("weights_sha256")})
+    files.write_json(path, done)
+
+
 def adopt_rebuild(m: Model, retrain: bool = False) -> str:
     """Move a finished rebuild's weights into the kept checkpoint when they are the recorded ones
     ("same weights"); with `retrain`, replace the checkpoint by the rebuild ("other weights, accepted");
     else RobustmixError naming both processors and --retrain (the rebuild stays for that rerun)."""
     src = rebuild_folder(m)
     then, now = read_meta(m.folder, need_weights=False), read_meta(src)
+    log_rebuild(m, now)
     if then.get("weights_sha256") == now.get("weights_sha256"):
         os.replace(src / WEIGHTS, m.folder / WEIGHTS)
         shutil.rmtree(src)
