@@ -38,7 +38,7 @@ from ..results import load_results, save_results
 from ..soundness import soundness_checks
 from ..transfer import Transfer, craft_transfer, inputs_sha256, load_transfer, save_transfer, transfer_meta
 from .spec import StudySpec
-from .training import IGNORED, Model, models_of, normalised
+from .training import IGNORED, Model, models_of, normalised, split_models
 
 SUITES = ("paper", "strong")
 
@@ -163,9 +163,9 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
     kept without loading any weights. Returns {file name: this run's wall seconds} for the results
     files (and transfer examples) computed now."""
     models = models_of(spec, out)
-    surrogate_m = models[0] if models and models[0].name == "surrogate" else None
-    targets = [m for m in models if m is not surrogate_m]
+    surrogate_m, targets = split_models(models)
     data, surrogate, walls = None, None, {}
+    stale = {m.slot: stale_suites(spec, out, m, surrogate_m) for m in targets}  # read each results file once
     for suite in SUITES:
         if suite_config(spec, suite) is None:
             continue
@@ -176,7 +176,7 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
             if only is not None and m.slot not in only:
                 continue
             path, setup = results_path(out, suite, m.slot), setup_of(spec, suite)
-            if suite not in stale_suites(spec, out, m, surrogate_m):
+            if suite not in stale[m.slot]:
                 on_progress(f"reusing {path}")
                 continue
             target = open_model(m, device)
@@ -201,7 +201,8 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
             save_results(path, records, config={**setup, "device": str(device), "seconds": round(seconds, 3)},
                          checkpoints=checkpoints, probes=probes, checks=[c.to_dict() for c in checks])
             walls[path.name] = seconds
-        if not any(suite in stale_suites(spec, out, m, surrogate_m) for m in targets):
+            stale[m.slot].remove(suite)
+        if not any(suite in stale[m.slot] for m in targets):
             # every results file of the suite is on disk: the examples (N × eps × attacks images, about
             # 1 GB for the CIFAR-10 paper suite) are no longer needed to resume, and stay out of the report folder
             transfer_path(out, suite).unlink(missing_ok=True)

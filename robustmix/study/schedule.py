@@ -23,18 +23,16 @@ from ..plan import total_cost
 from .probing import probes_reusable, probes_stage
 from .run import SUITES, attack_stage, results_path, stale_suites, suite_config
 from .spec import StudySpec
-from .training import models_of, plan_training, train_quietly, train_stage
+from .training import models_of, plan_training, split_models, train_quietly, train_stage
 
 
 def needs_weights(spec: StudySpec, out: Path) -> set[str]:
     """Slots whose weights a run needs: a target with a stale suite or stale probes, the surrogate when
     some target's stale suite is black-box, and a surrogate with stale probes."""
     models = models_of(spec, out)
-    surrogate = models[0] if models and models[0].name == "surrogate" else None
+    surrogate, targets = split_models(models)
     need = {m.slot for m in models if not probes_reusable(spec, out, m)}
-    for m in models:
-        if m is surrogate:
-            continue
+    for m in targets:
         stale = stale_suites(spec, out, m, surrogate)
         if stale:
             need.add(m.slot)
@@ -56,7 +54,7 @@ def run_models(spec: StudySpec, out: Path, device: torch.device, *, jobs: int = 
     {"train": s, "attack": s, "probes": s}: this run's wall seconds in each stage."""
     walls = {"train": 0.0, "attack": 0.0, "probes": 0.0}
     models = models_of(spec, out)
-    surrogate = models[0] if models and models[0].name == "surrogate" else None
+    surrogate = split_models(models)[0]
     train = dict(retrain=retrain, train_fn=train_fn, on_progress=on_progress, jobs=jobs, keep_memory=keep_memory,
                  on_epoch=on_batch or (lambda label, done, total: None))
     for group in batches([m.slot for m in models], jobs):

@@ -65,6 +65,12 @@ def models_of(spec: StudySpec, out: Path) -> list[Model]:
     return found
 
 
+def split_models(models: list[Model]) -> tuple[Model | None, list[Model]]:
+    """(the surrogate or None, the targets) of `models_of`'s list."""
+    surrogate = models[0] if models and models[0].name == "surrogate" else None
+    return surrogate, [m for m in models if m is not surrogate]
+
+
 def normalised(d: dict) -> dict:
     return json.loads(json.dumps(d))
 
