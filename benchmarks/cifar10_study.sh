@@ -17,7 +17,7 @@ if [[ ${1:-} == --evidence ]]; then
   for meta in "$out"/models/*/meta.json; do                   # finished models only (an unfinished one has no meta.json)
     [[ -f $meta ]] && echo "$meta" "$(dirname "$meta")/log.csv"
   done
-  ls "$out"/results/*.json "$out"/data/probes/*.json 2>/dev/null || true
+  ls "$out"/results/*.json "$out"/results/*.csv "$out"/data/probes/*.json 2>/dev/null || true
   exit 0
 fi
 parent=${1:-/work/data}

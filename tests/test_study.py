@@ -54,6 +54,11 @@ def test_report_folder(study):
     doc = json.loads((study / "study.json").read_text())
     assert doc["format"] == "robustmix-study/1" and doc["processor"] and doc["device"] == "cpu"
     assert set(doc["timing"]["compute"]["train_seconds"]) == slots
+    # the compute is told by where it ran: here one processor, its share the whole total
+    by_place = doc["timing"]["compute"]["by_place"]
+    assert list(by_place) == [f"{doc['processor'].split(',')[0]} (cpu)"]
+    assert abs(sum(by_place.values()) - doc["timing"]["total_compute_seconds"]) < 0.01
+    assert all(json.loads((study / "results" / f"paper-{s}.json").read_text())["config"]["processor"] for s in slots - {"surrogate-s100"})
     assert [c["claim"] for c in doc["numbers"]["claims"]][:1] == ["C1"]
     assert {c["claim"] for c in doc["numbers"]["claims"]} == set(CLAIMS)
     readme = (study / "README.md").read_text()
@@ -310,3 +315,19 @@ def test_report_in_a_real_browser(study):
         assert shot.size[0] > 600 and len(colours) > 20, "the screenshot is blank"
     finally:
         drv.quit()
+
+
+def test_compute_is_told_by_where_it_ran():
+    """A study that spans machines (some models trained and attacked on a GPU, one on a CPU, a rebuild
+    logged before the device field) sums each part where it ran; a results file older than the processor
+    field is named by its device."""
+    from robustmix.study.report import compute_places
+    from robustmix.study.run import place
+    metas = {"erm-s0": {"processor": "NVIDIA H200", "device": "cuda", "train_seconds": 40.0},
+             "mixup-s0": {"processor": "NVIDIA H200", "device": "cuda", "train_seconds": 43.0},
+             "puzzle-mix-s0": {"processor": "AMD EPYC", "device": "cpu", "train_seconds": 6000.0}}
+    attacks = [(30.0, place({"device": "cuda"})), (20.0, place({"device": "cuda", "processor": "NVIDIA H200"})),
+               (900.0, place({"device": "cpu", "processor": "AMD EPYC"})), (0.0, "")]
+    rebuilds = [{"seconds": 100.0, "processor": "AMD EPYC"}]
+    assert compute_places(metas, attacks, rebuilds) == {"NVIDIA H200 (cuda)": 103.0, "AMD EPYC (cpu)": 6900.0, "cuda (processor not recorded)": 30.0,
+                                                        "AMD EPYC": 100.0}

@@ -29,7 +29,8 @@ from ..replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
 from ..results import load_results
 from .claims import Claim, Study, judge_claims
 from .render import to_html, to_markdown
-from .run import SUITES, models_of, results_path, suite_config, transfer_seconds
+from .probing import probe_path
+from .run import SUITES, models_of, place, results_path, suite_config, transfer_seconds
 from .spec import StudySpec
 from .training import rebuilds_path
 from .tables import (all_eps_csv, checks_summary, checks_table, claims_table, ece_table, method_labels, models_table,
@@ -60,9 +61,9 @@ def clean(obj):
     return obj
 
 
-def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list[dict], list[float]]:
-    """(records, checks tagged with the suite, attack seconds per file) of every target's results file
-    (and of the surrogate's examples, crafted once per suite)."""
+def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list[dict], list[tuple[float, str]]]:
+    """(records, checks tagged with the suite, (attack seconds, where) per file) of every target's results
+    file (and of the surrogate's examples, crafted once per suite)."""
     records, checks, seconds = [], [], []
     for m in models_of(spec, out):
         if m.name == "surrogate":
@@ -73,7 +74,7 @@ def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list
         doc = load_results(path)
         records += doc["records"]
         checks += [{**c, "suite": suite} for c in doc.get("checks", [])]
-        seconds.append(float((doc.get("config") or {}).get("seconds", 0.0)))
+        seconds.append((float((doc.get("config") or {}).get("seconds", 0.0)), place(doc.get("config"))))
     return records, checks, seconds + [transfer_seconds(spec, out, suite)]
 
 
@@ -176,6 +177,25 @@ def trained_on(metas: dict[str, dict]) -> dict[str, int]:
     return out
 
 
+def probe_places(out: Path, metas: dict[str, dict]) -> list[tuple[float, str]]:
+    """(seconds, where) of each model's probes (data/probes/<slot>.json)."""
+    docs = [json.loads(p.read_text(encoding="utf-8")) for p in (probe_path(out, s) for s in metas) if p.is_file()]
+    return [(float(d.get("seconds") or 0), place(d)) for d in docs]
+
+
+def compute_places(metas: dict[str, dict], attacks: list[tuple[float, str]], rebuilds: list[dict]) -> dict[str, float]:
+    """{where: seconds} of a study's compute: each checkpoint's training on the processor it records, each
+    suite's attacks where its results file says they ran, and rebuilds where they were logged. A study may
+    span machines (a GPU for some models, a CPU for others), so no single processor stands for its cost."""
+    by: dict[str, float] = {}
+    for m in metas.values():
+        by[place(m)] = by.get(place(m), 0.0) + float(m.get("train_seconds") or 0)
+    for seconds, where in attacks + [(float(r.get("seconds") or 0), place(r)) for r in rebuilds]:
+        if seconds:
+            by[where] = by.get(where, 0.0) + seconds
+    return {k: round(v, 3) for k, v in by.items()}
+
+
 def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls: dict) -> dict:
     """Write README.md, report.html, figures, data and study.json; returns study.json's content."""
     out = Path(out)
@@ -214,9 +234,10 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
     probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
     rebuilds = json.loads(rebuilds_path(out).read_text(encoding="utf-8")) if rebuilds_path(out).is_file() else []
     compute = {"train_seconds": {s: m.get("train_seconds") for s, m in metas.items()},
-               "attack_seconds": {"paper": round(sum(paper_s), 3), "strong": round(sum(strong_s), 3)},
+               "attack_seconds": {"paper": round(sum(s for s, _ in paper_s), 3), "strong": round(sum(s for s, _ in strong_s), 3)},
                "probe_seconds": probes.get("seconds", 0.0),
-               "rebuild_seconds": sum(r.get("seconds") or 0 for r in rebuilds)}
+               "rebuild_seconds": sum(r.get("seconds") or 0 for r in rebuilds),
+               "by_place": compute_places(metas, paper_s + strong_s + probe_places(out, metas), rebuilds)}
     total = (sum(v or 0 for v in compute["train_seconds"].values()) + sum(compute["attack_seconds"].values()) + compute["probe_seconds"]
              + compute["rebuild_seconds"])
     proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
@@ -225,11 +246,12 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
 
     blocks = [("h1", f"robustmix study: {spec.bench.dataset}"), ("p", head),
               ("p", f"Claims and the rule that judges them: [{proto}]({proto}#claims). Error rates in %, lower is better; "
-                    f"eps on the 0–255 scale. Total compute {total / 60:.1f} min on {proc} ({device})."),
+                    f"eps on the 0–255 scale. Total compute {total / 60:.1f} min: "
+                    + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
               ("h2", "What was run"),
               ("list", [f"data: {spec.bench.dataset}; {num_classes} classes", *suites_text(spec),
                         f"command: `{command}`", f"robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
-                        f"processor: {proc}; device: {device}",
+                        f"this report written on: {proc}; device: {device}",
                         f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s (the wall seconds each checkpoint "
                         "recorded, summed over the models: they include any time a run was paused or shared the CPU, "
                         "as with `--jobs N`, whose processes train side by side"
@@ -237,7 +259,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                         f"{sum(compute['attack_seconds'].values()):.0f} s, probes {compute['probe_seconds']:.0f} s"
                         + (f", rebuilding kept checkpoints' weights on later machines {compute['rebuild_seconds']:.0f} s "
                            f"({len(rebuilds)} rebuild(s), data/rebuilds.json)" if rebuilds else "")
-                        + " (this run's stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) + ")",
+                        + " (this run's stages: " + (", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) or "the report only") + ")",
                         "checkpoints trained on: " + "; ".join(f"{p} ({n})" for p, n in trained_on(metas).items())]),
               ("table", models_table(study, metas)),
               ("h2", f"Table 3 at eps {eps:g}/255 (paper suite)"),

@@ -31,6 +31,7 @@ import torch
 
 from .. import files
 from ..checkpoint import META, WEIGHTS, Checkpoint, load_checkpoint, provenance, read_meta
+from ..devices import processor
 from ..data import Dataset, load_dataset, stratified_subset
 from ..errors import RobustmixError
 from ..evaluate import EvalConfig, evaluate
@@ -67,15 +68,28 @@ def setup_of(spec: StudySpec, suite: str) -> dict:
     return {**config.to_dict(), "suite": suite, "dataset": spec.bench.dataset, "examples": examples, "subset_seed": seed}
 
 
+WHERE = ("processor", "seconds")  # where and how long a suite ran: recorded, never matched
+
+
+def place(record: dict | None) -> str:
+    """Where a results or transfer file's attacks ran, as it records it: "NVIDIA H200 (cuda)", "AMD EPYC (cpu)",
+    or the device alone in a file older than the processor field."""
+    record = record or {}
+    proc, device = record.get("processor"), record.get("device")
+    if proc and device:
+        return f"{proc} ({device})"
+    return proc or (f"{device} (processor not recorded)" if device else "unknown")
+
+
 def results_path(out: Path, suite: str, slot: str) -> Path:
     return Path(out) / "results" / f"{suite}-{slot}.json"
 
 
 def same_setup(saved: dict | None, setup: dict) -> bool:
-    """A recorded setup equals `setup`, device and timing aside; an EvalConfig key a file older than
-    it lacks counts as its default (so adding an option does not invalidate results on disk)."""
+    """A recorded setup equals `setup`, device, processor and timing aside; an EvalConfig key a file older
+    than it lacks counts as its default (so adding an option does not invalidate results on disk)."""
     defaults = normalised(EvalConfig().to_dict())
-    strip = lambda d: {k: v for k, v in {**defaults, **normalised(d)}.items() if k not in (*IGNORED, "seconds")}  # noqa: E731
+    strip = lambda d: {k: v for k, v in {**defaults, **normalised(d)}.items() if k not in (*IGNORED, *WHERE)}  # noqa: E731
     return strip(saved or {}) == strip(setup)
 
 
@@ -114,18 +128,19 @@ def suite_transfer(spec: StudySpec, out: Path, suite: str, surrogate: Checkpoint
     start = time.perf_counter()
     transfer = craft_transfer(surrogate, x, y, suite_config(spec, suite)[0], device=device, on_batch=step)
     seconds = time.perf_counter() - start
-    info = {"setup": setup, "device": str(device), "seconds": round(seconds, 3)}
+    info = {"setup": setup, "device": str(device), "processor": processor(device), "seconds": round(seconds, 3)}
     save_transfer(path, transfer, info)
     files.write_json(path.with_suffix(".json"), {"format": "robustmix-study-transfer/1", "surrogate": surrogate.name,
                                                   "weights_sha256": transfer.weights_sha256, **info})
     return transfer, seconds
 
 
-def transfer_seconds(spec: StudySpec, out: Path, suite: str) -> float:
-    """Seconds spent crafting the suite's surrogate examples (from transfer-<suite>.json when it has this setup), else 0."""
+def transfer_seconds(spec: StudySpec, out: Path, suite: str) -> tuple[float, str]:
+    """(seconds spent crafting the suite's surrogate examples, where) from transfer-<suite>.json when it has
+    this setup, else (0, "")."""
     path = transfer_path(out, suite).with_suffix(".json")
     doc = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
-    return float(doc.get("seconds", 0.0)) if same_setup(doc.get("setup"), setup_of(spec, suite)) else 0.0
+    return (float(doc.get("seconds", 0.0)), place(doc)) if same_setup(doc.get("setup"), setup_of(spec, suite)) else (0.0, "")
 
 
 def open_model(m: Model, device) -> Checkpoint:
@@ -198,7 +213,8 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
                                probes=probes, transfer=transfer)
             seconds = time.perf_counter() - start
             checks = soundness_checks(records + probes)
-            save_results(path, records, config={**setup, "device": str(device), "seconds": round(seconds, 3)},
+            save_results(path, records, config={**setup, "device": str(device), "processor": processor(device),
+                                                          "seconds": round(seconds, 3)},
                          checkpoints=checkpoints, probes=probes, checks=[c.to_dict() for c in checks])
             walls[path.name] = seconds
             stale[m.slot].remove(suite)

@@ -125,7 +125,7 @@ def log_rebuild(m: Model, meta: dict) -> None:
     path = rebuilds_path(m.folder.parent.parent)
     done = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else []
     done.append({"checkpoint": m.slot, "seconds": meta.get("train_seconds"), "processor": meta.get("processor"),
-                 "cpu_kernels": meta.get("cpu_kernels"), "weights_sha256": meta.get("weights_sha256")})
+                 "device": meta.get("device"), "cpu_kernels": meta.get("cpu_kernels"), "weights_sha256": meta.get("weights_sha256")})
     files.write_json(path, done)
 
 
