@@ -9,6 +9,7 @@ in [0, 1] units and shown on the 0–255 scale (`eps_255`).
 
 from __future__ import annotations
 
+import json
 from itertools import combinations
 
 import numpy as np
@@ -16,6 +17,7 @@ import pandas as pd
 
 from .attacks import CLEAN, attack_label
 from .errors import RobustmixError
+from .methods import get_method, method_options
 from .results import PER_EXAMPLE
 from .stats import as_bool, bootstrap_ci, error_rate, paired_difference, wilson_ci
 
@@ -182,8 +184,25 @@ def paired_comparisons(
 
 
 def method_label(r: dict) -> str:
-    """How a record's method is printed: "ERM", "mixup (α=1)", or the bare method when alpha is unknown."""
-    return "ERM" if r["method"] == "erm" else f"{r['method']} (α={r['alpha']:g})" if r.get("alpha") is not None else r["method"]
+    """How a record's (or a meta.json's) method is printed: "ERM", "mixup (α=1)", the bare method when
+    alpha is unknown, and any method option that differs from its default: "puzzle-mix (α=1, adv_p=0.1)"."""
+    if r["method"] == "erm":
+        return "ERM"
+    parts = ([f"α={r['alpha']:g}"] if r.get("alpha") is not None else []) + option_changes(r["method"], r.get("method_options"))
+    return f"{r['method']} ({', '.join(parts)})" if parts else r["method"]
+
+
+def option_changes(method: str, options: dict | None) -> list[str]:
+    """["adv_p=0.1", ...]: the options in `options` that differ from `method`'s defaults ([] when none,
+    or when the method is not one robustmix knows)."""
+    if not options:
+        return []
+    try:
+        defaults = method_options(get_method(method)) or {}
+    except RobustmixError:
+        return []
+    defaults = json.loads(json.dumps(defaults))  # tuples as lists, as a JSON file holds them
+    return [f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in options.items() if k in defaults and defaults[k] != v]
 
 
 def verdict(row) -> str:

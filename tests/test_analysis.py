@@ -145,3 +145,17 @@ def test_calibration_of_confident_right_and_confident_wrong_models():
     assert c["count"].sum() == 200 and c["count"][-1] == 200
     half = calibration(torch.zeros(200, 10), y)  # confidence 0.1, accuracy 10%
     assert half["ece"] == pytest.approx(0.0, abs=1e-6) and half["count"].max() == 200
+
+
+def test_method_label_names_the_options_that_differ_from_the_defaults():
+    """Two Puzzle Mix runs, one with adversarial mixing, are told apart by their labels (issue 16's
+    tables printed both as "puzzle-mix (α=1)"); default options, unknown methods and ERM add nothing."""
+    from robustmix.analysis import method_label
+    from robustmix.methods import get_method, method_options
+    defaults = method_options(get_method("puzzle-mix"))
+    assert method_label({"method": "puzzle-mix", "alpha": 1.0, "method_options": {**defaults, "adv_p": 0.1}}) == "puzzle-mix (α=1, adv_p=0.1)"
+    assert method_label({"method": "puzzle-mix", "alpha": 1.0, "method_options": defaults}) == "puzzle-mix (α=1)"
+    assert method_label({"method": "puzzle-mix", "alpha": 1.0, "method_options": {"adv_p": 0.0}}) == "puzzle-mix (α=1)"
+    assert method_label({"method": "mixup", "alpha": 0.4}) == "mixup (α=0.4)"
+    assert method_label({"method": "erm", "alpha": 0.0, "method_options": None}) == "ERM"
+    assert method_label({"method": "not-a-method", "method_options": {"k": 1}}) == "not-a-method"
