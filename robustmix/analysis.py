@@ -184,7 +184,7 @@ def paired_comparisons(
 
 
 def method_label(r: dict) -> str:
-    """How a record's (or a meta.json's) method is printed: "ERM", "mixup (α=1)", the bare method when
+    """How a record's or a meta.json's method is printed: "ERM", "mixup (α=1)", the bare method when
     alpha is unknown, and any method option that differs from its default: "puzzle-mix (α=1, adv_p=0.1)"."""
     if r["method"] == "erm":
         return "ERM"

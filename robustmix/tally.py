@@ -59,7 +59,6 @@ class Tally:
                     "target": name,
                     "method": meta.get("method", "?"),
                     "alpha": meta.get("alpha"),
-                    "method_options": meta.get("method_options"),
                     "seed": meta.get("seed"),
                     "setting": setting,
                     "attack": attack,
