@@ -41,7 +41,7 @@ DATA_OPTIONS = ("image_size", "data_dir", "download", "cache_dir")
 TRAIN_KEYS = tuple(
     f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
 )
-MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints") + TRAIN_KEYS
+MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings") + TRAIN_KEYS
 SECTIONS = {
     "data": ("dataset", "examples"),
     "train": TRAIN_KEYS,
@@ -62,6 +62,7 @@ class ModelSpec:
     name: str
     configs: tuple[TrainConfig, ...] = ()
     checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
+    settings: tuple[str, ...] = ()  # a study target scored in only these settings ("white-box"); () = every suite's own
 
 
 @dataclass(frozen=True)
@@ -81,7 +82,8 @@ class BenchSpec:
         def model(m: ModelSpec | None):
             if m is None:
                 return None
-            return {"name": m.name, "configs": [c.canonical() for c in m.configs], "checkpoints": list(m.checkpoints)}
+            out = {"name": m.name, "configs": [c.canonical() for c in m.configs], "checkpoints": list(m.checkpoints)}
+            return {**out, "settings": list(m.settings)} if m.settings else out  # a spec (and its hash) as before the key
 
         ev = self.eval.to_dict()
         ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
@@ -149,6 +151,12 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
     if not isinstance(raw, dict):
         raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
     _check_keys(where, raw, MODEL_KEYS)
+    raw = dict(raw)
+    settings = raw.pop("settings", ())
+    if settings != () and (role != "target" or not isinstance(settings, list) or not settings
+                           or not all(s in SETTINGS for s in settings) or len(set(settings)) != len(settings)):
+        raise _bad(where, f"settings {settings!r} is not a non-empty list of distinct settings of a target",
+                   f"e.g. settings = [\"white-box\"] (among {', '.join(SETTINGS)}), or leave it out to score the target in every suite's settings")
     name = raw.get("name", role)
     if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
         raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
@@ -159,8 +167,8 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
         paths = [paths] if isinstance(paths, str) else paths
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
-        return ModelSpec(name, checkpoints=tuple(paths))
-    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role))
+        return ModelSpec(name, checkpoints=tuple(paths), settings=tuple(settings))
+    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role), settings=tuple(settings))
 
 
 def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> tuple[TrainConfig, ...]:
@@ -224,6 +232,10 @@ def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec"
     # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
     train_defaults = {"device": "cpu", **raw.get("train", {})}
     targets = _targets(source, raw.get("targets"), train_defaults, dataset)
+    limited = [t.name for t in targets if t.settings]
+    if limited and not study:
+        raise _bad(source, f"target(s) {', '.join(limited)} set settings, a robustmix study key: the gate scores every target "
+                           "in [attack] settings", "remove settings from the [[targets]] table, or set [attack] settings")
     ev, topk = _attack(source, raw.get("attack", {}), train_defaults["device"])
     surrogate = _surrogate(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
     spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))

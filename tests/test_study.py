@@ -229,12 +229,13 @@ def test_cifar_spec_dry_run(capsys):
     assert main(["study", str(CIFAR), "--out", "/nonexistent/study", "--dataset", "imagefolder:/data/c10", "--dry-run"]) == 0
     out = capsys.readouterr().out
     for slot in ("surrogate-s100", "erm-s0", "erm-s1", "erm-s2", "mixup-s0", "mixup-s1", "mixup-s2", "cutmix-s0",
-                 "manifold-mixup-s0", "puzzle-mix-s0"):
+                 "manifold-mixup-s0", "puzzle-mix-half-s0"):
         assert f"/models/{slot} " in out, slot
+    assert re.search(r"/models/puzzle-mix-half-s0 .*, 15 epochs, .*; scored white-box only", out)  # the "half" variant
     assert "paper suite: attacks fgsm, ifgsm; eps 1, 2, 4, 8/255" in out and "all test examples" not in out.split("strong suite")[1]
     assert "1000 test examples (stratified" in out
     # the surrogate's crafting is counted once, for the paper suite (the strong suite is white-box only)
-    assert out.count("the surrogate's black-box examples, crafted once per suite and scored by all 9 models") == 1
+    assert out.count("the surrogate's black-box examples, crafted once per suite and scored by 8 of the 9 models") == 1
     assert not Path("/nonexistent/study").exists()
 
 
@@ -331,3 +332,37 @@ def test_compute_is_told_by_where_it_ran():
     rebuilds = [{"seconds": 100.0, "processor": "AMD EPYC"}]
     assert compute_places(metas, attacks, rebuilds) == {"NVIDIA H200 (cuda)": 103.0, "AMD EPYC (cpu)": 6900.0, "cuda (processor not recorded)": 30.0,
                                                         "AMD EPYC": 100.0}
+
+
+def test_a_target_limited_to_white_box_needs_no_surrogate(study, tmp_path, capsys):
+    """[[targets]] settings = ["white-box"]: the target is scored white-box only, so a study whose
+    surrogate weights are gone (a lost machine) still attacks it, without rebuilding the surrogate, and
+    the other targets' black-box results stay as they were; the gate refuses the study-only key."""
+    text = DIGITS.read_text().replace('name = "cutmix"\n', 'name = "cutmix"\nsettings = ["white-box"]\n')
+    assert 'name = "cutmix"\nsettings = ["white-box"]\nmethod' in text
+    (tmp_path / "s.toml").write_text(text)
+    spec = load_study(tmp_path / "s.toml")
+    assert spec.settings_of("cutmix") == ("white-box",) and spec.settings_of("erm") == ()
+    assert study_run.suite_config(spec, "paper", "cutmix")[0].settings == ("white-box",)
+    assert study_run.suite_config(spec, "paper", "erm")[0].settings == ("white-box", "black-box")
+    out = tmp_path / "study"
+    shutil.copytree(study, out)
+    (out / "models" / "surrogate-s100" / "model.safetensors").unlink()
+    others = [p.name for p in (out / "results").glob("paper-*.json") if "cutmix" not in p.name]
+    before = records_of(out, others)
+    capsys.readouterr()
+    assert run_study(tmp_path / "s.toml", "--out", out) == 0
+    err = capsys.readouterr().err
+    assert "rebuild" not in err and "crafting" not in err, err
+    assert not (out / "models" / "surrogate-s100" / "model.safetensors").exists()
+    records = records_of(out, ["paper-cutmix-s0.json"])["paper-cutmix-s0.json"]
+    assert {r["setting"] for r in records} == {"clean", "white-box"}
+    assert records_of(out, others) == before
+    readme = (out / "README.md").read_text()
+    assert "cutmix: scored white-box only" in readme
+    black = readme.split("| black-box")[1:]
+    assert black and not any("cutmix" in row.split("\n")[0] for row in black)
+    with pytest.raises(RobustmixError, match="settings, a robustmix study key"):
+        parse_spec(text.split("\n[strong]")[0])
+    with pytest.raises(RobustmixError, match="not a non-empty list of distinct settings"):
+        parse_study(text.replace('settings = ["white-box"]\nmethod', 'settings = ["grey-box"]\nmethod'), base=DIGITS.parent)

@@ -148,6 +148,10 @@ def suites_text(spec: StudySpec) -> list[str]:
                                               f"attack seed {c.seed}")
         items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
                      f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
+    for t in spec.bench.targets:
+        if t.settings:
+            items.append(f"{t.name}: scored {', '.join(t.settings)} only (its [[targets]] settings in the spec, which says why): "
+                         "its rows are missing from the other settings' tables, and no comparison uses them")
     return items
 
 

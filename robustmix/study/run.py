@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Callable
 
@@ -44,13 +45,21 @@ from .training import IGNORED, Model, models_of, normalised, split_models
 SUITES = ("paper", "strong")
 
 
-def suite_config(spec: StudySpec, suite: str) -> tuple[EvalConfig, int | None, int] | None:
-    """(eval config, examples or None for all, subset seed) of a suite; None when the spec has no such suite."""
+def suite_config(spec: StudySpec, suite: str, target: str | None = None) -> tuple[EvalConfig, int | None, int] | None:
+    """(eval config, examples or None for all, subset seed) of a suite; None when the spec has no such suite.
+    With `target` (a [[targets]] name), the suite as that target is scored: its settings narrowed to the
+    target's own (`settings = [...]`), None when none is left."""
     if suite == "paper":
-        return spec.bench.eval, spec.bench.examples, 0
-    if spec.strong is None:
+        got = spec.bench.eval, spec.bench.examples, 0
+    elif spec.strong is None:
         return None
-    return spec.strong, spec.strong_examples, spec.strong.seed
+    else:
+        got = spec.strong, spec.strong_examples, spec.strong.seed
+    limit = spec.settings_of(target) if target is not None else ()
+    if not limit:
+        return got
+    kept = tuple(s for s in got[0].settings if s in limit)
+    return (replace(got[0], settings=kept), *got[1:]) if kept else None
 
 
 def suite_examples(data: Dataset, examples: int | None, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -63,8 +72,8 @@ def suite_examples(data: Dataset, examples: int | None, seed: int) -> tuple[torc
     return data.x_test[idx], data.y_test[idx]
 
 
-def setup_of(spec: StudySpec, suite: str) -> dict:
-    config, examples, seed = suite_config(spec, suite)
+def setup_of(spec: StudySpec, suite: str, target: str | None = None) -> dict:
+    config, examples, seed = suite_config(spec, suite, target)
     return {**config.to_dict(), "suite": suite, "dataset": spec.bench.dataset, "examples": examples, "subset_seed": seed}
 
 
@@ -161,12 +170,12 @@ def stale_suites(spec: StudySpec, out: Path, target: Model, surrogate: Model | N
     """The suites whose results file for `target` is missing or not reusable (other setup or other weights)."""
     stale = []
     for suite in SUITES:
-        got = suite_config(spec, suite)
+        got = suite_config(spec, suite, target.name)
         if got is None:
             continue
         black = surrogate is not None and "black-box" in got[0].settings
         used = [target] + ([surrogate] if black else [])
-        if not reusable(results_path(out, suite, target.slot), setup_of(spec, suite), {m.slot: recorded(m) for m in used}):
+        if not reusable(results_path(out, suite, target.slot), setup_of(spec, suite, target.name), {m.slot: recorded(m) for m in used}):
             stale.append(suite)
     return stale
 
@@ -184,13 +193,14 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
     for suite in SUITES:
         if suite_config(spec, suite) is None:
             continue
-        config, examples, seed = suite_config(spec, suite)
-        black = surrogate_m is not None and "black-box" in config.settings
+        _, examples, seed = suite_config(spec, suite)
         transfer, x, y = None, None, None
         for m in targets:
-            if only is not None and m.slot not in only:
+            if only is not None and m.slot not in only or suite_config(spec, suite, m.name) is None:
                 continue
-            path, setup = results_path(out, suite, m.slot), setup_of(spec, suite)
+            config = suite_config(spec, suite, m.name)[0]  # the suite's settings, narrowed to the target's own
+            black = surrogate_m is not None and "black-box" in config.settings
+            path, setup = results_path(out, suite, m.slot), setup_of(spec, suite, m.name)
             if suite not in stale[m.slot]:
                 on_progress(f"reusing {path}")
                 continue

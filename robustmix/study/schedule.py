@@ -36,7 +36,7 @@ def needs_weights(spec: StudySpec, out: Path) -> set[str]:
         stale = stale_suites(spec, out, m, surrogate)
         if stale:
             need.add(m.slot)
-        if surrogate is not None and any("black-box" in suite_config(spec, s)[0].settings for s in stale):
+        if surrogate is not None and any("black-box" in suite_config(spec, s, m.name)[0].settings for s in stale):
             need.add(surrogate.slot)
     return need
 
@@ -91,7 +91,8 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
             status = f"REFUSED ({e})"
         c = m.config
         lines.append(f"  {status:8} {m.folder}  {c.method}{'' if c.method == 'erm' else f' α={c.alpha:g}'}, seed {c.seed}, "
-                     f"{c.model}, {c.epochs} epochs, batch {c.batch_size}, recipe {c.recipe or 'none'}, augment {c.augment}")
+                     f"{c.model}, {c.epochs} epochs, batch {c.batch_size}, recipe {c.recipe or 'none'}, augment {c.augment}"
+                     + (f"; scored {', '.join(spec.settings_of(m.name))} only" if spec.settings_of(m.name) else ""))
     targets = [m for m in models if m.name != "surrogate"]
     surrogate = models[0].slot if models and models[0].name == "surrogate" else None
     for suite in SUITES:
@@ -112,7 +113,9 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
         lines.append(f"  per model ({len(targets)} models, one evaluate call each): {fwd} forward + {bwd} backward passes {chunks} "
                      f"(soundness probes included){f'; {done} results file(s) on disk, reused where config and weights match' if done else ''}")
         if any(crafting):
-            lines.append(f"  the surrogate's black-box examples, crafted once per suite and scored by all {len(targets)} models: "
+            black = sum("black-box" in (suite_config(spec, suite, m.name) or (config,))[0].settings for m in targets)
+            scored = f"all {len(targets)}" if black == len(targets) else f"{black} of the {len(targets)}"
+            lines.append(f"  the surrogate's black-box examples, crafted once per suite and scored by {scored} models: "
                          f"{crafting[0]} forward + {crafting[1]} backward passes {chunks}")
     lines.append(f"probes: Figure 2 on {spec.figures.pairs} training pairs × {spec.figures.lams} λ points, calibration "
                  f"({spec.figures.bins} bins) on the paper suite's examples, every model")

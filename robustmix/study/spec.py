@@ -67,6 +67,10 @@ class StudySpec:
             strong = {**ev, "examples": self.strong_examples, "topk": list(self.strong_topk)}
         return {**self.bench.canonical(), "strong": strong, "figures": asdict(self.figures), "claims": asdict(self.claims)}
 
+    def settings_of(self, target: str) -> tuple[str, ...]:
+        """The settings a target is limited to ([[targets]] settings = [...]); () = every suite's own."""
+        return next((t.settings for t in self.bench.targets if t.name == target), ())
+
     def with_device(self, device: str) -> "StudySpec":
         """Every model's config and both suites on `device` (not part of what a checkpoint must match)."""
         def models(m):

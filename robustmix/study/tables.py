@@ -15,11 +15,16 @@ from .claims import Claim, Study
 
 
 def method_labels(study: Study) -> dict[str, str]:
-    """Target name -> its row label: the method (with α), or the name where methods repeat."""
+    """Target name -> its row label: the method (with α, its options, and its epochs where they are not the
+    targets' usual), or the name where labels repeat."""
     labels = {n: method_label({"method": c.method, "alpha": c.alpha}) for n, c in study.configs.items()}
     for n, c in study.configs.items():
         if c.method_options:
             labels[n] += " " + ", ".join(f"{k}={v}" for k, v in sorted(c.method_options.items()))
+    usual = pd.Series([c.epochs for c in study.configs.values()]).mode().max() if study.configs else None
+    for n, c in study.configs.items():
+        if c.epochs != usual:  # e.g. Puzzle Mix's "half" variant: half the epochs, the same network evaluations
+            labels[n] += f", {c.epochs} epochs"
     counts = pd.Series(list(labels.values())).value_counts()
     return {n: (m if counts[m] == 1 else f"{m} [{n}]") for n, m in labels.items()}
 
