@@ -366,3 +366,25 @@ def test_a_target_limited_to_white_box_needs_no_surrogate(study, tmp_path, capsy
         parse_spec(text.split("\n[strong]")[0])
     with pytest.raises(RobustmixError, match="not a non-empty list of distinct settings"):
         parse_study(text.replace('settings = ["white-box"]\nmethod', 'settings = ["grey-box"]\nmethod'), base=DIGITS.parent)
+
+
+def test_puzzle_mix_half_is_named_in_its_label_and_in_c11():
+    """The CIFAR-10 spec's Puzzle Mix trains 15 epochs against the baselines' 30 (the paper's "half"
+    variant): its row label and its C11 row say so, and C11 is judged on its white-box FGSM errors."""
+    from robustmix.study.claims import Study, judge_claims
+    from robustmix.study.tables import method_labels
+
+    spec = load_study(CIFAR)
+    rng = torch.Generator().manual_seed(0)
+    records = []
+    for name, slots in {"erm": ["erm-s0", "erm-s1", "erm-s2"], "puzzle-mix-half": ["puzzle-mix-half-s0"]}.items():
+        for slot in slots:
+            for setting, attack, eps in (("clean", "none", 0.0), ("white-box", "fgsm", 4.0)):
+                bits = (torch.rand(400, generator=rng) < (0.9 if setting == "clean" else 0.35)).tolist()
+                records.append({"target": slot, "setting": setting, "attack": attack, "eps_255": eps,
+                                "top1_correct": bits, "top5_correct": bits})
+    study = Study(spec, records, [], [], None, 10)
+    assert method_labels(study)["puzzle-mix-half"] == "puzzle-mix (α=1), 15 epochs" and method_labels(study)["erm"] == "ERM"
+    c11 = [c for c in judge_claims(study) if c.claim == "C11"]
+    assert c11[0].verdict != "not tested" and c11[0].difference is not None and "15 epochs against ERM's 30" in c11[0].note
+    assert c11[1].verdict == "not tested" and "adv" in c11[1].note
