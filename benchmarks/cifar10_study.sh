@@ -15,7 +15,8 @@ cd "$(dirname "$0")/.."
 out=reports/cifar10
 if [[ ${1:-} == --evidence ]]; then
   for meta in "$out"/models/*/meta.json; do                   # finished models only (an unfinished one has no meta.json)
-    [[ -f $meta ]] && echo "$meta" "$(dirname "$meta")/log.csv"
+    [[ -f $meta ]] && echo "$meta"
+    [[ -f $meta && -f $(dirname "$meta")/log.csv ]] && echo "$(dirname "$meta")/log.csv"   # the CLI's per-epoch log; meta.json's history has the same rows
   done
   ls "$out"/results/*.json "$out"/results/*.csv "$out"/data/probes/*.json 2>/dev/null || true
   exit 0
