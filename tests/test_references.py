@@ -169,6 +169,11 @@ def find_problems(files: Mapping[str, str], tracked: Iterable[str] | None = None
                         check(path, line, m.group(1), posixpath.dirname(path))
                     if path.endswith(".md"):  # offsets in prose are offsets in text
                         reported.append(m.span(1))
+        if path.endswith(".html"):  # a page's href/src resolve from its folder, like a Markdown link
+            for m in HTML_REF.finditer(text):
+                if not m.group(1).startswith(("data:", "http:", "https:", "#", "mailto:")):
+                    check(path, line_of(text, m.start(1)), m.group(1), posixpath.dirname(path))
+                reported.append(m.span(1))
         for pattern in (UP, SHARED, OLD_PROTOCOL):
             for m in pattern.finditer(text):
                 line = line_of(text, m.start())

@@ -249,7 +249,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
     head = headline(spec, study, claims, strong)
 
     blocks = [("h1", f"robustmix study: {spec.bench.dataset}"), ("p", head),
-              ("p", f"Claims and the rule that judges them: [{proto}]({proto}#claims). Error rates in %, lower is better; "
+              ("p", f"Claims and the rule that judges them: [docs/protocol.md]({proto}#claims). Error rates in %, lower is better; "
                     f"eps on the 0–255 scale. Total compute {total / 60:.1f} min: "
                     + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
               ("h2", "What was run"),
@@ -276,14 +276,14 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                          "claim should quote). Every eps in [data/strong.csv](data/strong.csv)."), ("table", t3_strong)]
     blocks += [("h2", "Robustness curves"), imgs["robustness-paper"]] + ([imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
     if "figure2" in imgs:
-        blocks += [("h2", "Figure 2 (a) and (b)"), ("p", f"Mean over each method's seeds; pairs of training examples ({proto}#figure-2)."),
+        blocks += [("h2", "Figure 2 (a) and (b)"), ("p", f"Mean over each method's seeds; pairs of training examples ([docs/protocol.md]({proto}#figure-2))."),
                    imgs["figure2"]]
     if "calibration" in imgs:
         blocks += [("h2", "Calibration"), ("table", ece), imgs["calibration"]]
     blocks += [("h2", "Training curves"), imgs["training-curves"],
                ("h2", "Soundness checks"),
                ("p", checks_summary(checks) + f" (per checkpoint and suite; skipped checks are listed in [data/checks.csv](data/checks.csv); "
-                     f"each check is explained in [{proto}]({proto}#checklist)). A failed check makes every claim about that model "
+                     f"each check is explained in [docs/protocol.md]({proto}#checklist)). A failed check makes every claim about that model "
                      "\"not reproduced\"."), ("table", checks_table(checks, proto)),
                ("h2", "Claims C1–C12"),
                ("p", f"Verdicts by the [rule]({proto}#verdict-rule): difference = method − reference (negative favours the method), "
