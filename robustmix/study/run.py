@@ -196,9 +196,10 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
         _, examples, seed = suite_config(spec, suite)
         transfer, x, y = None, None, None
         for m in targets:
-            if only is not None and m.slot not in only or suite_config(spec, suite, m.name) is None:
+            got = suite_config(spec, suite, m.name)  # the suite's settings, narrowed to the target's own
+            if only is not None and m.slot not in only or got is None:
                 continue
-            config = suite_config(spec, suite, m.name)[0]  # the suite's settings, narrowed to the target's own
+            config = got[0]
             black = surrogate_m is not None and "black-box" in config.settings
             path, setup = results_path(out, suite, m.slot), setup_of(spec, suite, m.name)
             if suite not in stale[m.slot]:

@@ -113,7 +113,7 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
         lines.append(f"  per model ({len(targets)} models, one evaluate call each): {fwd} forward + {bwd} backward passes {chunks} "
                      f"(soundness probes included){f'; {done} results file(s) on disk, reused where config and weights match' if done else ''}")
         if any(crafting):
-            black = sum("black-box" in (suite_config(spec, suite, m.name) or (config,))[0].settings for m in targets)
+            black = sum(got is not None and "black-box" in got[0].settings for got in (suite_config(spec, suite, m.name) for m in targets))
             scored = f"all {len(targets)}" if black == len(targets) else f"{black} of the {len(targets)}"
             lines.append(f"  the surrogate's black-box examples, crafted once per suite and scored by {scored} models: "
                          f"{crafting[0]} forward + {crafting[1]} backward passes {chunks}")
