@@ -1,4 +1,4 @@
-"""Training speed with the robustmix program's malloc settings (robustmix.allocator) vs glibc's defaults.
+"""Training speed with the robustmix program's malloc settings (robustmix.runtime.allocator) vs glibc's defaults.
 
 malloc's settings are process-wide, so the two variants are separate `python -m robustmix train`
 processes, run alternately (kept, system, kept, system, ...) in this one run so that contention
@@ -24,7 +24,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from robustmix.devices import processor
+from robustmix.runtime.devices import processor
 
 VARIANTS = {"kept (robustmix default)": {}, "system (ROBUSTMIX_MALLOC=system)": {"ROBUSTMIX_MALLOC": "system"}}
 

@@ -24,10 +24,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from robustmix.data import load_dataset  # noqa: E402
-from robustmix.devices import processor, resolve_device  # noqa: E402
-from robustmix.errors import RobustmixError  # noqa: E402
-from robustmix.evaluate import EvalConfig, evaluate  # noqa: E402
-from robustmix.runs import find_surrogate, find_targets, open_checkpoints  # noqa: E402
+from robustmix.runtime.devices import processor, resolve_device  # noqa: E402
+from robustmix.runtime.errors import RobustmixError  # noqa: E402
+from robustmix.evaluation.evaluator import EvalConfig, evaluate  # noqa: E402
+from robustmix.store.runs import find_surrogate, find_targets, open_checkpoints  # noqa: E402
 
 MODES = ("none", "bf16", "bf16-all")
 

@@ -9,7 +9,7 @@ order rotated each repetition), after one warm-up round; the figure is the media
    forward+backward passes (input gradient only, no sign, no projection).
 2. FGSM at 8 eps from robustmix's one-backward sweep vs torchattacks FGSM called once per eps.
 3. The paper's Table 3 (white-box and black-box, FGSM and I-FGSM at eps 4/255, two targets, one
-   surrogate, clean error too) with robustmix.evaluate vs a straightforward loop calling
+   surrogate, clean error too) with robustmix.evaluation.evaluator vs a straightforward loop calling
    torchattacks once per cell and scoring each cell with one forward.
 4. PGD vs torchattacks PGD, adv-lib's pgd_linf and the floor; 5. APGD-CE vs adv-lib's apgd and
    the floor (benchmarks/strong_speed.py).
@@ -37,13 +37,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from robustmix.attacks import fgsm_sweep, ifgsm  # noqa: E402
 from robustmix.data import load_dataset  # noqa: E402
-from robustmix.devices import processor  # noqa: E402
-from robustmix.checkpoint import Checkpoint  # noqa: E402
-from robustmix.evaluate import EvalConfig, evaluate  # noqa: E402
-from robustmix.metrics import topk_correct  # noqa: E402
+from robustmix.runtime.devices import processor  # noqa: E402
+from robustmix.store.checkpoint import Checkpoint  # noqa: E402
+from robustmix.evaluation.evaluator import EvalConfig, evaluate  # noqa: E402
+from robustmix.models.predict import topk_correct  # noqa: E402
 from robustmix.models import build_model  # noqa: E402
-from robustmix.plan import naive_cost, total_cost  # noqa: E402
-from robustmix.evaluate import channels_last_for, plan_evaluation  # noqa: E402
+from robustmix.evaluation.plan import naive_cost, total_cost  # noqa: E402
+from robustmix.evaluation.evaluator import channels_last_for, plan_evaluation  # noqa: E402
 
 import strong_speed  # noqa: E402  (benchmarks 4 and 5: PGD and APGD)
 

@@ -4,7 +4,7 @@ models were made (an NVIDIA H200, 2026-12-04; the log is reports/cifar10/logs/h2
     python benchmarks/cifar10_study_gpu.py [JOBS]     # then, to write the report:
     robustmix study benchmarks/study-cifar10.toml --out reports/cifar10 --dataset imagefolder:/work/data/cifar10-jpeg --device cuda
 
-Why not `robustmix study --device cuda --jobs N` alone: on a GPU, Puzzle Mix's graph cuts (robustmix.graphcut,
+Why not `robustmix study --device cuda --jobs N` alone: on a GPU, Puzzle Mix's graph cuts (robustmix.training.methods.graphcut,
 scipy on one CPU core) are its bottleneck: 1,200-2,200 img/s against 30,000-57,000 for ERM and mixup, so
 its 30 epochs take about 16 minutes while each other model trains in under a minute. This script makes the
 same library calls as the study command (train_stage, attack_stage, probes_stage) in another order: Puzzle
@@ -21,7 +21,7 @@ import torch
 
 from robustmix.cli.train import train_in_lane
 from robustmix.data import load_dataset
-from robustmix.devices import resolve_device
+from robustmix.runtime.devices import resolve_device
 from robustmix.study import attack_stage, load_study, models_of, needs_weights, probes_stage, status_of, train_stage
 
 SPEC, OUT, DATASET = "benchmarks/study-cifar10.toml", Path("reports/cifar10"), "imagefolder:/work/data/cifar10-jpeg"

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from robustmix.report import markdown
+from robustmix.reporting.tables import markdown
 
 
 def idle_speed(log: pd.DataFrame) -> float:

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from robustmix.data import load_digits
-from robustmix.devices import processor
+from robustmix.runtime.devices import processor
 
 
 def write_digits_tree(root: Path, size: int = 28) -> None:

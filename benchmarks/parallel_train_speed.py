@@ -23,7 +23,7 @@ from pathlib import Path
 
 import torch
 
-from robustmix.devices import processor
+from robustmix.runtime.devices import processor
 
 
 def start(args: argparse.Namespace, threads: int, seed: int, out: Path) -> subprocess.Popen:

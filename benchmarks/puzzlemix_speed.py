@@ -19,10 +19,10 @@ import time
 import torch
 
 from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches, stratified_subset
-from robustmix.methods import apply_method, get_method, soft_cross_entropy
+from robustmix.training.methods import apply_method, get_method, soft_cross_entropy
 from robustmix.models import build_model
-from robustmix.puzzlemix import PuzzleOptions, image_grids, puzzle_mask, saliency, transport
-from robustmix.recipes import resolve_config
+from robustmix.training.methods.puzzlemix import PuzzleOptions, image_grids, puzzle_mask, saliency, transport
+from robustmix.training.recipes import resolve_config
 
 METHODS = {"erm": {}, "mixup": {}, "cutmix": {}, "puzzle-mix": {}, "puzzle-mix adv": {"adv_p": 0.1}}
 

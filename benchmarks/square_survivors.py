@@ -21,8 +21,8 @@ from robustmix.attacks import ATTACKS, SUITES, WORST
 from robustmix.attacks.budget import SQUARE_ON
 from robustmix.cli.common import eps_list
 from robustmix.data import load_dataset
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.runs import find_targets, open_checkpoints
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.store.runs import find_targets, open_checkpoints
 
 
 def count_rows(models) -> tuple[list[int], list]:

@@ -4,7 +4,7 @@ Same model, optimiser, loss, batch size and training images, in one process (the
 unless --recipe says otherwise); the loops are interleaved epoch by epoch, so CPU contention from
 other users hits all of them alike, and the medians over the epochs give the ratios:
 
-- trainer: `robustmix.train.run_epoch` as `robustmix train` runs it (seeded shuffling, whole-batch
+- trainer: `robustmix.training.loop.run_epoch` as `robustmix train` runs it (seeded shuffling, whole-batch
   augmentation on uint8, float conversion, memory layout, autocast, label smoothing, loss, optimiser
   step, lr schedule, lookahead, progress callback), timed by the trainer itself (its `seconds`,
   without the epoch-end test evaluation). One trainer loop per --trainer variant (amp:layout), so
@@ -34,15 +34,15 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Subset
 
 from robustmix.data import augment_batch, load_dataset, pixels, shuffled_batches
-from robustmix.allocator import keep_freed_memory
-from robustmix.devices import processor
-from robustmix.methods import get_method, soft_cross_entropy
-from robustmix.optim import loss_scale, smooth_labels
-from robustmix.precision import autocast, to_layout
-from robustmix.recipes import resolve_config
+from robustmix.runtime.allocator import keep_freed_memory
+from robustmix.runtime.devices import processor
+from robustmix.training.methods import get_method, soft_cross_entropy
+from robustmix.training.optim import loss_scale, smooth_labels
+from robustmix.training.precision import autocast, to_layout
+from robustmix.training.recipes import resolve_config
 
-# The module, not the function robustmix.train that the package exports under the same name.
-trainer = importlib.import_module("robustmix.train")
+# The training loop module (robustmix.training.loop), not the function robustmix.train it defines.
+trainer = importlib.import_module("robustmix.training.loop")
 
 
 def build(cfg, data, amp: str, channels_last: bool) -> trainer.Trainer:
@@ -95,7 +95,7 @@ def main() -> None:
     p.add_argument("--no-loader", action="store_true", help="skip the DataLoader loop")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: the 2 cores train the model)")
     p.add_argument("--malloc", choices=("kept", "system"), default="kept",
-                   help="kept: malloc set up as the robustmix program does (robustmix.allocator); system: glibc's defaults")
+                   help="kept: malloc set up as the robustmix program does (robustmix.runtime.allocator); system: glibc's defaults")
     a = p.parse_args()
     kept = a.malloc == "kept" and keep_freed_memory()
 

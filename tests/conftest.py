@@ -19,9 +19,9 @@ _examples.pin_kernels()
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from robustmix.config import TrainConfig
+from robustmix.training.config import TrainConfig
 from robustmix.data import load_dataset
-from robustmix.train import train
+from robustmix.training.loop import train
 
 torch.set_num_threads(min(2, torch.get_num_threads()))
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from torch import nn
 
-from robustmix.checkpoint import Checkpoint
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.stats import as_bool
+from robustmix.store.checkpoint import Checkpoint
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.evaluation.records import as_bool
 
 EPS = (8 / 255, 32 / 255)
 ITERS = 10

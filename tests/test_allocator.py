@@ -1,4 +1,4 @@
-"""robustmix.allocator: the CLI keeps freed memory (no page faults on reuse) and changes no number.
+"""robustmix.runtime.allocator: the CLI keeps freed memory (no page faults on reuse) and changes no number.
 
 Each check runs in a fresh interpreter: malloc's settings are process-wide and last until exit.
 """
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from robustmix.allocator import why_not
+from robustmix.runtime.allocator import why_not
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc malloc settings: Linux only")
 
@@ -19,7 +19,7 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="gl
 # faults every page in again (65,536 of 4 KB); kept memory is reused without a fault.
 PROBE = """
 import json, resource, sys
-from robustmix.allocator import keep_freed_memory
+from robustmix.runtime.allocator import keep_freed_memory
 applied = keep_freed_memory() if sys.argv[1] == "apply" else False
 n = 256 * 2**20
 block = bytearray(n); del block

@@ -1,14 +1,14 @@
-"""Intervals and paired tests (robustmix.analysis); Figure 2 quantities and calibration (robustmix.probes)."""
+"""Intervals and paired tests (robustmix.analysis.comparisons); Figure 2 quantities and calibration (robustmix.evaluation.probes)."""
 
 import numpy as np
 import pytest
 import torch
 
-from robustmix.analysis import error_intervals, holm, paired_comparisons, per_example_frame
-from robustmix.probes import calibration, figure2_curves, interpolation_metrics, sample_pairs
+from robustmix.analysis.comparisons import error_intervals, holm, paired_comparisons, per_example_frame
+from robustmix.evaluation.probes import calibration, figure2_curves, interpolation_metrics, sample_pairs
 from robustmix.attacks import input_gradient
-from robustmix.errors import RobustmixError
-from robustmix.metrics import predict_logits
+from robustmix.runtime.errors import RobustmixError
+from robustmix.models.predict import predict_logits
 
 
 def bits(mask) -> str:
@@ -150,8 +150,8 @@ def test_calibration_of_confident_right_and_confident_wrong_models():
 def test_method_label_names_the_options_that_differ_from_the_defaults():
     """Two Puzzle Mix runs, one with adversarial mixing, are told apart by their labels (issue 16's
     tables printed both as "puzzle-mix (α=1)"); default options, unknown methods and ERM add nothing."""
-    from robustmix.analysis import method_label
-    from robustmix.methods import get_method, method_options
+    from robustmix.analysis.comparisons import method_label
+    from robustmix.training.methods import get_method, method_options
     defaults = method_options(get_method("puzzle-mix"))
     assert method_label({"method": "puzzle-mix", "alpha": 1.0, "method_options": {**defaults, "adv_p": 0.1}}) == "puzzle-mix (α=1, adv_p=0.1)"
     assert method_label({"method": "puzzle-mix", "alpha": 1.0, "method_options": defaults}) == "puzzle-mix (α=1)"

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from robustmix.attacks import ATTACKS, Crafting, fgsm, fgsm_sweep, ifgsm, input_gradient, standard_layout
-from robustmix.errors import RobustmixError
+from robustmix.runtime.errors import RobustmixError
 
 EPS = [1 / 255, 4 / 255, 32 / 255]
 # Smaller budgets than the defaults, to keep these tests fast on 2 cores (the defaults' values are

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-import robustmix.bench as bench
-import robustmix.bench_spec as bench_spec
+from robustmix.gate import gate as bench
+from robustmix.gate import spec as bench_spec
 from robustmix.cli import main
-from robustmix.errors import RobustmixError
-from robustmix.train import train
+from robustmix.runtime.errors import RobustmixError
+from robustmix.training.loop import train
 
 # the module, not the function `fgsm` that robustmix.attacks re-exports under the same name
 fgsm_module = importlib.import_module("robustmix.attacks.fgsm")
@@ -254,7 +254,7 @@ def test_verdict_rule_scales_with_n_and_honours_overrides():
 
 def test_checkpoints_seeds_and_subset_pool_the_same_per_example_results(gate, tmp_path):
     """Loading saved checkpoints gives the bits the trained models gave; two seeds pool in order."""
-    from robustmix.checkpoint import save_checkpoint
+    from robustmix.store.checkpoint import save_checkpoint
 
     d, cached_train = gate
     spec = bench_spec.load_spec(d / "spec.toml")

@@ -9,10 +9,12 @@ import torch
 from torch import nn
 
 from robustmix.attacks import ATTACKS, fgsm_sweep
-from robustmix.checks import RobustmixWarning, check_fits, check_model, model_classes
-from robustmix.errors import RobustmixError
-from robustmix.checkpoint import Checkpoint
-from robustmix.evaluate import EvalConfig, evaluate
+from robustmix.runtime.errors import RobustmixWarning
+from robustmix.store.runs import check_fits
+from robustmix.evaluation.guards import check_model, model_classes
+from robustmix.runtime.errors import RobustmixError
+from robustmix.store.checkpoint import Checkpoint
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
 
 
 class Counting(nn.Module):

@@ -2,9 +2,9 @@
 
 import pytest
 
-from robustmix.checkpoint import save_checkpoint
+from robustmix.store.checkpoint import save_checkpoint
 from robustmix.cli import main
-from robustmix.results import load_results
+from robustmix.store.results import load_results
 
 
 @pytest.fixture(scope="module")

@@ -13,9 +13,9 @@ import torch
 from hostile import MARKER, write_hostile_pt
 from robustmix import save_checkpoint
 from robustmix.cli import main
-from robustmix.config import TrainConfig
+from robustmix.training.config import TrainConfig
 from robustmix.data import Dataset
-from robustmix.train import train
+from robustmix.training.loop import train
 
 
 def toy_dataset(name="toy", classes=3, size=12, n=48) -> Dataset:
@@ -171,7 +171,7 @@ def test_legacy_state_dict_loads_with_allow_legacy(workdir, monkeypatch, capsys)
 def test_warnings_are_one_line_on_the_cli(capsys):
     import warnings
 
-    from robustmix.checks import RobustmixWarning
+    from robustmix.runtime.errors import RobustmixWarning
     from robustmix.cli.common import one_line_warnings
 
     with one_line_warnings("attack"):

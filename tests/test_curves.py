@@ -1,14 +1,14 @@
-"""Training curves (robustmix.curves, `robustmix figures --curves`)."""
+"""Training curves (robustmix.analysis.curves, `robustmix figures --curves`)."""
 
 import pandas as pd
 import pytest
 
-from robustmix.checkpoint import save_checkpoint
+from robustmix.store.checkpoint import save_checkpoint
 from robustmix.cli import main
-from robustmix.config import TrainConfig
-from robustmix.curves import curves_figure, curves_frame, read_history
-from robustmix.errors import RobustmixError
-from robustmix.train import train
+from robustmix.training.config import TrainConfig
+from robustmix.analysis.curves import curves_figure, curves_frame, read_history
+from robustmix.runtime.errors import RobustmixError
+from robustmix.training.loop import train
 
 
 @pytest.fixture(scope="module")

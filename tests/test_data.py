@@ -8,11 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from robustmix.data import (DATASETS, augment_batch, corrupt_labels, load_dataset, prepare_dataset,
-                            stratified_subset)
+from robustmix.data import DATASETS, augment_batch, corrupt_labels, load_dataset, prepare_dataset, stratified_subset
 from robustmix.data import imagefolder
 from robustmix.data.augment import batch_crop, batch_flip_lr
-from robustmix.errors import RobustmixError
+from robustmix.runtime.errors import RobustmixError
 
 
 def write_tree(root, mode, size=(12, 10), per_class=(5, 3), classes=("cat", "dog", "emu"), vary=False):

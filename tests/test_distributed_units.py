@@ -9,7 +9,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 
-from robustmix.distributed import World, gather_cat, shard, sync_batchnorm
+from robustmix.runtime.distributed import World, gather_cat, shard, sync_batchnorm
 
 
 def test_shards_cover_every_item_once_in_order():

@@ -25,12 +25,16 @@ ROOT = Path(__file__).resolve().parents[1]
 # The public API: a package's __all__, or the public functions and classes a main module defines.
 # Each module here has a page under docs/reference/api/ (mkdocstrings renders it from the code).
 API_MODULES = (
-    "robustmix", "robustmix.attacks", "robustmix.models", "robustmix.data",
-    "robustmix.methods", "robustmix.config", "robustmix.recipes",
-    "robustmix.checkpoint", "robustmix.runs", "robustmix.imports",
-    "robustmix.evaluate", "robustmix.results",
-    "robustmix.stats", "robustmix.soundness", "robustmix.checks", "robustmix.verdicts",
-    "robustmix.report", "robustmix.figures", "robustmix.analysis", "robustmix.curves",
+    "robustmix", "robustmix.data", "robustmix.models", "robustmix.attacks",
+    "robustmix.store", "robustmix.store.checkpoint", "robustmix.store.runs", "robustmix.store.results",
+    "robustmix.training", "robustmix.training.config", "robustmix.training.recipes", "robustmix.training.save",
+    "robustmix.training.methods.registry", "robustmix.training.methods.mixing",
+    "robustmix.evaluation", "robustmix.evaluation.config", "robustmix.evaluation.records", "robustmix.evaluation.guards",
+    "robustmix.soundness", "robustmix.soundness.verdicts",
+    "robustmix.analysis", "robustmix.analysis.comparisons", "robustmix.analysis.stats", "robustmix.analysis.replication",
+    "robustmix.analysis.curves",
+    "robustmix.reporting", "robustmix.reporting.tables", "robustmix.reporting.text", "robustmix.reporting.figures",
+    "robustmix.importing", "robustmix.importing.importer", "robustmix.importing.sources",
 )
 # The entry points a reader starts from: their docstrings carry a runnable example (run below).
 WITH_EXAMPLES = (
@@ -38,7 +42,7 @@ WITH_EXAMPLES = (
     "robustmix.import_model", "robustmix.attacks.fgsm", "robustmix.attacks.ifgsm", "robustmix.attacks.pgd",
     "robustmix.attacks.apgd", "robustmix.attacks.square", "robustmix.attacks.fgsm_sweep",
     "robustmix.models.build_model", "robustmix.data.load_dataset", "robustmix.data.pixels",
-    "robustmix.evaluate.evaluate", "robustmix.report.evidence",
+    "robustmix.evaluation.evaluator.evaluate", "robustmix.reporting.tables.evidence",
 )
 
 

@@ -7,12 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robustmix import precision
+from robustmix.training import precision
 from robustmix.data.augment import alternating_flip, augment_batch, base_orientation, batch_crop
-from robustmix.methods import soft_cross_entropy
+from robustmix.training.methods import soft_cross_entropy
 from robustmix.models import build_model
 from robustmix.models.whiten import WHITEN_EPS, patch_covariance, whitening_filters
-from robustmix.optim import Lookahead, decoupled_sgd, kilostep_scale, loss_scale, smooth_labels
+from robustmix.training.optim import Lookahead, decoupled_sgd, kilostep_scale, loss_scale, smooth_labels
 
 
 def images(n=64, c=3, size=16, seed=0):

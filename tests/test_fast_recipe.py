@@ -10,17 +10,18 @@ from pathlib import Path
 import pytest
 import torch
 
-from robustmix import precision
+from robustmix.training import precision
 from robustmix.cli import main
-from robustmix.config import TrainConfig
+from robustmix.training.config import TrainConfig
 from robustmix.data import augment_batch, pixels, prepare_dataset, shuffled_batches
 from robustmix.data.sources import make_dataset
-from robustmix.methods import METHODS, one_hot, soft_cross_entropy
+from robustmix.training.methods import METHODS, soft_cross_entropy
+from robustmix.training.methods.mixing import one_hot
 from robustmix.models import build_model
 from robustmix.models.whiten import whitening_filters
-from robustmix.recipes import RECIPES, auto_recipe, resolve_config
-from robustmix.resume import load_state
-from robustmix.train import lr_factor, train
+from robustmix.training.recipes import RECIPES, auto_recipe, resolve_config
+from robustmix.training.resume import load_state
+from robustmix.training.loop import lr_factor, train
 
 
 @contextlib.contextmanager

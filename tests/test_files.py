@@ -21,18 +21,19 @@ import pytest
 import torch
 
 from hostile import MARKER, write_hostile_pt, write_hostile_raw
-from robustmix import files, load_checkpoint, save_checkpoint
-from robustmix.errors import RobustmixError
+from robustmix.runtime import files
+from robustmix import load_checkpoint, save_checkpoint
+from robustmix.runtime.errors import RobustmixError
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_sigkill = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 
 
-# robustmix/files.py loaded on its own (it imports nothing from robustmix): a child starts in
+# robustmix/runtime/files.py loaded on its own (it imports nothing from robustmix): a child starts in
 # milliseconds instead of importing torch.
 LOAD_FILES = (
     "import importlib.util as u\n"
-    f"spec = u.spec_from_file_location('files', {str(ROOT / 'robustmix' / 'files.py')!r})\n"
+    f"spec = u.spec_from_file_location('files', {str(ROOT / 'robustmix' / 'runtime' / 'files.py')!r})\n"
     "files = u.module_from_spec(spec); spec.loader.exec_module(files)\n"
 )
 
@@ -134,7 +135,7 @@ def test_sigkill_at_random_moments_leaves_old_or_new_never_half(tmp_path):
 
 
 def test_library_writes_only_through_files_module():
-    """Every write in robustmix goes through robustmix.files (atomic); no direct writes elsewhere."""
+    """Every write in robustmix goes through robustmix.runtime.files (atomic); no direct writes elsewhere."""
     opens = re.compile(r"open\([^)]*['\"][wax]b?\+?['\"]")
     direct = re.compile(r"\.write_(text|bytes)\(|torch\.save\(|\.savefig\((?!buf)|\.to_csv\((?!buf)\s*[^)\s]")
     strings = re.compile(r"f?\"[^\"]*\"|f?'[^']*'")
@@ -144,11 +145,11 @@ def test_library_writes_only_through_files_module():
             continue
         for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             code = line.split("#")[0]
-            if path.name == "bench.py" and "step_summary" in code:
+            if path.name == "gate.py" and "step_summary" in code:
                 continue  # $GITHUB_STEP_SUMMARY is appended to by every step: GitHub's contract, not ours
             if (opens.search(code) or direct.search(strings.sub("''", code))) and "files.write_" not in code:
                 offenders.append(f"{path.relative_to(ROOT)}:{n}: {line.strip()}")
-    assert offenders == [], "write through robustmix.files instead:\n" + "\n".join(offenders)
+    assert offenders == [], "write through robustmix.runtime.files instead:\n" + "\n".join(offenders)
 
 
 # --- loading never runs code -------------------------------------------------------------------

@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from robustmix.graphcut import alpha_beta_swap, grid_energy, swap_move
+from robustmix.training.methods.graphcut import alpha_beta_swap, grid_energy, swap_move
 
 
 def problem(seed, B=4, H=2, W=3, L=3):

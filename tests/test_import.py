@@ -9,12 +9,12 @@ import torch
 
 from import_fixtures import PERM, Bare, Permuted, write_exports
 from robustmix import import_model, load_checkpoint
-from robustmix.checkpoint import Checkpoint
+from robustmix.store.checkpoint import Checkpoint
 from robustmix.cli import main
-from robustmix.config import TrainConfig
-from robustmix.errors import RobustmixError
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.train import train
+from robustmix.training.config import TrainConfig
+from robustmix.runtime.errors import RobustmixError
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.training.loop import train
 
 CFG = EvalConfig(eps=(8 / 255,), iters=3, batch_size=96)
 SAME = ("setting", "attack", "eps", "n", "top1_err", "top5_err", "top1_correct", "top5_correct")

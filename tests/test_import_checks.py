@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from robustmix.data import Dataset
-from robustmix.import_checks import FLAGS, _far_lower, class_order_problem, probabilities_problem, run_checks
-from robustmix.importer import Normalization, normalization
+from robustmix.importing.conventions import FLAGS, _far_lower, class_order_problem, probabilities_problem, run_checks
+from robustmix.importing.sources import Normalization, normalization
 from robustmix.models.imported import ImportedModel
 
 CLI = FLAGS["cli"]

@@ -14,7 +14,7 @@ import hostile_programs as hp
 from hostile import MARKER, write_hostile_pt
 from import_fixtures import PERM, script, trace, write_exports
 from robustmix.cli import main
-from robustmix.programs import load_pt2, load_torchscript
+from robustmix.models.programs import load_pt2, load_torchscript
 
 
 @pytest.fixture(scope="module")

@@ -10,12 +10,12 @@ import pytest
 import torch
 from torch import nn
 
-from robustmix.analysis import paired_comparisons
+from robustmix.analysis.comparisons import paired_comparisons
 from robustmix.attacks import SUITES
-from robustmix.checkpoint import Checkpoint
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.soundness import CHECKS, soundness_checks
-from robustmix.verdicts import sound_verdicts
+from robustmix.store.checkpoint import Checkpoint
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.soundness.checks import CHECKS, soundness_checks
+from robustmix.soundness.verdicts import sound_verdicts
 
 EPS = (8 / 255, 16 / 255)
 N = 180

@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from robustmix.data import pixels
-from robustmix.methods import METHODS, apply_method, cross_class_partner, sample_lam, soft_cross_entropy
+from robustmix.training.methods import METHODS, apply_method, soft_cross_entropy
+from robustmix.training.methods.mixing import cross_class_partner, sample_lam
 from robustmix.models import MODELS, Normalize, build_model, run_stages
 
 

@@ -1,18 +1,26 @@
-"""Puzzle Mix (robustmix.puzzlemix): masks, prior, transport, saliency, determinism, options, training."""
+"""Puzzle Mix (robustmix.training.methods.puzzlemix): masks, prior, transport, saliency, determinism, options, training."""
 
 import copy
 
 import pytest
 import torch
 
-from robustmix.config import TrainConfig
+from robustmix.training.config import TrainConfig
 from robustmix.data import pixels
-from robustmix.errors import RobustmixError
-from robustmix.methods import METHODS, get_method, method_options, soft_cross_entropy
+from robustmix.runtime.errors import RobustmixError
+from robustmix.training.methods import METHODS, get_method, method_options, soft_cross_entropy
 from robustmix.models import build_model
-from robustmix.puzzlemix import (PuzzleOptions, _AddLoss, adversarial_noise, move_blocks, puzzle_mask, puzzle_mix,
-                                 saliency, transport_plan)
-from robustmix.train import train
+from robustmix.training.methods.puzzlemix import (
+    PuzzleOptions,
+    _AddLoss,
+    adversarial_noise,
+    move_blocks,
+    puzzle_mask,
+    puzzle_mix,
+    saliency,
+    transport_plan,
+)
+from robustmix.training.loop import train
 
 
 @pytest.fixture(scope="module")
@@ -178,8 +186,8 @@ def test_one_epoch_on_digits_counts_its_network_passes(digits):
 def test_mask_objective_is_the_papers_energy_up_to_a_constant(setup):
     """m = 1: our unary costs and edge weights give, for every mask, the direct objective: hidden saliency
     + β'·(label changes) + β'γ·(border differences of the sources shown) + prior, plus one constant."""
-    from robustmix.graphcut import grid_energy
-    from robustmix.puzzlemix import block_mean, border_differences, mask_problem
+    from robustmix.training.methods.graphcut import grid_energy
+    from robustmix.training.methods.puzzlemix import block_mean, border_differences, mask_problem
 
     _, x, _, perm, sal = setup
     g, lam, o = 4, 0.3, PuzzleOptions(m=1)
@@ -209,7 +217,7 @@ def test_no_method_touches_parameter_gradients_or_the_mode(name, digits):
     model = build_model("cnn", in_channels=1, num_classes=10, image_size=8, mean=digits.mean, std=digits.std).train()
     for p in model.parameters():
         p.grad = torch.full_like(p, 0.25)
-    from robustmix.methods import apply_method, network_passes
+    from robustmix.training.methods import apply_method, network_passes
 
     apply_method(METHODS[name], model, pixels(digits.x_train[:32]), digits.y_train[:32], num_classes=10, alpha=1.0,
                  gen=torch.Generator().manual_seed(0))

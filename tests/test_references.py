@@ -247,9 +247,9 @@ def test_the_protocol_defines_the_anchors_that_reports_and_checks_link_to():
 # Synthetic files with deliberately bad references, and paths that are not files of this repository:
 # the repository scan skips them (refcheck: off).
 BAD = {
-    "robustmix/recipes.py": '"""Recipes (see ../shared/notes.md)."""\n',
-    "robustmix/analysis.py": '"""Figure 2 (see shared/PROTOCOL.md)."""\n',
-    "robustmix/stats.py": '"""See the shared PROTOCOL.md and ./../up/x.py."""\nURL = "docs/protocol.md#check-no"\n',
+    "robustmix/training/recipes.py": '"""Recipes (see ../shared/notes.md)."""\n',
+    "robustmix/analysis/comparisons.py": '"""Figure 2 (see shared/PROTOCOL.md)."""\n',
+    "robustmix/analysis/stats.py": '"""See the shared PROTOCOL.md and ./../up/x.py."""\nURL = "docs/protocol.md#check-no"\n',
     "README.md": "[guide](docs/missing.md), `reports/gone.csv`, [c99](docs/protocol.md#c99)\n",
     "docs/index.md": "Intro.\n\n[up](../../outside.md) and [self](#nowhere)\n[root](/README.md)\n",
     "notebooks/a.ipynb": json.dumps({"cells": [{"cell_type": "markdown", "source": ["[x](gone.png)"]}]}),
@@ -260,11 +260,11 @@ BAD = {
 def test_bad_references_are_reported():
     found = {(p.path, p.line, p.ref, p.why) for p in find_problems(BAD)}
     assert found == {
-        ("robustmix/recipes.py", 1, "../shared/notes.md", "outside"),
-        ("robustmix/analysis.py", 1, "shared/PROTOCOL.md", "outside"),
-        ("robustmix/stats.py", 1, "PROTOCOL.md", "outside"),
-        ("robustmix/stats.py", 1, "./../up/x.py", "outside"),
-        ("robustmix/stats.py", 2, "docs/protocol.md#check-no", "anchor"),
+        ("robustmix/training/recipes.py", 1, "../shared/notes.md", "outside"),
+        ("robustmix/analysis/comparisons.py", 1, "shared/PROTOCOL.md", "outside"),
+        ("robustmix/analysis/stats.py", 1, "PROTOCOL.md", "outside"),
+        ("robustmix/analysis/stats.py", 1, "./../up/x.py", "outside"),
+        ("robustmix/analysis/stats.py", 2, "docs/protocol.md#check-no", "anchor"),
         ("README.md", 1, "docs/missing.md", "missing"),
         ("README.md", 1, "reports/gone.csv", "missing"),
         ("README.md", 1, "docs/protocol.md#c99", "anchor"),
@@ -284,7 +284,7 @@ def test_the_markers_silence_only_their_lines():
 GOOD = {
     "robustmix/cli/train.py": "from ..errors import RobustmixError\nfrom . import x\n",
     "tests/test_cli.py": '["mixup-target/../runs/erm-target", "runs/erm/meta.json", "/data/cifar10"]\n',
-    "robustmix/report.py": 'f"reports/{name}.md", "docs/<page>.md", "tests/*.py", "$ROOT/reports/x.md"\n',
+    "robustmix/reporting/tables.py": 'f"reports/{name}.md", "docs/<page>.md", "tests/*.py", "$ROOT/reports/x.md"\n',
     "docs/index.md": (
         "[home](../README.md), [c1](protocol.md#c1), [two](protocol.md#two-words), "
         "[web](https://example.org/a/../b), ![fig](img/figure.png), [folder](../reports/)\n"
@@ -299,6 +299,6 @@ GOOD = {
 
 
 def test_legitimate_references_are_not_reported():
-    tracked = set(GOOD) | {"robustmix/cli/__init__.py", "robustmix/errors.py"}
+    tracked = set(GOOD) | {"robustmix/cli/__init__.py", "robustmix/runtime/errors.py"}
     assert find_problems(GOOD, tracked) == []
 # refcheck: on

@@ -1,13 +1,13 @@
-"""Seed-level intervals (robustmix.replication) on simulated studies with a known spread between
+"""Seed-level intervals (robustmix.analysis.replication) on simulated studies with a known spread between
 training seeds: they cover at the stated rate, and they are wider than an interval over test
 examples alone when seeds disagree."""
 
 import numpy as np
 import pytest
 
-from robustmix.errors import RobustmixError
-from robustmix.replication import EXAMPLES_ONLY, TWO_WAY, difference_interval, error_interval
-from robustmix.stats import bootstrap_ci
+from robustmix.runtime.errors import RobustmixError
+from robustmix.analysis.replication import EXAMPLES_ONLY, TWO_WAY, difference_interval, error_interval
+from robustmix.analysis.stats import bootstrap_ci
 
 N, S, REPS = 500, 3, 400
 

@@ -6,13 +6,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from robustmix.analysis import error_intervals
-from robustmix.probes import calibration_frame, figure2_curves
-from robustmix.checkpoint import save_checkpoint
+from robustmix.analysis.comparisons import error_intervals
+from robustmix.evaluation.probes import calibration_frame, figure2_curves
+from robustmix.store.checkpoint import save_checkpoint
 from robustmix.cli import main
-from robustmix.figures import figure2, reliability_figure, robustness_figure, save_png
-from robustmix.report import evidence, render_report_markdown, report_csv, report_json, report_latex
-from robustmix.results import save_results
+from robustmix.reporting.figures import figure2, reliability_figure, robustness_figure, save_png
+from robustmix.reporting.tables import evidence, render_report_markdown, report_csv, report_json, report_latex
+from robustmix.store.results import save_results
 
 from test_analysis import record
 

@@ -6,11 +6,11 @@ import json
 import pandas as pd
 import pytest
 
-from robustmix.checkpoint import Checkpoint
+from robustmix.store.checkpoint import Checkpoint
 from robustmix.cli import main
-from robustmix.errors import RobustmixError
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.results import load_results, merge_results, save_results
+from robustmix.runtime.errors import RobustmixError
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.store.results import load_results, merge_results, save_results
 
 # FGSM and I-FGSM (deterministic) plus PGD with a random start (seeded per example index): the
 # soundness probes run too (PGD at 128/255 and the doubled budget), so probes are merged as well.

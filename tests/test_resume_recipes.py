@@ -12,10 +12,10 @@ import torch
 from safetensors.torch import load_file
 
 from robustmix.cli import main
-from robustmix.config import TrainConfig
-from robustmix.errors import RobustmixError
-from robustmix.recipes import RECIPES, resolve_config
-from robustmix.train import lr_factor, train
+from robustmix.training.config import TrainConfig
+from robustmix.runtime.errors import RobustmixError
+from robustmix.training.recipes import RECIPES, resolve_config
+from robustmix.training.loop import lr_factor, train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "--epochs", "5", "--method", "mixup", "--model", "cnn", "--width", "4", "--dropout", "0.2",

@@ -1,12 +1,12 @@
 """Shared-work paths give the same adversarial examples and records as one-at-a-time paths,
 bit for bit on CPU, in NCHW and in channels_last; the plan is what runs; a surrogate's examples
-crafted once (robustmix.transfer) give the records of crafting them in every call; bf16 autocast
+crafted once (robustmix.evaluation.transfer) give the records of crafting them in every call; bf16 autocast
 moves adversarial error by < 0.5 pp."""
 
 import pytest
 import torch
 
-from robustmix.checks import PROBE
+from robustmix.evaluation.probes import PROBE
 
 from robustmix.attacks import (
     box,
@@ -20,16 +20,16 @@ from robustmix.attacks import (
     project,
     standard_layout,
 )
-from robustmix.distributed import World
-from robustmix.errors import RobustmixError
-from robustmix.checkpoint import Checkpoint
-from robustmix.evaluate import EvalConfig, channels_last_for, evaluate, plan_evaluation
-from robustmix.metrics import topk_correct
+from robustmix.runtime.distributed import World
+from robustmix.runtime.errors import RobustmixError
+from robustmix.store.checkpoint import Checkpoint
+from robustmix.evaluation.evaluator import EvalConfig, channels_last_for, evaluate, plan_evaluation
+from robustmix.models.predict import topk_correct
 from robustmix.models import build_model
-from robustmix.plan import naive_cost, render_plan, total_cost
-from robustmix.soundness import soundness_checks
-from robustmix.stats import error_rate
-from robustmix.transfer import craft_transfer, load_transfer, save_transfer, transfer_meta
+from robustmix.evaluation.plan import naive_cost, render_plan, total_cost
+from robustmix.soundness.checks import soundness_checks
+from robustmix.evaluation.records import error_rate
+from robustmix.evaluation.transfer import craft_transfer, load_transfer, save_transfer, transfer_meta
 
 EPS = (1 / 255, 4 / 255, 16 / 255)
 

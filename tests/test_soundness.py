@@ -3,7 +3,7 @@ symptom it is there for, with the numbers behind it."""
 
 import pytest
 
-from robustmix.soundness import CHECKS, Margins, soundness_checks
+from robustmix.soundness.checks import CHECKS, Margins, soundness_checks
 
 N = 100
 

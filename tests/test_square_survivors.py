@@ -16,19 +16,19 @@ from torch import nn
 
 from robustmix.attacks import ATTACKS, SUITES, WORST, Budget, Crafting, attack_label
 from robustmix.attacks.budget import SQUARE_ON
-from robustmix.bench_spec import parse_spec
-from robustmix.checkpoint import Checkpoint, save_checkpoint
+from robustmix.gate.spec import parse_spec
+from robustmix.store.checkpoint import Checkpoint, save_checkpoint
 from robustmix.cli import main
-from robustmix.errors import RobustmixError
-from robustmix.evaluate import EvalConfig, evaluate
-from robustmix.plan import build_plan
-from robustmix.report import render_markdown
-from robustmix.results import load_results
-from robustmix.soundness import soundness_checks
-from robustmix.stats import as_bool
+from robustmix.runtime.errors import RobustmixError
+from robustmix.evaluation.evaluator import EvalConfig, evaluate
+from robustmix.evaluation.plan import build_plan
+from robustmix.reporting.tables import render_markdown
+from robustmix.store.results import load_results
+from robustmix.soundness.checks import soundness_checks
+from robustmix.evaluation.records import as_bool
 from robustmix.study import parse_study
-from robustmix.study.run import same_setup, setup_of
-from robustmix.transfer import crafting_of
+from robustmix.study.attacking import same_setup, setup_of
+from robustmix.evaluation.transfer import crafting_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADIENT_FREE = [a for a, at in ATTACKS.items() if at.gradient_free]  # Square

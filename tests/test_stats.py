@@ -1,7 +1,8 @@
 import numpy as np
 import pytest
 
-from robustmix.stats import as_bool, bootstrap_ci, error_rate, paired_difference, wilson_ci
+from robustmix.evaluation.records import as_bool, error_rate
+from robustmix.analysis.stats import bootstrap_ci, paired_difference, wilson_ci
 
 
 def test_bitstrings_and_arrays_agree():
@@ -43,8 +44,8 @@ def test_every_error_rate_reads_the_same_in_every_table():
     differently. Every path now uses the integer count, so all agree to the last bit."""
     import torch
 
-    from robustmix.metrics import topk_error
-    from robustmix.stats import percent_wrong
+    from robustmix.models.predict import topk_error
+    from robustmix.models.predict import percent_wrong
 
     correct = np.zeros(10_000, dtype=bool)
     correct[:9_045] = True

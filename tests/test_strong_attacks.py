@@ -7,7 +7,7 @@ import inspect
 import pytest
 import torch
 
-from robustmix.errors import RobustmixError
+from robustmix.runtime.errors import RobustmixError
 from robustmix.attacks.apgd import APGD_ITERS, apgd, apgd_sweep, dlr_loss
 from robustmix.attacks.noise import uniform
 from robustmix.attacks.pgd import pgd, pgd_sweep

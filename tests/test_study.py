@@ -15,16 +15,17 @@ import pandas as pd
 import pytest
 import torch
 
-import robustmix.study.run as study_run
-from robustmix.bench_spec import parse_spec
+from robustmix.study import attacking as study_run
+from robustmix.gate.spec import parse_spec
 from robustmix.cli import main
-from robustmix.errors import RobustmixError
-from robustmix.evaluate import evaluate
+from robustmix.runtime.errors import RobustmixError
+from robustmix.evaluation.evaluator import evaluate
 from robustmix.study import load_study, parse_study, status_of
-from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED, judge_margin, judge_sign
+from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
+from robustmix.soundness.verdicts import judge_margin, judge_sign
 from robustmix.study.training import config_differs, models_of
-from robustmix.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
-from robustmix.replication import SeedInterval
+from robustmix.evaluation.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
+from robustmix.analysis.replication import SeedInterval
 
 from study_runs import CIFAR, DIGITS, run_study, snapshot
 
@@ -324,7 +325,7 @@ def test_compute_is_told_by_where_it_ran():
     logged before the device field) sums each part where it ran; a results file older than the processor
     field is named by its device."""
     from robustmix.study.report import compute_places
-    from robustmix.study.run import place
+    from robustmix.study.attacking import place
     metas = {"erm-s0": {"processor": "NVIDIA H200", "device": "cuda", "train_seconds": 40.0},
              "mixup-s0": {"processor": "NVIDIA H200", "device": "cuda", "train_seconds": 43.0},
              "puzzle-mix-s0": {"processor": "AMD EPYC", "device": "cpu", "train_seconds": 6000.0}}

@@ -106,7 +106,7 @@ def test_rebuilt_weights_that_differ_are_refused_unless_retrain(study, tmp_path,
     one line (exit 2) before anything recorded changes; --retrain adopts them and recomputes its results."""
     out, _ = weightless_copy(study, tmp_path)
     (out / "results" / "strong-erm-s1.json").unlink()  # the strong suite is white-box: only erm-s1 is needed
-    real = study_cli.train_and_save
+    real = study_cli.train_with_progress
 
     def other_processor(config, folder, **kw):
         if folder.name.startswith("erm-s1"):
@@ -118,7 +118,7 @@ def test_rebuilt_weights_that_differ_are_refused_unless_retrain(study, tmp_path,
             return meta
         return real(config, folder, **kw)
 
-    monkeypatch.setattr(study_cli, "train_and_save", other_processor)
+    monkeypatch.setattr(study_cli, "train_with_progress", other_processor)
     m = next(m for m in models_of(load_study(DIGITS), out) if m.slot == "erm-s1")
     kept = files_under(out, "results", "models/erm-s1")
     capsys.readouterr()
@@ -173,8 +173,8 @@ def test_a_rebuild_trains_at_the_recorded_thread_count(study, tmp_path, monkeypa
     (out / "results" / "strong-mixup-s1.json").unlink()
     assert json.loads((out / "models" / "mixup-s1" / "meta.json").read_text())["torch_threads"] == 1
     seen = []
-    real = study_cli.train_and_save
-    monkeypatch.setattr(study_cli, "train_and_save", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
+    real = study_cli.train_with_progress
+    monkeypatch.setattr(study_cli, "train_with_progress", lambda *a, **k: seen.append(torch.get_num_threads()) or real(*a, **k))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

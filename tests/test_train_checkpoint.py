@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from robustmix import load_checkpoint, save_checkpoint
-from robustmix.config import TrainConfig
-from robustmix.errors import RobustmixError
-from robustmix.train import train
+from robustmix.training.config import TrainConfig
+from robustmix.runtime.errors import RobustmixError
+from robustmix.training.loop import train
 
 
 def test_same_seed_gives_bit_identical_weights(digits):
@@ -67,7 +67,7 @@ def test_config_validates_itself_with_flag_neutral_messages(change, words):
 
 
 def test_metadata_is_built_by_the_checkpoint_module(trained, digits):
-    from robustmix.checkpoint import checkpoint_meta
+    from robustmix.training.meta import checkpoint_meta
 
     _, meta = trained
     config = TrainConfig.from_dict(meta["config"])

@@ -10,9 +10,9 @@ import pytest
 from robustmix import save_checkpoint
 from robustmix.cli import build_parser, main
 from robustmix.cli.train import config_from_args
-from robustmix.figures import robustness_figure
-from robustmix.report import evidence
-from robustmix.results import load_results, save_results
+from robustmix.reporting.figures import robustness_figure
+from robustmix.reporting.tables import evidence
+from robustmix.store.results import load_results, save_results
 
 from test_data import write_tree
 from test_report_figures import sweep

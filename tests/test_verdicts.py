@@ -2,9 +2,10 @@
 
 import pytest
 
-from robustmix.analysis import paired_comparisons
-from robustmix.soundness import Check
-from robustmix.verdicts import PAPER_ONLY, sound_verdicts, worst_case_records
+from robustmix.analysis.comparisons import paired_comparisons
+from robustmix.soundness.checks import Check
+from robustmix.soundness.verdicts import PAPER_ONLY, sound_verdicts
+from robustmix.evaluation.records import worst_case_records
 
 N = 200
 

@@ -17,10 +17,14 @@ FOLDER = "reference/cli"
 
 
 def subcommands(parser: argparse.ArgumentParser) -> dict[str, argparse.ArgumentParser]:
-    """name -> subparser, in registration order."""
+    """name -> subparser, in registration order (a command's aliases, e.g. `gate` for `bench`, share its page)."""
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
-            return dict(action.choices)
+            out: dict[str, argparse.ArgumentParser] = {}
+            for name, sub in action.choices.items():
+                if all(sub is not seen for seen in out.values()):
+                    out[name] = sub
+            return out
     return {}
 
 

@@ -8,13 +8,19 @@
     budget.py     the strong attacks' iterations, restarts, queries and seed (Budget)
     noise.py      seeded per-example random numbers (same seed, same examples, in any batch)
     rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index
-    execution.py  the plumbing under them: eval mode, memory layouts, autocast, the input gradient,
+    execution.py  the plumbing under them: memory layouts, autocast, the input gradient,
                   projection, input preparation, batch sizing
+    inputs.py     the input checks every attack runs on entry (pixels in [0, 1], labels in range)
 
 The functions are re-exported here, so `robustmix.attacks.fgsm` is the *function* fgsm (it shadows
 the submodule of that name); reach a module itself with importlib.import_module("robustmix.attacks.fgsm").
+
+May import: runtime, models.
 """
 
+from ..models.predict import eval_mode  # re-exported: attacks run models in eval mode
+from .apgd import apgd, apgd_sweep
+from .budget import Budget
 from .execution import (
     AMP_MODES,
     CPU_AUTO_BATCH,
@@ -25,7 +31,6 @@ from .execution import (
     check_eps,
     check_iters,
     chunking,
-    eval_mode,
     find_largest,
     input_gradient,
     logits_and_gradient,
@@ -37,10 +42,20 @@ from .execution import (
     strides,
 )
 from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
-from .apgd import apgd, apgd_sweep
-from .budget import Budget
 from .pgd import pgd, pgd_sweep
-from .registry import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, RECORD_ATTACKS, SETTINGS, SUITES, WORST, Attack, Step, attack_label
+from .registry import (
+    ATTACKS,
+    CLEAN,
+    DEFAULT_ATTACKS,
+    NO_ATTACK,
+    RECORD_ATTACKS,
+    SETTINGS,
+    SUITES,
+    WORST,
+    Attack,
+    Step,
+    attack_label,
+)
 from .square import square, square_sweep
 
 __all__ = [

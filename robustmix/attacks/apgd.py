@@ -34,9 +34,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..models.predict import eval_mode
+from ..runtime.errors import RobustmixError
 from .budget import APGD_ITERS
-from .execution import Crafting, autocast, box, check_eps, check_iters, eval_mode, prepare_inputs
-from ..errors import RobustmixError
+from .execution import Crafting, autocast, box, check_eps, check_iters, prepare_inputs
 from .noise import uniform
 from .pgd import check_restarts
 from .rows import Rows, stack_rows, unstack

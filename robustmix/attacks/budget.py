@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 
 IFGSM_ITERS = 10
 PGD_ITERS = 40

@@ -24,23 +24,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import RobustmixError
+from ..models.predict import eval_mode
+from ..runtime.errors import RobustmixError
 from .budget import Budget
-from ..inputs import check_inputs
+from .inputs import check_inputs
 
 AMP_MODES = ("none", "bf16", "bf16-all")
 CPU_AUTO_BATCH = 512  # rows per pass for --batch-size auto off CUDA (see auto_batch_size)
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """The model in eval mode inside the block, and back in the mode it came in after it."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
 
 
 @contextmanager

@@ -20,12 +20,12 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..models.predict import eval_mode
 from .execution import (
     Crafting,
     box,
     check_eps,
     check_iters,
-    eval_mode,
     input_gradient,
     memory_format,
     prepare_inputs,

@@ -25,9 +25,18 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..models.predict import eval_mode
+from ..runtime.errors import RobustmixError
 from .budget import PGD_ITERS
-from .execution import Crafting, check_eps, check_iters, eval_mode, logits_and_gradient, memory_format, prepare_inputs, standard_layout
-from ..errors import RobustmixError
+from .execution import (
+    Crafting,
+    check_eps,
+    check_iters,
+    logits_and_gradient,
+    memory_format,
+    prepare_inputs,
+    standard_layout,
+)
 from .noise import uniform
 from .rows import Rows, stack_rows, unstack
 

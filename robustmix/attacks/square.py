@@ -27,9 +27,10 @@ from typing import Sequence
 import torch
 from torch import nn
 
+from ..models.predict import eval_mode
+from ..runtime.errors import RobustmixError
 from .budget import SQUARE_QUERIES
-from .execution import Crafting, autocast, check_eps, eval_mode, prepare_inputs
-from ..errors import RobustmixError
+from .execution import Crafting, autocast, check_eps, prepare_inputs
 from .noise import uniform
 from .rows import Rows, stack_rows, unstack
 

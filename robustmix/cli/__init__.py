@@ -2,14 +2,16 @@
 
 The CLI is the only part of robustmix that reads argv or prints. Every user error becomes one
 line on stderr and exit code 2, with no traceback.
+
+May import: every other stage (it sits on top).
 """
 
 from __future__ import annotations
 
 import sys
 
-from ..errors import RobustmixError
-from . import attack, bench, figures, import_, quickstart, report, study, train
+from ..runtime.errors import RobustmixError
+from . import attack, figures, gate, import_, quickstart, report, study, train
 from .common import Parser, one_line_warnings
 
 COMMANDS = {
@@ -18,10 +20,12 @@ COMMANDS = {
     "report": report,
     "quickstart": quickstart,
     "figures": figures,
-    "bench": bench,
+    "bench": gate,  # the gate (also `robustmix gate`)
     "import": import_,
     "study": study,
 }
+
+ALIASES = {"bench": ["gate"]}  # other names a command answers to
 
 
 def build_parser() -> Parser:
@@ -31,12 +35,13 @@ def build_parser() -> Parser:
         "Train checkpoints, attack them (FGSM, I-FGSM; white-box and black-box) and report. "
         "On the command line eps is on the 0–255 pixel scale (--eps 4 means 4/255).",
     )
-    from ..version import __version__
+    from ..runtime.version import __version__
 
     parser.add_argument("--version", action="version", version=f"robustmix {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     for name, module in COMMANDS.items():
-        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        # argparse %-formats a command's help line (not its description): "95%" must reach it as "95%%"
+        p = sub.add_parser(name, help=module.HELP.replace("%", "%%"), description=module.HELP, aliases=ALIASES.get(name, []))
         module.add_arguments(p)
         p.set_defaults(run=module.run)
     return parser
@@ -44,8 +49,8 @@ def build_parser() -> Parser:
 
 def console_main() -> int:
     """The `robustmix` program (console script and `python -m robustmix`): `main` after setting
-    malloc up for long CPU runs (robustmix.allocator; importing robustmix leaves malloc alone)."""
-    from ..allocator import keep_freed_memory
+    malloc up for long CPU runs (robustmix.runtime.allocator; importing robustmix leaves malloc alone)."""
+    from ..runtime.allocator import keep_freed_memory
 
     keep_freed_memory()
     return main()

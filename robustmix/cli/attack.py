@@ -7,24 +7,32 @@ import argparse
 from pathlib import Path
 
 from ..attacks import AMP_MODES, CPU_AUTO_BATCH, SETTINGS, SUITES
-from ..checkpoint import Checkpoint, provenance
-from ..checks import check_fits
 from ..data import Dataset
-from .. import distributed
-from ..devices import resolve_device
-from ..errors import RobustmixError
-from ..evaluate import (
+from ..evaluation.evaluator import (
     EvalConfig,
     evaluate,
     plan_evaluation,
     resolve_batch_size,
 )
-from ..plan import naive_cost, render_plan
-from ..report import render_markdown
-from ..results import save_results
-from ..runs import check_compatible, evaluation_examples, find_surrogate, find_targets, load_data_of, open_checkpoints
+from ..evaluation.plan import naive_cost, render_plan
+from ..reporting.tables import render_markdown
+from ..reporting.text import soundness, soundness_markdown
+from ..runtime import distributed
+from ..runtime.devices import resolve_device
+from ..runtime.errors import RobustmixError
+from ..store.checkpoint import Checkpoint, provenance
+from ..store.results import save_results
+from ..store.runs import (
+    check_compatible,
+    check_fits,
+    evaluation_examples,
+    find_surrogate,
+    find_targets,
+    load_data_of,
+    open_checkpoints,
+)
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
-from .suite import add_suite_arguments, soundness, soundness_markdown, suite_config
+from .suite import add_suite_arguments, suite_config
 
 HELP = ("attack checkpoints (white-box and black-box) with the paper's FGSM / I-FGSM or --suite strong (PGD, APGD-CE, APGD-DLR, "
         "Square, worst case); print the error table, the soundness checks and the verdicts; --dry-run prints the plan of passes")

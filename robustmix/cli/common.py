@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 
 EPS_HELP = "on the 0–255 pixel scale (4 means 4/255); a comma-separated list sweeps several"
 

@@ -1,5 +1,5 @@
 """`robustmix figures`: the paper's Figure 2 and reliability diagrams (with ECE) for checkpoints;
-with --curves, their training curves instead (robustmix.curves).
+with --curves, their training curves instead (robustmix.analysis.curves).
 
 Figure 2 uses random pairs of *training* examples (y_i != y_j unless --any-labels), a λ grid
 from 0 to 1, the miss rate and the mean per-example L2 norm of the input gradient of the
@@ -13,15 +13,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import files
-from ..probes import calibration_frame, figure2_curves
-from ..checkpoint import provenance
-from ..checks import check_distinct
-from ..curves import curves_figure, curves_frame, read_history
-from ..devices import resolve_device
-from ..figures import figure2, reliability_figure, save_png
-from ..results import csv_text
-from ..runs import check_compatible, checkpoint_name, discover, load_data_of, open_checkpoints
+from ..analysis.curves import curves_figure, curves_frame, read_history
+from ..evaluation.probes import calibration_frame, figure2_curves
+from ..reporting.figures import figure2, reliability_figure, save_png
+from ..runtime import files
+from ..runtime.devices import resolve_device
+from ..store.checkpoint import provenance
+from ..store.results import csv_text
+from ..store.runs import (
+    check_compatible,
+    check_distinct,
+    checkpoint_name,
+    discover,
+    load_data_of,
+    open_checkpoints,
+)
 from .common import nonneg_int, positive_int, say
 
 HELP = "draw the paper's Figure 2 (misses and gradient norm between training pairs) and reliability diagrams with ECE; --curves: training curves"

@@ -6,9 +6,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..devices import resolve_device
-from ..errors import RobustmixError
-from ..imports import ROLES, ImportConfig, import_source, save_imported
+from ..importing.importer import ROLES, ImportConfig, import_source, save_imported
+from ..runtime.devices import resolve_device
+from ..runtime.errors import RobustmixError
 from .common import finite_float, nonneg_float, say
 
 HELP = ("import a model from torchvision, timm, TorchScript, torch.export or a state dict as a checkpoint folder; "

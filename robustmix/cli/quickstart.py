@@ -13,18 +13,18 @@ import shlex
 import time
 from pathlib import Path
 
-from ..checkpoint import META, provenance
-from ..config import TrainConfig, config_mismatch
-from ..devices import resolve_device
-from ..errors import RobustmixError
-from ..evaluate import EvalConfig, evaluate
 from ..data import load_dataset
-from ..report import render_markdown
-from ..results import save_results
-from ..runs import open_checkpoints
+from ..evaluation.evaluator import EvalConfig, evaluate
+from ..reporting.tables import render_markdown
+from ..reporting.text import soundness, soundness_markdown
+from ..runtime.devices import resolve_device
+from ..runtime.errors import RobustmixError
+from ..store.checkpoint import META, provenance
+from ..store.results import save_results
+from ..store.runs import open_checkpoints
+from ..training.config import TrainConfig, config_mismatch
 from .common import EPS_HELP, eps_list, positive_int, say
-from .suite import soundness, soundness_markdown
-from .train import train_and_save
+from .train import train_with_progress
 
 HELP = "train ERM and mixup CNNs on the embedded digits data, attack them and print the table (< 1 min on CPU)"
 
@@ -75,7 +75,7 @@ def run(args: argparse.Namespace) -> int:
             if out.exists() and not args.overwrite:
                 what = f" (differs in {', '.join(differ)})" if differ else ""
                 raise RobustmixError(f"{out} exists with another config{what}: pass --overwrite to retrain it")
-            meta = train_and_save(cfg, out, overwrite=True)
+            meta = train_with_progress(cfg, out, overwrite=True)
             say(f"trained {out}: clean top-1 error {meta['clean_top1_err']:.2f}% in {meta['train_seconds']:.1f} s")
         paths.append(out)
 

@@ -7,12 +7,19 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import files
-from ..figures import robustness_figure, save_png
-from ..analysis import INTERVALS
-from ..report import REPORT_FORMATS, evidence, render_report_markdown, report_csv, report_json, report_latex
-from ..errors import RobustmixError
-from ..results import csv_text, load_results, merge_results
+from ..analysis.comparisons import INTERVALS
+from ..reporting.figures import robustness_figure, save_png
+from ..reporting.tables import (
+    REPORT_FORMATS,
+    evidence,
+    render_report_markdown,
+    report_csv,
+    report_json,
+    report_latex,
+)
+from ..runtime import files
+from ..runtime.errors import RobustmixError
+from ..store.results import csv_text, load_results, merge_results
 from .common import name_list, nonneg_int, positive_int, say
 
 HELP = ("print a results file (or several of the same evaluation on different targets, merged) as the paper's Table 3 "

@@ -16,10 +16,19 @@ import sys
 import time
 from pathlib import Path
 
-from ..devices import resolve_device
-from ..study import attack_stage, build_report, dry_run, load_study, needs_weights, probes_stage, run_models, train_stage
+from ..runtime.devices import resolve_device
+from ..study import (
+    attack_stage,
+    build_report,
+    dry_run,
+    load_study,
+    needs_weights,
+    probes_stage,
+    run_models,
+    train_stage,
+)
 from .common import bar, positive_int, say, writable_path
-from .train import train_and_save, train_in_lane
+from .train import train_in_lane, train_with_progress
 
 HELP = "run a study from a spec (the gate's TOML plus [strong], [figures], [claims]): train, attack, probe, write a report folder"
 STAGES = ("train", "attack", "probes", "report", "all")
@@ -64,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         if done == total:
             b.close()
 
-    train_fn = train_and_save if args.jobs == 1 else train_in_lane
+    train_fn = train_with_progress if args.jobs == 1 else train_in_lane
     if args.stage == "all":
         walls.update(run_models(spec, args.out, device, jobs=args.jobs, retrain=args.retrain, train_fn=train_fn, keep_memory=True,
                                 on_progress=say, on_batch=on_batch))

@@ -5,12 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-from ..analysis import paired_comparisons
 from ..attacks import ATTACKS, SUITES, WORST, Budget
 from ..attacks.budget import SQUARE_ON
-from ..report import row_labels
-from ..soundness import render_checks, soundness_checks
-from ..verdicts import render_verdicts, sound_verdicts
 from .common import name_list, nonneg_int, positive_int
 
 B = Budget()
@@ -46,16 +42,3 @@ def suite_config(args: argparse.Namespace) -> dict:
             "square_queries": args.square_queries, "square_on": args.square_on, "seed": args.seed, "checks": args.checks}
 
 
-def soundness(records: list[dict], probes: list[dict]) -> tuple[list, object]:
-    """(checks, verdicts frame) of an evaluation's records and probe records."""
-    checks = soundness_checks(records + probes)
-    return checks, sound_verdicts(paired_comparisons(records, labels=row_labels(records)), checks, records)
-
-
-def soundness_markdown(records: list[dict], probes: list[dict]) -> str:
-    """The checks and the verdicts, as printed after the tables."""
-    if len({r["attack"] for r in records if r["setting"] != "clean"} - {WORST}) < 2:
-        return ""
-    checks, verdicts = soundness(records, probes)
-    return ("\n## Soundness checks (docs/protocol.md)\n\n" + render_checks(checks)
-            + "\n## Verdicts (paired tests, Holm-adjusted p < 0.05, judged by the checks)\n\n" + render_verdicts(verdicts))

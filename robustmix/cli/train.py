@@ -5,23 +5,28 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .. import files
-from ..distributed import world_from_env
-from ..checkpoint import LEGACY, META, WEIGHTS, checkpoint_folder, save_checkpoint
-from ..config import AMP_MODES, OPTIMIZERS, ROLES, SCHEDULES, TrainConfig
 from ..data import AUGMENTS, DATASETS, DEFAULT_AUGMENT, Dataset, load_dataset
 from ..data.sources import IMAGEFOLDER
-from ..errors import RobustmixError
-from ..methods import METHODS, get_method, method_options
 from ..models import MODELS
-from ..recipes import RECIPES, resolve_config
-from ..train import train
-from .common import bar, boolean, finite_float, nonneg_float, nonneg_int, positive_int, say
+from ..runtime.distributed import world_from_env
+from ..runtime.errors import RobustmixError
+from ..store.checkpoint import LEGACY, META, WEIGHTS
+from ..training.config import AMP_MODES, OPTIMIZERS, ROLES, SCHEDULES, TrainConfig
+from ..training.methods import METHODS, get_method, method_options
+from ..training.recipes import RECIPES, resolve_config
+from ..training.save import STATE, train_and_save
+from .common import (
+    bar,
+    boolean,
+    finite_float,
+    nonneg_float,
+    nonneg_int,
+    positive_int,
+    say,
+)
 
 HELP = "train one model (ERM, mixup, cutmix, manifold mixup, ...) and write its checkpoint folder"
 D = TrainConfig()
-STATE = "resume.safetensors"
-LOG = "log.csv"
 
 
 def fraction(text: str) -> float:
@@ -66,7 +71,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--method", default=None, help=f"training method: {', '.join(METHODS)} (default {D.method})")
     a("--method-option", action="append", default=None, metavar="KEY=VALUE", type=key_value,
       help="a method's option, repeatable; puzzle-mix: beta, gamma, eta, xi, m, grids (e.g. 2,4,8), neigh, transport, "
-           "transport_size, adv_p, adv_eps (0–255 scale), clean_lam (see robustmix.puzzlemix.PuzzleOptions)")
+           "transport_size, adv_p, adv_eps (0–255 scale), clean_lam (see robustmix.training.methods.puzzlemix.PuzzleOptions)")
     a("--alpha", type=nonneg_float, default=None, help=f"Beta(alpha, alpha) for the mixing methods (default {D.alpha}); ignored by erm")
     a("--epochs", type=positive_int, default=None, help=f"training epochs (default {D.epochs})")
     a("--batch-size", type=positive_int, default=None, help=f"batch size (default {D.batch_size})")
@@ -122,53 +127,14 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Dataset | N
     return resolve_config("auto", auto=(data.input_shape, n), **dict(explicit, dataset=args.dataset or D.dataset)), data
 
 
-def refuse_overwrite(out: Path, resume: bool = False) -> None:
-    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
-        return
-    if not out.is_dir():
-        raise RobustmixError(f"{out} exists and is not a folder: choose another --out")
-    finished = (out / "meta.json").is_file()
-    if resume and not finished:
-        return
-    if finished:
-        raise RobustmixError(f"{out} already holds a finished checkpoint: pass --overwrite to replace it, or choose another --out")
-    if (out / STATE).is_file():
-        raise RobustmixError(f"{out} holds an interrupted run: pass --resume to continue it, --overwrite to restart, or another --out")
-    raise RobustmixError(f"{out} already exists: pass --overwrite to replace it, or choose another --out")
-
-
-def epoch_logger(out: Path, tensorboard: bool):
-    """on_epoch callback: rewrite <out>/log.csv (atomically) and optionally add TensorBoard scalars."""
-    writer = None
-    if tensorboard:
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-        except ImportError:
-            raise RobustmixError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-        writer = SummaryWriter(str(out / "tensorboard"))
-
-    def on_epoch(row: dict, history: list[dict]) -> None:
-        import pandas as pd
-
-        files.write_text(out / LOG, pd.DataFrame(history).to_csv(index=False))
-        if writer is not None:
-            for k, v in row.items():
-                if k != "epoch":
-                    writer.add_scalar(k, v, row["epoch"])
-            writer.flush()
-
-    return on_epoch, writer
-
-
 class Progress:
-    """What the CLI shows and logs while training: a progress bar per epoch on a terminal, a line per
-    epoch on stderr (also when it is a log file: a long background run must say how it is doing),
-    and the epoch log (<out>/log.csv, optionally TensorBoard scalars). With a `label` (one of several
-    trainings running side by side) each line starts with it and there is no bar."""
+    """What the CLI shows while training: a progress bar per epoch on a terminal, and a line per epoch
+    on stderr (also when it is a log file: a long background run must say how it is doing). With a
+    `label` (one of several trainings running side by side) each line starts with it and there is no bar.
+    (The epoch log, <out>/log.csv, is written by `robustmix.training.save`.)"""
 
-    def __init__(self, out: Path, epochs: int, tensorboard: bool, label: str | None = None):
+    def __init__(self, epochs: int, label: str | None = None):
         self.epochs, self.bar, self.label = epochs, None, label
-        self.log_epoch, self.writer = epoch_logger(out, tensorboard)
 
     def on_step(self, s: dict) -> None:
         if self.label is not None:
@@ -180,7 +146,6 @@ class Progress:
 
     def on_epoch(self, row: dict, history: list[dict]) -> None:
         self.close_bar()
-        self.log_epoch(row, history)
         say(f"{self.label + ': ' if self.label else ''}epoch {row['epoch']}/{self.epochs}: train loss {row['train_loss']:.3f}, acc {row['train_acc']:.1f}%, "
             f"test error {row['test_err']:.2f}%, {row['images_per_second']:.0f} img/s")
 
@@ -189,42 +154,26 @@ class Progress:
             self.bar.close()
             self.bar = None
 
-    def close(self) -> None:
-        self.close_bar()
-        if self.writer is not None:
-            self.writer.close()
 
 
-def train_and_save(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
-                   tensorboard: bool = False, data: Dataset | None = None, label: str | None = None) -> dict:
-    """Train, save to `out`, return the metadata. Refuses to replace `out` unless `overwrite` (or `resume`).
-    `label`: name the model in each epoch's line, and draw no bar (`train_in_lane`)."""
-    if not overwrite:
-        refuse_overwrite(out, resume)
-    elif out.exists() and not out.is_dir():
-        raise RobustmixError(f"{out} exists and is not a folder: choose another --out")
-    if overwrite and (out / STATE).is_file() and not resume:
-        (out / STATE).unlink()
-    if not world_from_env().is_main:  # under torchrun, rank 0 alone logs and writes
-        model, meta = train(config, data=data, resume=resume, state_path=out / STATE)
-        return meta
-    progress = Progress(out, config.epochs, tensorboard, label)
+def train_with_progress(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
+                        tensorboard: bool = False, data: Dataset | None = None, label: str | None = None) -> dict:
+    """`robustmix.training.save.train_and_save` with the CLI's progress: bars, and a line per epoch
+    (naming the model when `label` is given, as in `train_in_lane`)."""
+    progress = Progress(config.epochs, label)
     try:
-        model, meta = train(config, data=data, on_step=progress.on_step, on_epoch=progress.on_epoch, state_path=out / STATE, resume=resume)
+        return train_and_save(config, out, overwrite=overwrite, resume=resume, tensorboard=tensorboard, data=data,
+                              on_step=progress.on_step, on_epoch=progress.on_epoch)
     finally:
-        progress.close()
-    save_checkpoint(out, model, meta)
-    checkpoint_folder(out)
-    (out / STATE).unlink(missing_ok=True)  # finished: the checkpoint replaces the resume state
-    return meta
+        progress.close_bar()
 
 
 def train_in_lane(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
                   data: Dataset | None = None) -> dict:
-    """`train_and_save` in one of several parallel training processes (`robustmix study --jobs N`):
+    """`train_with_progress` in one of several parallel training processes (`robustmix study --jobs N`):
     the same checkpoint and log.csv, each epoch's line naming the model, no bar (the processes would
     draw over each other; the parent draws one per model from log.csv)."""
-    return train_and_save(config, out, overwrite=overwrite, resume=resume, data=data, label=out.name)
+    return train_with_progress(config, out, overwrite=overwrite, resume=resume, data=data, label=out.name)
 
 
 def check_out(out: Path) -> None:
@@ -241,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
     config.validate()
     out = args.out or Path("runs") / config.run_name
     check_out(out)
-    meta = train_and_save(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard,
-                          data=data)
+    meta = train_with_progress(config, out, overwrite=args.overwrite, resume=args.resume, tensorboard=args.tensorboard,
+                               data=data)
     if not world_from_env().is_main:
         return 0
     say(

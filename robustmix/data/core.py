@@ -11,7 +11,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 
 
 @dataclass(frozen=True)

@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-from .. import files
-from ..errors import RobustmixError
+from ..runtime import files
+from ..runtime.errors import RobustmixError
 
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".ppm", ".pgm", ".tif", ".tiff")
 CACHE_FORMAT = "robustmix-imagefolder/1"

@@ -14,7 +14,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 from .core import Dataset, channel_stats, corrupt_labels, stratified_subset, take
 
 IMAGEFOLDER = "imagefolder:"

@@ -13,6 +13,13 @@ input is the image itself). This follows the Manifold Mixup authors' choice of m
     small.py     SmallCNN (foundation), LeNet-5
     resnets.py   PreAct ResNet-18 (the mixup paper's CIFAR model), WideResNet-28-10
     imagenet.py  torchvision's ImageNet ResNets (18/50/101) for ImageFolder data at larger sizes
+    whiten.py    the fast recipe's network (airbench94-style, a data-initialised whitening stem)
+    predict.py   logits and top-k error in batches, eval_mode, percent_wrong
+    imported.py  ImportedModel: a network from elsewhere behind [0, 1] pixels, normalisation, class order
+    foreign.py   torchvision / timm / program networks rebuilt for an imported checkpoint
+    programs.py  TorchScript and torch.export programs, read without running pickled code
+
+May import: runtime, data.
 """
 
 from .core import MODELS, build_model, model_options, run_stages

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 from torch import nn
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 from .imagenet import TorchvisionResNet
 from .resnets import PreActResNet, WideResNet
 from .small import FastCNN, LeNet5, SmallCNN

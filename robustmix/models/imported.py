@@ -13,7 +13,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 from .normalize import Normalize
 
 

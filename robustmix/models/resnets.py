@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..errors import RobustmixError
+from ..runtime.errors import RobustmixError
 from .normalize import Normalize
 
 

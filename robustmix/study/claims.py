@@ -1,5 +1,5 @@
 """The claims C1–C12 (docs/protocol.md#claims) judged by the verdict rule (docs/protocol.md#verdict-rule)
-on a study's records, with the training seed as the unit of replication (`robustmix.replication`).
+on a study's records, with the training seed as the unit of replication (`robustmix.analysis.replication`).
 
 Every claim is a difference "method − reference" (negative favours the method), read at the
 [claims] eps; a claim in two parts (C5, C9, C11) gives one row per part. A row is
@@ -19,11 +19,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from ..replication import EXAMPLES_ONLY, SeedInterval, difference_interval, mean_difference_interval
-from ..stats import as_bool
+from ..analysis.replication import (
+    EXAMPLES_ONLY,
+    SeedInterval,
+    difference_interval,
+    mean_difference_interval,
+)
+from ..evaluation.records import as_bool
+from ..soundness.verdicts import (
+    INCONCLUSIVE,
+    NOT_REPRODUCED,
+    NOT_TESTED,
+    REPRODUCED,
+    judge_margin,
+    judge_sign,
+)
 from .spec import StudySpec
 
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTED = "reproduced", "not reproduced", "inconclusive", "not tested"
 PAPER_EPOCHS = 200  # the paper's CIFAR-10 training length (C8)
 
 
@@ -85,22 +97,6 @@ class Study:
     def failures(self, *names: str) -> str:
         bad = [f"{check} failed for {slot}" for n in names for slot in self.slots[n] for check in self.failed.get(slot, [])]
         return "; ".join(bad)
-
-
-def judge_sign(iv: SeedInterval, expected: int = -1) -> str:
-    if expected * iv.lo > 0 and expected * iv.hi > 0:
-        return REPRODUCED
-    if expected * iv.lo < 0 and expected * iv.hi < 0:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
-
-
-def judge_margin(iv: SeedInterval, margin: float) -> str:
-    if -margin <= iv.lo and iv.hi <= margin:
-        return REPRODUCED
-    if iv.lo > margin or iv.hi < -margin:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
 
 
 def _row(study: Study, claim: str, part: str, iv: SeedInterval, verdict: str, rests_on: str, note: str = "",

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import files
 from ..data import load_dataset
-from ..devices import processor
-from ..probes import calibration_frame, interpolation_metrics, sample_pairs
-from .run import open_model, recorded, suite_examples
+from ..evaluation.probes import calibration_frame, interpolation_metrics, sample_pairs
+from ..runtime import files
+from ..runtime.devices import processor
+from .attacking import open_model, recorded, suite_examples
 from .spec import StudySpec
 from .training import Model, models_of, normalised
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..report import markdown
+from ..reporting.tables import markdown
 
 LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
 BOLD = re.compile(r"\*\*(.+?)\*\*")

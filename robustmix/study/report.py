@@ -2,9 +2,9 @@
 DIR/report.html (self-contained), DIR/figures/*.png, DIR/data/*.csv and DIR/study.json (every
 number in the report, the spec, the command, versions, processor, device and wall times).
 
-Numbers come from the results files (`robustmix.study.run`); pooled errors and every difference
-carry the seed-level interval of `robustmix.replication`; the drawing is `robustmix.figures` and
-`robustmix.curves`, the Table 3 layout `robustmix.report.table3`.
+Numbers come from the results files (`robustmix.study.attacking`); pooled errors and every difference
+carry the seed-level interval of `robustmix.analysis.replication`; the drawing is `robustmix.reporting.figures` and
+`robustmix.analysis.curves`, the Table 3 layout `robustmix.reporting.tables.table3`.
 """
 
 from __future__ import annotations
@@ -19,22 +19,40 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .. import __version__, files
-from ..checkpoint import read_meta
-from ..curves import curves_figure, curves_frame, read_history
-from ..devices import processor
-from ..errors import RobustmixError
-from ..figures import figure2, reliability_figure, robustness_figure, save_png
-from ..replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
-from ..results import load_results
+from ..analysis.curves import curves_figure, curves_frame, read_history
+from ..analysis.replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
+from ..reporting.figures import figure2, reliability_figure, robustness_figure, save_png
+from ..runtime import files
+from ..runtime.devices import processor
+from ..runtime.errors import RobustmixError
+from ..runtime.version import __version__
+from ..store.checkpoint import read_meta
+from ..store.results import load_results
+from .attacking import (
+    SUITES,
+    models_of,
+    place,
+    results_path,
+    suite_config,
+    transfer_seconds,
+)
 from .claims import Claim, Study, judge_claims
-from .render import to_html, to_markdown
 from .probing import probe_path
-from .run import SUITES, models_of, place, results_path, suite_config, transfer_seconds
+from .render import to_html, to_markdown
 from .spec import StudySpec
+from .tables import (
+    all_eps_csv,
+    checks_summary,
+    checks_table,
+    claims_table,
+    ece_table,
+    method_labels,
+    models_table,
+    per_seed_table,
+    pooled_frame,
+    table_at,
+)
 from .training import rebuilds_path
-from .tables import (all_eps_csv, checks_summary, checks_table, claims_table, ece_table, method_labels, models_table,
-                     per_seed_table, pooled_frame, table_at)
 
 PROTOCOL = Path(__file__).resolve().parents[2] / "docs" / "protocol.md"
 
@@ -159,7 +177,7 @@ def uncertainty_text(study: Study) -> list[str]:
     one = [n for n, s in study.seeds.items() if len(s) == 1]
     text = [
         "Every pooled error and every difference treats the **training seed** as the unit of replication "
-        f"(robustmix.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
+        f"(robustmix.analysis.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
         "by the number of seeds plus the test-set variance of the per-example errors averaged over seeds, each part scaled by its "
         "own t quantile (seeds − 1 degrees of freedom for the seed part). Methods with the same seed list are paired by seed and "
         "example; the others are compared as independent arms.",

@@ -16,14 +16,15 @@ from typing import Callable
 
 import torch
 
-from ..checkpoint import WEIGHTS
-from ..errors import RobustmixError
-from ..evaluate import plan_evaluation
-from ..plan import total_cost
+from ..evaluation.evaluator import plan_evaluation
+from ..evaluation.plan import total_cost
+from ..runtime.errors import RobustmixError
+from ..store.checkpoint import WEIGHTS
+from ..training.save import train_and_save
+from .attacking import SUITES, attack_stage, results_path, stale_suites, suite_config
 from .probing import probes_reusable, probes_stage
-from .run import SUITES, attack_stage, results_path, stale_suites, suite_config
 from .spec import StudySpec
-from .training import models_of, plan_training, split_models, train_quietly, train_stage
+from .training import models_of, plan_training, split_models, train_stage
 
 
 def needs_weights(spec: StudySpec, out: Path) -> set[str]:
@@ -47,7 +48,7 @@ def batches(slots: list[str], jobs: int) -> list[list[str]]:
 
 
 def run_models(spec: StudySpec, out: Path, device: torch.device, *, jobs: int = 1, retrain: bool = False,
-               train_fn: Callable = train_quietly, keep_memory: bool = False,
+               train_fn: Callable = train_and_save, keep_memory: bool = False,
                on_progress: Callable[[str], None] = lambda s: None,
                on_batch: Callable[[str, int, int], None] | None = None) -> dict[str, float]:
     """Train, attack and probe every model of the spec, `jobs` models at a time. Returns

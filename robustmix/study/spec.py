@@ -1,4 +1,4 @@
-"""The study spec: a `robustmix bench` spec (`robustmix.bench_spec`, one language) with three
+"""The study spec: a `robustmix bench` spec (`robustmix.gate.spec`, one language) with three
 optional sections of its own, each validated here with one-line errors naming the fix:
 
 - [strong]  the strong suite: `suite = "strong"` or `attacks = [...]`, `eps` (0–255 scale),
@@ -24,8 +24,16 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from ..attacks import SUITES
-from ..bench_spec import BenchSpec, _attack, _bad, _check_keys, parse_spec, read_spec, read_toml
-from ..evaluate import EvalConfig
+from ..evaluation.evaluator import EvalConfig
+from ..gate.spec import (
+    BenchSpec,
+    _attack,
+    _bad,
+    _check_keys,
+    parse_spec,
+    read_spec,
+    read_toml,
+)
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
                "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on")

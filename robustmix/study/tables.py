@@ -1,6 +1,6 @@
 """A study's numbers as frames: every error pooled over a method's seeds with its seed-level
-interval (`robustmix.replication.error_interval`), in the shape `robustmix.report.table3` and
-`robustmix.figures.robustness_figure` read; the per-seed numbers; the models; the checks; the claims.
+interval (`robustmix.analysis.replication.error_interval`), in the shape `robustmix.reporting.tables.table3` and
+`robustmix.reporting.figures.robustness_figure` read; the per-seed numbers; the models; the checks; the claims.
 """
 
 from __future__ import annotations
@@ -8,9 +8,14 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from ..analysis import METRIC_COLUMNS, column_label, error_rates, method_label
-from ..replication import error_interval
-from ..report import table3, with_intervals
+from ..analysis.comparisons import (
+    METRIC_COLUMNS,
+    column_label,
+    error_rates,
+    method_label,
+)
+from ..analysis.replication import error_interval
+from ..reporting.tables import table3, with_intervals
 from .claims import Claim, Study
 
 

@@ -28,14 +28,14 @@ from typing import Callable
 
 import torch
 
-from .. import files
-from ..allocator import keep_freed_memory
-from ..checkpoint import META, WEIGHTS, read_meta, save_checkpoint
-from ..config import TrainConfig
-from ..data import Dataset, load_dataset
-from ..errors import RobustmixError
-from ..methods import get_method, network_passes
-from ..train import train
+from ..data import load_dataset
+from ..runtime import files
+from ..runtime.allocator import keep_freed_memory
+from ..runtime.errors import RobustmixError
+from ..store.checkpoint import META, WEIGHTS, read_meta
+from ..training.config import TrainConfig
+from ..training.methods import get_method, network_passes
+from ..training.save import train_and_save
 from .spec import StudySpec
 
 STATE = "resume.safetensors"  # the resume state `robustmix train` writes into a checkpoint folder
@@ -106,15 +106,6 @@ def status_of(m: Model, retrain: bool = False) -> str:
     return "resume" if (m.folder / STATE).is_file() else "train"
 
 
-def train_quietly(config: TrainConfig, out: Path, *, overwrite: bool = False, resume: bool = False,
-                  data: Dataset | None = None) -> dict:
-    """Train and save a checkpoint without progress output (the CLI passes its own trainer with bars)."""
-    model, meta = train(config, data=data, state_path=out / STATE, resume=resume)
-    save_checkpoint(out, model, meta)
-    (out / STATE).unlink(missing_ok=True)
-    return meta
-
-
 def rebuilds_path(out: Path) -> Path:
     return Path(out) / "data" / "rebuilds.json"
 
@@ -182,7 +173,7 @@ def recorded_threads(m: Model):
         torch.set_num_threads(now)
 
 
-def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: Callable = train_quietly,
+def train_stage(spec: StudySpec, out: Path, *, retrain: bool = False, train_fn: Callable = train_and_save,
                 on_progress: Callable[[str], None] = lambda s: None, jobs: int = 1, keep_memory: bool = False,
                 on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None,
                 only: set[str] | None = None, need: set[str] = frozenset()) -> dict[str, float]:
@@ -251,7 +242,7 @@ def epochs_logged(folder: Path) -> int:
         return 0
 
 
-def train_parallel(todo: list[tuple[Model, str]], jobs: int, *, train_fn: Callable = train_quietly, keep_memory: bool = False,
+def train_parallel(todo: list[tuple[Model, str]], jobs: int, *, train_fn: Callable = train_and_save, keep_memory: bool = False,
                    on_progress: Callable[[str], None] = lambda s: None,
                    on_epoch: Callable[[str, int, int], None] = lambda label, done, total: None) -> dict[str, float]:
     """Train `todo` in `jobs` worker processes, each at `lane_threads(jobs)` torch threads and loading

@@ -1,0 +1,161 @@
+"""The evaluation planner: the list of forward/backward passes a request needs, before paying for it.
+
+A request is targets × surrogate × attacks × eps × settings. Per chunk of examples the plan is:
+
+- `gradient` (1 forward + 1 backward over N rows) for every model that crafts examples (each target
+  for white-box, the surrogate for black-box), when an attack crafts from it. Its logits are the
+  target's clean predictions, and sign(∇x loss) at x gives FGSM at every eps *and* the first
+  I-FGSM step at every eps (I-FGSM starts at x, with no random start).
+- `craft` (an attack's own passes, from its registry entry's plan step, over k·N rows): e.g. the
+  remaining iters − 1 I-FGSM steps, all k eps stacked into one batch with per-example eps and step.
+  An attack made from the shared gradient alone (FGSM) has none.
+- `clean` (1 forward over N rows) for a target that runs no gradient pass (black-box only).
+- the strong attacks (PGD, APGD-CE/DLR, Square) have `craft` passes of their own, every eps stacked;
+  for those that stop early (restarts on the examples not yet fooled, Square) the count is the
+  most they can cost. With square_on="survivors" Square comes after every gradient attack of its
+  (model, setting) and queries only the examples none of them fooled (still "at most"). The soundness checks' PGD probes (`robustmix.evaluation.probes`) are craft and score
+  passes with `probe` set.
+- `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
+
+Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).
+
+Costs are counted in passes over one chunk of N examples (a stacked pass over k·N rows counts k),
+because that, not the number of model calls, is what a pass costs. `naive_cost` counts the
+one-at-a-time loop (a fresh attack and a fresh forward per target × setting × attack × eps) for
+comparison.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+from ..attacks import ATTACKS, WORST, Budget
+
+
+@dataclass(frozen=True)
+class Pass:
+    kind: str  # "gradient" | "craft" | "clean" | "score"
+    model: str  # the checkpoint whose forward/backward runs
+    source: str = ""  # score: the model whose adversarial examples are scored
+    setting: str = ""  # score: one of attacks.SETTINGS
+    attack: str = ""  # craft, score: an ATTACKS name
+    eps: tuple[float, ...] = ()  # eps values stacked in this pass ([0, 1] units)
+    forwards: int = 0  # model calls
+    backwards: int = 0
+    what: str = ""  # gradient, craft: what the pass computes, in words
+    probe: str = ""  # craft, score: the soundness check this pass serves ("unbounded", "converged"), else ""
+
+    @property
+    def stack(self) -> int:
+        return max(1, len(self.eps))
+
+    @property
+    def forward_cost(self) -> int:
+        """Forward passes over one chunk of examples (rows / N)."""
+        return self.forwards * self.stack
+
+    @property
+    def backward_cost(self) -> int:
+        return self.backwards * self.stack
+
+    def describe(self) -> str:
+        eps = ",".join(f"{e * 255:g}" for e in self.eps)
+        if self.kind == "gradient":
+            return f"{self.model}: clean logits + sign(∇x loss) at x ({self.what})"
+        if self.kind == "craft":
+            return f"{self.model}: {self.what}, eps {eps}/255 stacked"
+        if self.kind == "clean":
+            return f"{self.model}: clean predictions"
+        check = f" (check {self.probe})" if self.probe else ""
+        return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255{check}"
+
+
+def eps_groups(eps: Sequence[float], group: int) -> list[tuple[float, ...]]:
+    """eps cut into stacks of at most `group` values (all of them in one stack when memory allows)."""
+    eps = tuple(eps)
+    return [eps[i : i + group] for i in range(0, len(eps), max(1, group))]
+
+
+def build_plan(
+    targets: Sequence[str],
+    surrogate: str | None,
+    *,
+    attacks: Sequence[str],
+    eps: Sequence[float],
+    iters: int,
+    settings: Sequence[str],
+    eps_per_pass: int | None = None,
+    budget: Budget | None = None,
+) -> list[Pass]:
+    """The passes for one chunk of examples, in the order they run.
+
+    `attacks` are ATTACKS names (WORST, computed from the others' records, costs no pass);
+    `eps_per_pass` caps how many eps are stacked in one pass (None: all); `budget` sets the strong
+    attacks' work (default: Budget(iters=iters)).
+    """
+    budget = budget or Budget(iters=iters)
+    attacks = [a for a in attacks if a != WORST]
+    groups = eps_groups(eps, eps_per_pass or len(eps))
+    chosen = [ATTACKS[a] for a in attacks]
+    if budget.square_on == "survivors":  # Square attacks what the gradient attacks left: it runs after them
+        chosen = sorted(chosen, key=lambda a: a.gradient_free)
+    crafters = [(t, "white-box") for t in targets] if "white-box" in settings else []
+    if "black-box" in settings and surrogate is not None:
+        crafters.append((surrogate, "black-box"))
+    uses = ", ".join(a.direction for a in chosen if a.direction)
+    gradient = {name for name, _ in crafters} if uses else set()
+    plan = [Pass("clean", t, forwards=1) for t in targets if t not in gradient]
+    for name, setting in crafters:
+        if uses:
+            plan.append(Pass("gradient", name, forwards=1, backwards=1, what=uses))
+        scored = [name] if setting == "white-box" else list(targets)
+        for attack in chosen:
+            step = attack.plan(budget)
+            for group in groups:
+                if step is not None:
+                    plan.append(Pass("craft", name, attack=attack.name, eps=group, forwards=step.forwards,
+                                     backwards=step.backwards, what=step.what))
+                for t in scored:
+                    plan.append(Pass("score", t, source=name, setting=setting, attack=attack.name, eps=group, forwards=1))
+    return plan
+
+
+def total_cost(plan: Sequence[Pass]) -> tuple[int, int]:
+    """(forward, backward) passes over one chunk of examples."""
+    return sum(p.forward_cost for p in plan), sum(p.backward_cost for p in plan)
+
+
+def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int, settings: Sequence[str],
+               budget: Budget | None = None) -> tuple[int, int]:
+    """(forward, backward) passes per chunk for the one-at-a-time loop: a clean forward per target,
+    and per target × setting × attack × eps a fresh attack (its registry `cost`: FGSM 1 + 1,
+    I-FGSM iters + iters) and a scoring forward."""
+    budget = budget or Budget(iters=iters)
+    attacks = [a for a in attacks if a != WORST]
+    f, b = n_targets, 0
+    cells = n_targets * len(settings) * n_eps
+    for attack in attacks:
+        forwards, backwards = ATTACKS[attack].cost(budget)
+        f += cells * (forwards + 1)
+        b += cells * backwards
+    return f, b
+
+
+def render_plan(plan: Sequence[Pass], *, n_examples: int, chunk: int, naive: tuple[int, int] | None = None) -> str:
+    """The plan as text: one line per pass, then the totals over the whole data set."""
+    chunks = -(-n_examples // chunk) if n_examples else 0
+    lines = [f"plan per chunk of {chunk} examples ({chunks} chunk(s), {n_examples} examples):"]
+    w = max((len(p.describe()) for p in plan), default=0)
+    for i, p in enumerate(plan, 1):
+        rows = p.stack * chunk
+        lines.append(f"{i:3d}. {p.describe():<{w}}  {p.forward_cost:3d} fwd {p.backward_cost:3d} bwd  ({rows} rows/call)")
+    f, b = total_cost(plan)
+    lines.append(f"total: {f} forward + {b} backward passes per chunk; {f * chunks} + {b * chunks} over all chunks")
+    if naive is not None:
+        nf, nb = naive
+        lines.append(
+            f"one attack call per target × setting × attack × eps would need {nf} forward + {nb} backward per chunk "
+            f"({(nf + nb) / max(1, f + b):.2f}× as many passes)"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,340 @@
+"""The robustness gate's spec: a TOML file parsed and validated into a `BenchSpec`, its canonical
+form and hash (what a baseline is bound to), and the metric ids it measures.
+
+A *metric* is one error rate (top-1 or top-5, in percent) of one named target, pooled over that
+target's seeds, either clean or under one (setting, attack, eps): e.g.
+``mixup/black-box/ifgsm/32/top1``. Everything in the spec except [tolerance] is hashed. Every
+mistake is a one-line `RobustmixError` naming the spec, the section, the problem and the fix.
+The gate itself (measure, baseline, compare): `robustmix.gate.gate`.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+import json
+import math
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+
+from ..attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITES
+
+BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
+from ..data import DATASETS
+from ..data.sources import IMAGEFOLDER
+from ..evaluation.evaluator import EvalConfig
+from ..runtime.errors import RobustmixError
+from ..training.config import TrainConfig
+from ..training.recipes import RECIPES, resolve_config
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+TOPK = (1, 5)
+# TrainConfig keys of the data's form: the gate loads [data] dataset by name, as it is, so a spec
+# may not set them (they would be hashed into the baseline and not applied).
+DATA_OPTIONS = ("image_size", "data_dir", "download", "cache_dir")
+# TrainConfig keys a spec may set in [train] or per model (method/alpha/seed/role are per model).
+TRAIN_KEYS = tuple(
+    f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
+)
+MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings") + TRAIN_KEYS
+SECTIONS = {
+    "data": ("dataset", "examples"),
+    "train": TRAIN_KEYS,
+    "targets": MODEL_KEYS,
+    "surrogate": MODEL_KEYS,
+    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS, "square_on"),
+    "tolerance": None,  # metric id or glob -> percentage points
+}
+# Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
+# ignoring them silently.
+STUDY_SECTIONS = ("strong", "figures", "claims")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One named model: trained from `configs` (one per seed) or loaded from `checkpoints`."""
+
+    name: str
+    configs: tuple[TrainConfig, ...] = ()
+    checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
+    settings: tuple[str, ...] = ()  # a study target scored in only these settings ("white-box"); () = every suite's own
+
+
+@dataclass(frozen=True)
+class BenchSpec:
+    dataset: str
+    examples: int | None  # the first N test examples (None: all)
+    targets: tuple[ModelSpec, ...]
+    surrogate: ModelSpec | None
+    eval: EvalConfig
+    topk: tuple[int, ...]
+    tolerances: tuple[tuple[str, float], ...] = field(default=())  # (metric id or glob, pp)
+    base: str = "."  # the spec's folder: relative checkpoint paths start here (not hashed)
+
+    def canonical(self) -> dict:
+        """Everything that determines the measured numbers (not the tolerances), JSON-ready."""
+
+        def model(m: ModelSpec | None):
+            if m is None:
+                return None
+            out = {"name": m.name, "configs": [c.canonical() for c in m.configs], "checkpoints": list(m.checkpoints)}
+            return {**out, "settings": list(m.settings)} if m.settings else out  # a spec (and its hash) as before the key
+
+        ev = self.eval.to_dict()
+        ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
+        ev.pop("checks")  # the gate compares records; the soundness checks are not part of them
+        if not any(ATTACKS[a].randomized for a in ev["attacks"] if a in ATTACKS):
+            for k in BUDGET_KEYS:  # no strong attack: a spec (and its hash) as before they existed
+                ev.pop(k)
+        if ev["square_on"] == "all":  # the default: a spec (and its hash) as before the option existed
+            ev.pop("square_on")
+        return {
+            "data": {"dataset": self.dataset, "examples": self.examples},
+            "targets": [model(m) for m in self.targets],
+            "surrogate": model(self.surrogate),
+            "attack": {**{k: list(v) if isinstance(v, tuple) else v for k, v in ev.items()}, "topk": list(self.topk)},
+        }
+
+    @property
+    def hash(self) -> str:
+        return spec_hash(self.canonical())
+
+    def metric_ids(self) -> list[str]:
+        """Every metric the spec measures, in the order the gate reports them."""
+        cases = [(CLEAN, NO_ATTACK, 0.0)] + [
+            (s, a, round(e * 255, 6)) for s in self.eval.settings for a in self.eval.attacks for e in self.eval.eps
+        ]
+        return [metric_id(t.name, *case, k) for t in self.targets for case in cases for k in self.topk]
+
+    def tolerance_for(self, metric: str) -> float | None:
+        """The override (pp) for a metric: an exact id first, else the first matching glob."""
+        for pattern, pp in self.tolerances:
+            if pattern == metric:
+                return pp
+        for pattern, pp in self.tolerances:
+            if fnmatch.fnmatchcase(metric, pattern):
+                return pp
+        return None
+
+
+def spec_hash(canonical: dict) -> str:
+    text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _bad(where: str, problem: str, fix: str) -> RobustmixError:
+    return RobustmixError(f"{where}: {problem}: {fix}")
+
+
+def _check_keys(where: str, table: dict, allowed) -> None:
+    unknown = sorted(set(table) - set(allowed))
+    data = [k for k in unknown if k in DATA_OPTIONS]
+    if data:
+        raise _bad(where, f"{data[0]} is a data option the gate does not apply (it loads [data] dataset as it is)", f"remove {data[0]}")
+    if unknown:
+        raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
+
+
+def metric_id(target: str, setting: str, attack: str, eps_255: float, k: int) -> str:
+    if setting == CLEAN:
+        return f"{target}/clean/top{k}"
+    return f"{target}/{setting}/{attack}/{eps_255:g}/top{k}"
+
+
+def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> ModelSpec:
+    """One [[targets]] table or the [surrogate]: checkpoints to load, or configs to train (one per seed)."""
+    if not isinstance(raw, dict):
+        raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
+    _check_keys(where, raw, MODEL_KEYS)
+    raw = dict(raw)
+    settings = raw.pop("settings", ())
+    if settings != () and (role != "target" or not isinstance(settings, list) or not settings
+                           or not all(s in SETTINGS for s in settings) or len(set(settings)) != len(settings)):
+        raise _bad(where, f"settings {settings!r} is not a non-empty list of distinct settings of a target",
+                   f"e.g. settings = [\"white-box\"] (among {', '.join(SETTINGS)}), or leave it out to score the target in every suite's settings")
+    name = raw.get("name", role)
+    if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
+        raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
+    if "checkpoints" in raw:
+        if set(raw) - {"name", "checkpoints"}:
+            raise _bad(where, "has both checkpoints and training keys", "either load checkpoints or train, not both")
+        paths = raw["checkpoints"]
+        paths = [paths] if isinstance(paths, str) else paths
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
+        return ModelSpec(name, checkpoints=tuple(paths), settings=tuple(settings))
+    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role), settings=tuple(settings))
+
+
+def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> tuple[TrainConfig, ...]:
+    """A model table's TrainConfigs, one per seed, each validated by TrainConfig itself."""
+    seeds = raw.get("seeds", [0])
+    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+        raise _bad(where, f"seeds must be a non-empty list of integers, got {seeds!r}", "e.g. seeds = [1, 2]")
+    if len(set(seeds)) != len(seeds):
+        raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
+    options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
+    method = raw.get("method", "erm")
+    recipe = options.pop("recipe", "")
+    if recipe and recipe not in RECIPES:
+        raise _bad(where, f"unknown recipe {recipe!r} (auto needs the data and is for the command line)", f"choose one of {', '.join(RECIPES)}")
+    try:
+        if recipe:  # the recipe's values, explicit keys win: as `robustmix train --recipe NAME` does
+            alpha = float(raw["alpha"]) if "alpha" in raw else None
+            if "milestones" in options:
+                options["milestones"] = tuple(options["milestones"])
+            configs = tuple(resolve_config(recipe, dataset=dataset, method=method, alpha=alpha, seed=s, role=role, **options)
+                            for s in seeds)
+        else:
+            alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
+            configs = tuple(
+                TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
+            )
+    except (TypeError, ValueError) as e:
+        raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
+    for c in configs:
+        try:
+            c.validate()  # the trainer's own checks, with their one-line, flag-neutral messages
+        except RobustmixError as e:
+            raise _bad(where, str(e), "fix the spec") from None
+        except TypeError:
+            raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
+    return configs
+
+
+def read_toml(text: str, source: str = "spec") -> dict:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise _bad(source, f"not valid TOML ({e})", "fix the syntax") from None
+
+
+def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec", study: bool = False) -> BenchSpec:
+    """A BenchSpec from TOML text (or its parsed dict). `base` resolves relative checkpoint paths.
+    With `study`, the study's own sections (STUDY_SECTIONS) are allowed (and left to the study to read)."""
+    raw = read_toml(text, source) if isinstance(text, str) else dict(text)
+    for key in STUDY_SECTIONS:
+        if key in raw and not study:
+            raise _bad(source, f"[{key}] is a section of robustmix study, which the gate does not measure",
+                       f"remove it, or run: robustmix study {source} --out DIR")
+        raw.pop(key, None)
+    _check_keys(source, raw, SECTIONS)
+    for key in ("data", "train", "attack", "tolerance"):
+        if not isinstance(raw.get(key, {}), dict):
+            raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
+    dataset, examples = _data(source, raw.get("data", {}))
+    _check_keys(f"{source} [train]", raw.get("train", {}), TRAIN_KEYS)
+    # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
+    train_defaults = {"device": "cpu", **raw.get("train", {})}
+    targets = _targets(source, raw.get("targets"), train_defaults, dataset)
+    limited = [t.name for t in targets if t.settings]
+    if limited and not study:
+        raise _bad(source, f"target(s) {', '.join(limited)} set settings, a robustmix study key: the gate scores every target "
+                           "in [attack] settings", "remove settings from the [[targets]] table, or set [attack] settings")
+    ev, topk = _attack(source, raw.get("attack", {}), train_defaults["device"])
+    surrogate = _surrogate(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
+    spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))
+    return replace(spec, tolerances=_tolerances(source, raw.get("tolerance", {}), spec.metric_ids()))
+
+
+def _data(source: str, data: dict) -> tuple[str, int | None]:
+    """[data]: (data set name, the first N test examples or None for all)."""
+    _check_keys(f"{source} [data]", data, SECTIONS["data"])
+    dataset = data.get("dataset", "digits")
+    if not isinstance(dataset, str) or (dataset not in DATASETS and not (dataset.startswith(IMAGEFOLDER) and len(dataset) > len(IMAGEFOLDER))):
+        raise _bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))} or imagefolder:ROOT")
+    examples = data.get("examples")
+    if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
+        raise _bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
+    return dataset, examples
+
+
+def _targets(source: str, targets_raw, train_defaults: dict, dataset: str) -> tuple[ModelSpec, ...]:
+    """[[targets]]: at least one, each with its own name."""
+    if not isinstance(targets_raw, list) or not targets_raw:
+        raise _bad(source, "no [[targets]]", 'add at least one [[targets]] table with name, method and seeds')
+    targets = tuple(
+        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target") for i, t in enumerate(targets_raw)
+    )
+    names = [t.name for t in targets]
+    if len(set(names)) != len(names):
+        raise _bad(source, f"target names {names} repeat", "give every [[targets]] its own name")
+    return targets
+
+
+def _attack(source: str, attack: dict, device: str, section: str = "attack") -> tuple[EvalConfig, tuple[int, ...]]:
+    """[attack] (or the study's [strong]): the EvalConfig (validated by itself; eps on the 0–255 scale) and the top-k list."""
+    where = f"{source} [{section}]"
+    _check_keys(where, attack, SECTIONS["attack"])
+    if "suite" in attack and attack["suite"] not in SUITES:
+        raise _bad(where, f"unknown suite {attack['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
+    if "suite" in attack and "attacks" in attack:
+        raise _bad(where, "has both suite and attacks", "give one of them")
+    eps = attack.get("eps", [4])
+    if not isinstance(eps, list) or not eps or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
+        raise _bad(where, f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
+    if any(not (0 <= e <= 255) for e in eps):
+        raise _bad(where, f"eps {eps} leaves the 0–255 scale", "e.g. eps = [4] means 4/255")
+    topk = tuple(attack.get("topk", [1]))
+    if not topk or any(k not in TOPK for k in topk):
+        raise _bad(where, f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
+    try:
+        ev = EvalConfig(
+            eps=tuple(dict.fromkeys(e / 255 for e in eps)),
+            attacks=tuple(attack.get("attacks", SUITES[attack["suite"]] if "suite" in attack else DEFAULT_ATTACKS)),
+            iters=attack.get("iters", 10),
+            settings=tuple(attack.get("settings", list(SETTINGS))),
+            batch_size=attack.get("batch_size", 500),
+            device=device,
+            **{k: attack[k] for k in (*BUDGET_KEYS, "square_on") if k in attack},
+        )
+        ev.validate()
+    except RobustmixError as e:
+        raise _bad(where, str(e), "fix the spec") from None
+    except TypeError as e:
+        raise _bad(where, f"bad value ({e})", "attacks and settings are lists of names") from None
+    return ev, topk
+
+
+def _surrogate(source: str, raw: dict, train_defaults: dict, dataset: str) -> ModelSpec:
+    """[surrogate], which black-box needs: exactly one seed or checkpoint."""
+    if "surrogate" not in raw:
+        raise _bad(source, "black-box needs a [surrogate]", 'add [surrogate] (e.g. method = "erm", seeds = [0]) or drop black-box from settings')
+    surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate")
+    if len(surrogate.configs) + len(surrogate.checkpoints) != 1:
+        raise _bad(f"{source} [surrogate]", "needs exactly one seed or checkpoint", "e.g. seeds = [0]")
+    return surrogate
+
+
+def _tolerances(source: str, table: dict, ids: list[str]) -> tuple[tuple[str, float], ...]:
+    """[tolerance]: (metric id or glob, percentage points) overrides, each matching some metric."""
+    tolerances = []
+    for pattern, pp in table.items():
+        if isinstance(pp, bool) or not isinstance(pp, (int, float)) or not math.isfinite(pp) or pp < 0:
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} = {pp!r} is not a number of percentage points >= 0", 'e.g. "mixup/white-box/fgsm/32/top1" = 10')
+        if not any(fnmatch.fnmatchcase(m, pattern) for m in ids):
+            raise _bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
+        tolerances.append((pattern, float(pp)))
+    return tuple(tolerances)
+
+
+def read_spec(path: Path, fix: str) -> str:
+    """The text of the spec file at `path`; a one-line error ending in `fix` when it is missing."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RobustmixError(f"spec {str(path)!r} not found: {fix}") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise RobustmixError(f"spec {str(path)!r} unreadable ({e.__class__.__name__}): pass a UTF-8 TOML file") from None
+
+
+def load_spec(path: str | Path) -> BenchSpec:
+    """The spec in the TOML file at `path` (its folder resolves relative checkpoint paths)."""
+    path = Path(path)
+    text = read_spec(path, "pass --spec PATH to a TOML file (see benchmarks/robustness.toml)")
+    return parse_spec(text, base=path.parent, source=str(path))

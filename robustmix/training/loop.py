@@ -1,0 +1,329 @@
+"""train(config) -> (model, metadata): the epoch loop, seeded, resumable and reproducible on CPU.
+
+`train` reads as its steps: build the data, the precision (amp, memory layout), the model (with
+its data-initialised stem, if it has one), the optimiser and its schedule; resume; run the epochs
+(each step: augment, autocast forward, loss, backward, drop the gradients of parameters whose
+training has ended, optimiser step, lookahead averaging); evaluate; make the checkpoint metadata
+(`checkpoint.checkpoint_meta`). Each step is a function below that can be read (and changed) on
+its own. The fast recipe's pieces live in `optim` (decoupled SGD, lookahead, label smoothing),
+`precision` (bf16 autocast, channels_last) and `models.whiten` (the whitening stem).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+
+from ..data import (
+    Dataset,
+    augment_batch,
+    load_dataset,
+    pixels,
+    prepare_dataset,
+    shuffled_batches,
+)
+from ..data.sources import default_augment
+from ..models import build_model, model_options
+from ..models.predict import predict_logits, topk_error
+from ..runtime import distributed
+from ..runtime.devices import resolve_device
+from ..runtime.errors import RobustmixError
+from .config import TrainConfig, config_mismatch
+from .meta import checkpoint_meta
+from .methods import (
+    Method,
+    apply_method,
+    get_method,
+    network_passes,
+    soft_cross_entropy,
+)
+from .optim import Lookahead, decoupled_sgd, loss_scale, smooth_labels
+from .precision import (
+    autocast,
+    memory_format,
+    resolve_amp,
+    resolve_channels_last,
+    to_layout,
+)
+from .resume import load_state, restore_state, save_state
+
+STEM_IMAGES = 5000  # training images a data-initialised stem is computed from (airbench94: 5,000)
+PROGRESS_SECONDS = 0.5  # on_step's loss/accuracy are read from the device at most this often
+
+
+@dataclass
+class Trainer:
+    """What one training run works with, built by `train` step by step."""
+
+    config: TrainConfig
+    world: distributed.World
+    device: torch.device
+    data: Dataset
+    method: Method
+    augment: str
+    model: nn.Module  # the model being trained (and saved)
+    net: nn.Module  # what the batches go through: DistributedDataParallel under torchrun
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    gen: torch.Generator  # shuffling, augmentation and mixing
+    steps_per_epoch: int
+    amp: str = "none"  # resolved: "none" or "bf16"
+    channels_last: bool = False  # resolved
+    lookahead: Lookahead | None = None
+
+
+def train(
+    config: TrainConfig,
+    *,
+    data: Dataset | None = None,
+    on_step: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[dict, list[dict]], None] | None = None,
+    state_path: str | Path | None = None,
+    resume: bool = False,
+) -> tuple[nn.Module, dict]:
+    """Train one model. Returns the model (in eval mode, on the CPU) and its metadata.
+
+    `on_step` receives {epoch, epochs, step, steps, loss, acc, images_per_second} after each optimiser
+    step, `on_epoch` (row, history) after each epoch: the CLI draws progress bars and writes logs from
+    them; the library itself never prints. With `state_path`, the resume state is written there after
+    every epoch; with `resume=True` too, training continues from it (if present) and ends bit-identical
+    (on CPU) to an uninterrupted run.
+
+    Examples:
+        >>> from robustmix import TrainConfig, train
+        >>> model, meta = train(TrainConfig(dataset="digits", method="mixup", alpha=1.0, epochs=1, seed=0, device="cpu"))
+        >>> meta["method"], meta["epochs"], model.training
+        ('mixup', 1, False)
+        >>> 0 <= meta["clean_top1_err"] <= 100                   # percent, on the 360 digits test images
+        True
+    """
+    config.validate()
+    world, device = distributed.init(resolve_device(config.device))
+    method = get_method(config.method, config.method_options)
+    if world.distributed and getattr(method, "needs_model", False):
+        raise RobustmixError(f"method {config.method} mixes inside the model and does not run under torchrun yet: train it in one process")
+    data, data_info = build_data(config, data, device)
+    amp, channels_last = build_precision(config, device)
+    model, net, stem = build_network(config, data, world, device, channels_last)
+    opt, sched, steps_per_epoch = build_optimiser(config, model, data.x_train.shape[0])
+    t = Trainer(config, world, device, data, method, augment_of(config), model, net, opt, sched,
+                torch.Generator().manual_seed(config.seed), steps_per_epoch, amp, channels_last,
+                Lookahead() if config.lookahead_after else None)
+    history, start = resume_run(t, state_path) if resume else ([], 0)
+    for epoch in range(start, config.epochs):
+        history.append(run_epoch(t, epoch, on_step))
+        if state_path is not None and world.is_main:
+            save_state(state_path, model=model, opt=opt, sched=sched, gen=t.gen, epoch=epoch + 1,
+                       config=config.to_dict(), history=history, lookahead=t.lookahead)
+        if on_epoch is not None:
+            on_epoch(history[-1], history)
+    model.eval().to(memory_format=torch.contiguous_format)  # returned (and scored) in the usual layout
+    meta = checkpoint_meta(config, data, data_info=data_info, augment=t.augment, clean_errors=clean_errors(model, data),
+                           history=history, resumed_at_epoch=start, device=device, world_size=world.size,
+                           amp=amp, channels_last=channels_last, stem=stem)
+    return model.cpu(), meta
+
+
+def augment_of(config: TrainConfig) -> str:
+    """The batch augmentation: the config's, or for "auto" the data set's default (data.sources)."""
+    return config.augment if config.augment != "auto" else default_augment(config.dataset)
+
+
+def build_data(config: TrainConfig, data: Dataset | None, device: torch.device) -> tuple[Dataset, dict]:
+    """The data set (loaded as the config says unless given), its subsets and label noise, on `device`;
+    and what was done to it (for the metadata)."""
+    if data is None:
+        data = load_dataset(config.dataset, data_dir=config.data_dir or None, download=config.download,
+                            image_size=config.image_size, cache_dir=config.cache_dir or None)
+    data, info = prepare_dataset(data, train_subset=config.train_subset, test_subset=config.test_subset,
+                                 label_noise=config.label_noise, seed=config.seed)
+    return data.to(device), info
+
+
+def make_model(config: TrainConfig, data: Dataset) -> nn.Module:
+    c, h, _ = data.input_shape
+    return build_model(config.model, in_channels=c, num_classes=data.num_classes, image_size=h, mean=data.mean,
+                       std=data.std, **model_options(width=config.width, depth=config.depth, dropout=config.dropout))
+
+
+def build_precision(config: TrainConfig, device: torch.device) -> tuple[str, bool]:
+    """(amp, channels_last) resolved for `device`: "none" or "bf16", and the memory layout
+    (robustmix.training.precision says where "auto" turns each on and why)."""
+    amp = resolve_amp(config.amp, device)
+    return amp, resolve_channels_last(config.channels_last, device, amp, config.model)
+
+
+def build_network(config: TrainConfig, data: Dataset, world: distributed.World, device: torch.device,
+                  channels_last: bool = False) -> tuple[nn.Module, nn.Module, dict]:
+    """(model, net, stem): the freshly initialised model (seeded) on `device` in its training layout,
+    what the batches go through (the model, or DistributedDataParallel around it under torchrun),
+    and what `init_stem` did."""
+    torch.manual_seed(config.seed)  # weight initialisation (and dropout)
+    model = make_model(config, data).to(device)
+    stem = init_stem(config, model, data)
+    model = model.to(memory_format=memory_format(channels_last))
+    if not world.distributed:
+        return model, model, stem
+    # Batch statistics over the global batch, so N ranks train like one process.
+    model = distributed.sync_batchnorm(model, device)
+    return model, DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None), stem
+
+
+def init_stem(config: TrainConfig, model: nn.Module, data: Dataset) -> dict:
+    """Models with a data-initialised stem (WhitenCNN's patch whitening) compute it from a seeded
+    subset of STEM_IMAGES training images (its own generator: shuffling and mixing are unaffected).
+    Returns what was done, for the metadata; the stem's weights are in the checkpoint like any other."""
+    if not hasattr(model, "init_from_data"):
+        return {}
+    n = data.x_train.shape[0]
+    pick = torch.randperm(n, generator=torch.Generator().manual_seed(config.seed))[:STEM_IMAGES]
+    return model.init_from_data(pixels(data.x_train[pick.to(data.x_train.device)]))
+
+
+def build_optimiser(config: TrainConfig, model: nn.Module, n: int):
+    """(SGD optimiser, per-step lr schedule, steps per epoch) for n training examples. "decoupled-sgd"
+    is airbench's parametrisation (robustmix.training.optim.decoupled_sgd; always Nesterov)."""
+    if config.optimizer == "decoupled-sgd":
+        opt = decoupled_sgd(model, lr=config.lr, weight_decay=config.weight_decay, momentum=config.momentum,
+                            batch_size=config.batch_size)
+    else:
+        opt = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum,
+                              weight_decay=config.weight_decay, nesterov=config.nesterov and config.momentum > 0)
+    steps_per_epoch = math.ceil(n / config.batch_size)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, config=config, steps_per_epoch=steps_per_epoch))
+    return opt, sched, steps_per_epoch
+
+
+def lr_factor(step: int, *, config: TrainConfig, steps_per_epoch: int) -> float:
+    """The lr multiplier after `step` optimiser steps (a pure function, so resuming needs only the step)."""
+    total = steps_per_epoch * config.epochs
+    if config.schedule == "step":  # the paper's: × lr_decay after each milestone epoch
+        epoch = step // steps_per_epoch
+        return config.lr_decay ** sum(epoch >= m for m in config.milestones)
+    if config.schedule == "onecycle":  # triangular: linear up over `warmup` of the steps, then linear to 0
+        peak = max(1, round(config.warmup * total))
+        return (step + 1) / peak if step < peak else max(0.0, (total - step) / max(1, total - peak))
+    if config.schedule == "triangle":  # airbench94's: 0.2 → 1 at `warmup` of the steps → 0.07 at the end
+        peak = int(config.warmup * total)
+        if step < peak:
+            return 0.2 + 0.8 * step / peak
+        return 1.0 - 0.93 * (step - peak) / max(1, total - peak)
+    return 0.5 * (1 + math.cos(math.pi * step / total))
+
+
+def resume_run(t: Trainer, state_path: str | Path | None) -> tuple[list[dict], int]:
+    """(history, first epoch to run): from the resume state at `state_path` if there is one (the
+    model, optimiser, schedule and generators restored), else from scratch."""
+    if state_path is None or not Path(state_path).is_file():
+        return [], 0
+    tensors, info = load_state(state_path)
+    differ = config_mismatch(info["config"], t.config.to_dict())
+    if differ:
+        raise RobustmixError(f"{state_path}: saved with different settings ({', '.join(differ)}): use the same flags, or --overwrite to start again")
+    restore_state(tensors, info, model=t.model, opt=t.opt, sched=t.sched, gen=t.gen, lookahead=t.lookahead)
+    return info["history"], info["epoch"]
+
+
+def run_epoch(t: Trainer, epoch: int, on_step: Callable[[dict], None] | None) -> dict:
+    """One pass over the shuffled training set; returns the epoch's log row (loss, accuracy, test
+    error, lr, time, throughput)."""
+    config, n = t.config, t.data.x_train.shape[0]
+    t.model.train()
+    started = shown = time.perf_counter()
+    # Running sums stay on the device: reading them waits for it, which on_step does at most every
+    # PROGRESS_SECONDS (and at the epoch's end), not every step.
+    loss_sum = torch.zeros((), dtype=torch.float64, device=t.device)
+    correct = torch.zeros((), dtype=torch.int64, device=t.device)
+    seen, shown_values = 0, None
+    step = epoch * t.steps_per_epoch
+    for idx in shuffled_batches(n, config.batch_size, t.gen):
+        loss, hits, size = train_step(t, idx.to(t.device), step)
+        step += 1
+        average_weights(t, epoch, step)
+        loss_sum += loss.detach().double() * size
+        correct += hits
+        seen += size
+        if on_step is not None:
+            now = time.perf_counter()
+            if shown_values is None or now - shown >= PROGRESS_SECONDS or step % t.steps_per_epoch == 0:
+                shown, shown_values = now, {"loss": loss.item(), "acc": 100.0 * int(correct) / seen}
+            on_step({"epoch": epoch + 1, "epochs": config.epochs, "step": step, "steps": t.steps_per_epoch * config.epochs,
+                     **shown_values, "images_per_second": seen / max(now - started, 1e-9)})
+    if t.lookahead is not None:
+        t.lookahead.end_epoch(t.model)
+    seconds = time.perf_counter() - started
+    loss_sum, correct = loss_sum.cpu(), int(correct)
+    if t.world.distributed:  # epoch statistics over every rank's shard
+        totals = distributed.sum_over_ranks(torch.tensor([float(loss_sum), float(correct)], device=t.device))
+        loss_sum, correct = totals[0].cpu(), int(totals[1])
+    test_err = topk_error(predict_logits(t.model, t.data.x_test), t.data.y_test, 1)
+    return {"epoch": epoch + 1, "train_loss": float(loss_sum) / n, "train_acc": 100.0 * correct / n,
+            "test_err": test_err, "lr": t.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
+            "images_per_second": round(n / max(seconds, 1e-9), 1),
+            "network_passes": step * network_passes(t.method)}  # cumulative forward+backward passes of a batch
+
+
+def clean_errors(model: nn.Module, data: Dataset) -> tuple[float, float]:
+    """(top-1, top-5) error in % of the model on the test set."""
+    logits = predict_logits(model, data.x_test)
+    return topk_error(logits, data.y_test, 1), topk_error(logits, data.y_test, 5)
+
+
+def average_weights(t: Trainer, epoch: int, step: int) -> None:
+    """Lookahead (if the config asks for it) after optimiser step `step` (1-based), from epoch
+    `lookahead_after` on."""
+    if t.lookahead is not None and epoch >= t.config.lookahead_after:
+        t.lookahead.after_step(t.model, step, t.steps_per_epoch * t.config.epochs)
+
+
+def drop_finished_gradients(t: Trainer, epoch: int) -> None:
+    """Parameters trained only in the first epochs (WhitenCNN's stem bias, `whiten_bias_epochs`) lose
+    their gradient afterwards, so SGD skips them (no step, no decay): as requires_grad=False would,
+    but without changing the parameter set DistributedDataParallel registered."""
+    if epoch >= t.config.whiten_bias_epochs:
+        for p in getattr(t.model, "early_parameters", list)():
+            p.grad = None
+
+
+def train_step(t: Trainer, idx: torch.Tensor, step: int) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """One optimiser step on the batch `idx` (global step `step`): (the batch's mean loss, examples
+    whose prediction is the dominant target (a device tensor), examples in this rank's batch)."""
+    epoch = step // t.steps_per_epoch
+    x = augment_batch(t.augment, t.data.x_train[idx], t.gen, idx=idx, epoch=epoch, seed=t.config.seed)
+    x = to_layout(pixels(x), t.channels_last)
+    y = t.data.y_train[idx]
+    global_n = idx.numel()
+    mix_gen = t.gen
+    if t.world.distributed:
+        # Every rank drew the same global batch (same gen); each keeps its shard. Mixing draws from a
+        # per-step generator (same seed on every rank, so the same lam), leaving gen in step on every
+        # rank however large each shard is, and consumed exactly as in one process; mixup partners
+        # come from within the rank's shard.
+        mix_gen = torch.Generator().manual_seed(t.config.seed * 1_000_003 + step)
+        part = distributed.shard(idx.numel(), t.world)
+        x, y, idx = x[part], y[part], idx[part]
+    with autocast(t.device, t.amp):  # bf16 forward (and so backward) when amp says so; weights stay float32
+        logits, y_soft = apply_method(t.method, t.net, x, y, num_classes=t.data.num_classes, alpha=t.config.alpha, gen=mix_gen)
+    loss = soft_cross_entropy(logits.float(), smooth_labels(y_soft, t.config.label_smoothing))
+    scaled = loss
+    if t.world.distributed:
+        # DDP averages gradients over ranks; weighting each rank's mean by its share of the global
+        # batch makes that average the global batch's mean loss exactly.
+        scaled = loss * (idx.numel() * t.world.size / global_n)
+    if t.config.optimizer != "sgd":  # decoupled SGD expects the loss summed over the (global) batch
+        scaled = scaled * loss_scale(t.config.optimizer, global_n)
+    t.opt.zero_grad(set_to_none=True)
+    scaled.backward()
+    drop_finished_gradients(t, epoch)
+    t.opt.step()
+    t.sched.step()
+    # Accuracy against the dominant target (the true label for erm).
+    return loss, (logits.detach().argmax(1) == y_soft.argmax(1)).sum(), idx.numel()
