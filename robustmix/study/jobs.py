@@ -1,0 +1,269 @@
+"""A study's models as jobs (`robustmix study --executor local|slurm`): one job per model slot, which
+trains that model (or resumes or reuses it), attacks it with every suite and probes it, exactly as the
+model-by-model schedule (robustmix.study.schedule) does on one machine, so the files it leaves are
+the ones a run on one machine leaves. The surrogate's job runs first: it trains the surrogate and
+crafts its black-box examples once per suite into DIR/results/transfer-<suite>.safetensors, which the
+target jobs read (a file system shared by every job is assumed: the study folder is their only channel).
+
+A preempted job, or one that reaches its time limit, is requeued by submitit after asking the job
+for its checkpoint (`ModelJob.checkpoint`): the same call again, which resumes from what is on disk
+(the trainer's resume.safetensors after each finished epoch, each results and probe file once written).
+A job that fails (an error, SIGKILL, a lost node) leaves its model unfinished; the driver
+(`run_jobs`) submits the unfinished models again, up to [cluster] retries times, and they resume the
+same way. Whatever is left is named in one line. The driver decides nothing from a job's return
+value: a model is finished when its files on disk say so (`unfinished`).
+
+submitit passes the call to the job as a pickle that this submission writes into DIR/jobs and only
+the job reads (robustmix never unpickles a file it did not write).
+Library code: progress goes to the callbacks the CLI passes; nothing is printed here.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from ..runtime import files
+from ..runtime.allocator import keep_freed_memory
+from ..runtime.devices import host_and_job, resolve_device
+from ..runtime.errors import RobustmixError
+from ..training.save import train_and_save
+from .attacking import attack_stage, craft_transfers, stale_suites, suite_config
+from .cluster import jobs_folder, make_executor, submitit_parameters
+from .probing import probes_reusable, probes_stage
+from .schedule import needs_weights
+from .spec import ClusterSpec, StudySpec
+from .training import Model, models_of, split_models, status_of, train_stage
+
+
+def unfinished(spec: StudySpec, out: Path, retrain: bool = False) -> list[Model]:
+    """The models with work left, in the spec's order: not trained (or to be retrained), a suite's results
+    missing or stale, or probes missing or stale; and the surrogate whenever a target still has a
+    black-box suite to score (its examples are crafted in the surrogate's job)."""
+    models = models_of(spec, out)
+    surrogate, targets = split_models(models)
+    stale = {m.slot: stale_suites(spec, out, m, surrogate) for m in targets}
+    left = [m for m in models if status_of(m, retrain) in ("train", "resume", "retrain") or stale.get(m.slot)
+            or not probes_reusable(spec, out, m)]
+    black = any("black-box" in suite_config(spec, s, m.name)[0].settings for m in targets for s in stale[m.slot])
+    if surrogate is not None and black and surrogate not in left:
+        left.insert(0, surrogate)
+    return left
+
+
+def status_path(out: Path, slot: str) -> Path:
+    return jobs_folder(out) / f"{slot}.json"
+
+
+@dataclass
+class ModelJob:
+    """One model slot's job: train (or resume, or reuse), then, for the surrogate, craft its black-box
+    examples of every suite a target still needs, for a target attack it with every suite; then probe it.
+    Callable with no argument (what submitit runs); `checkpoint` makes submitit requeue it on preemption
+    or timeout (its protocol, which submitit.helpers.Checkpointable implements in the same way: this class
+    does not derive from it, so that this module imports without submitit)."""
+    spec: StudySpec
+    out: Path
+    slot: str
+    threads: int | None = None  # torch threads; None: SLURM_CPUS_PER_TASK when set, else torch's default
+    retrain: bool = False
+    keep_memory: bool = False
+    train_fn: Callable = train_and_save
+    on_progress: Callable[[str], None] = lambda s: None
+
+    def __call__(self) -> dict:
+        threads = self.threads or int(os.environ.get("SLURM_CPUS_PER_TASK") or 0)
+        if threads:
+            torch.set_num_threads(threads)
+        if self.keep_memory:
+            keep_freed_memory()
+        start, where = time.time(), {"slot": self.slot, **host_and_job(), "pid": os.getpid(), "torch_threads": torch.get_num_threads()}
+        files.write_json(status_path(self.out, self.slot), {**where, "state": "running", "started": round(start, 3)})
+        spec, out, say = self.spec, Path(self.out), self.on_progress
+        device = resolve_device(spec.bench.eval.device)
+        surrogate = split_models(models_of(spec, out))[0]
+        train_stage(spec, out, only={self.slot}, need=needs_weights(spec, out), retrain=self.retrain, train_fn=self.train_fn,
+                    on_progress=say)
+        if surrogate is not None and surrogate.slot == self.slot:
+            craft_transfers(spec, out, device, on_progress=say)
+        else:
+            attack_stage(spec, out, device, on_progress=say, only={self.slot})
+        probes_stage(spec, out, device, only={self.slot})
+        done = {**where, "state": "finished", "started": round(start, 3), "seconds": round(time.time() - start, 3)}
+        files.write_json(status_path(out, self.slot), done)
+        return done
+
+    def checkpoint(self, *args, **kwargs):
+        """What submitit requeues after a preemption or a timeout: this same call, which resumes from disk."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+def failure(job) -> str:
+    """Why a job ended without a result, in a few words, and where its log is."""
+    try:
+        job.result()
+        return "it ended, but its model is not finished"
+    except Exception as e:  # submitit's UncompletedJobError (killed: no result written) or FailedJobError (an error)
+        what = "it was killed or stopped before it finished" if "has not produced any output" in str(e) else "it raised an error"
+    return f"{what} (log: {job.paths.stderr})"
+
+
+def wait_for(jobs: dict[str, object], poll: float, on_progress: Callable[[str], None],
+             on_end: Callable[[str], None] = lambda slot: None) -> None:
+    """Until every job in {slot: job} has ended (submitit's done(): its result file, or the scheduler's state)."""
+    while jobs:
+        for slot, job in list(jobs.items()):
+            if job.done():
+                del jobs[slot]
+                on_end(slot)
+        if jobs:
+            time.sleep(poll)
+
+
+@dataclass(frozen=True)
+class Submission:
+    """What run_jobs needs to make and submit each model's job."""
+    kind: str  # "local" or "slurm"
+    cluster: ClusterSpec
+    cap: int  # jobs at once
+    threads: int | None
+    retrain: bool = False
+    keep_memory: bool = False
+    train_fn: Callable = train_and_save
+    job_progress: Callable[[str], None] = lambda s: None  # what a job says (into its log)
+    poll: float = 1.0  # seconds between looks at the jobs' state
+
+
+def run_round(spec: StudySpec, out: Path, sub: Submission, left: list[Model], *, wait: bool,
+              on_progress: Callable[[str], None]) -> dict[str, str]:
+    """Submit one job per model in `left` (the surrogate's first, the targets after it, at most `sub.cap`
+    at once) and, with `wait`, wait for them. Returns {slot: job id} of what was submitted."""
+    surrogate_m = split_models(models_of(spec, out))[0]
+    surrogate = surrogate_m.slot if surrogate_m is not None and surrogate_m in left else None
+    targets = [m.slot for m in left if m.slot != surrogate]
+    name = f"robustmix-{Path(out).name}"
+    device = spec.bench.eval.device
+
+    def job(slot: str) -> ModelJob:
+        return ModelJob(spec, Path(out), slot, sub.threads, sub.retrain, sub.keep_memory, sub.train_fn, sub.job_progress)
+
+    def executor(dependency: str | None = None):
+        params = submitit_parameters(sub.kind, sub.cluster, sub.cap, name=name, device=device, dependency=dependency)
+        return make_executor(sub.kind, jobs_folder(out), params)
+
+    def ended(slot: str, job) -> None:
+        ok = all(m.slot != slot for m in unfinished(spec, out, sub.retrain)) if slot != surrogate else _returned(job)
+        on_progress(f"job {job.job_id} ({slot}): {'done' if ok else 'not done: ' + failure(job)}")
+
+    submitted: dict[str, object] = {}
+    if surrogate is not None:
+        submitted[surrogate] = executor().submit(job(surrogate))
+        on_progress(f"submitted job {submitted[surrogate].job_id}: {surrogate} (the surrogate and its black-box examples)")
+    if sub.kind == "slurm":
+        if targets:
+            dep = f"afterok:{submitted[surrogate].job_id}" if surrogate is not None else None
+            array = executor(dep).submit_array([job(s) for s in targets])
+            submitted.update(zip(targets, array))
+            on_progress(f"submitted {len(targets)} job(s) {array[0].job_id.split('_')[0]}"
+                        f"{'' if len(targets) == 1 else f'_[0-{len(targets) - 1}%{min(sub.cap, len(targets))}]'}: "
+                        f"{', '.join(targets)}" + (f" (after job {submitted[surrogate].job_id})" if surrogate else ""))
+        record(out, sub.kind, submitted)
+        if wait:
+            running = dict(submitted)
+
+            def on_end(slot: str) -> None:
+                ended(slot, submitted[slot])
+                if slot == surrogate and not _returned(submitted[slot]):
+                    for s in targets:  # they wait on it (afterok) and would wait for ever
+                        if running.pop(s, None) is not None:
+                            submitted[s].cancel(check=False)
+            wait_for(running, sub.poll, on_progress, on_end)
+        return {s: j.job_id for s, j in submitted.items()}
+    # this machine: the surrogate's job first, then the targets, at most `cap` at once
+    try:
+        if surrogate is not None:
+            wait_for({surrogate: submitted[surrogate]}, sub.poll, on_progress, lambda s: ended(s, submitted[s]))
+            if not _returned(submitted[surrogate]):
+                return {s: j.job_id for s, j in submitted.items()}
+        queue, running = list(targets), {}
+        while queue or running:
+            while queue and len(running) < sub.cap:
+                slot = queue.pop(0)
+                running[slot] = submitted[slot] = executor().submit(job(slot))
+                on_progress(f"started job {running[slot].job_id}: {slot}")
+            for slot, j in list(running.items()):
+                if j.done():
+                    del running[slot]
+                    ended(slot, j)
+            time.sleep(sub.poll if running else 0)
+    finally:
+        for j in submitted.values():
+            if not j.done():
+                j.cancel(check=False)  # an interrupt: this machine's jobs stop with the driver (their progress is on disk)
+    record(out, sub.kind, submitted)
+    return {s: j.job_id for s, j in submitted.items()}
+
+
+def _returned(job) -> bool:
+    try:
+        job.result()
+        return True
+    except Exception:  # noqa: BLE001 — any way a job can end without its result
+        return False
+
+
+def record(out: Path, kind: str, submitted: dict[str, object]) -> None:
+    """DIR/jobs/submitted.json: the executor and {slot: job id} of the last submission."""
+    files.write_json(jobs_folder(out) / "submitted.json", {"executor": kind, "jobs": {s: j.job_id for s, j in submitted.items()}})
+
+
+def live_jobs(out: Path) -> list[str]:
+    """Slurm jobs of the last submission (DIR/jobs/submitted.json) that are still queued or running."""
+    import json
+
+    path = jobs_folder(out) / "submitted.json"
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    if doc.get("executor") != "slurm" or not doc.get("jobs"):
+        return []
+    from submitit.slurm.slurm import SlurmJob
+
+    return [jid for jid in doc["jobs"].values() if not SlurmJob(jobs_folder(out), jid).done(force_check=True)]
+
+
+def run_jobs(spec: StudySpec, out: Path, sub: Submission, *, wait: bool = True,
+             on_progress: Callable[[str], None] = lambda s: None) -> dict[str, float]:
+    """Every unfinished model of the study as a job (`run_round`), again for those still unfinished
+    after a failed job, up to `sub.cluster.retries` more rounds (each resumes from disk). Without `wait`
+    (Slurm), submit once and return. RobustmixError (one line) naming the models still unfinished.
+    Returns {"jobs": this run's wall seconds}."""
+    start = time.perf_counter()
+    if sub.kind == "slurm":
+        live = live_jobs(out)
+        if live:
+            raise RobustmixError(f"jobs of an earlier submission into {out} are still queued or running ({', '.join(live)}; "
+                                 f"{jobs_folder(out) / 'submitted.json'}): wait for them (squeue --me) or scancel them, then run this again")
+    for attempt in range(sub.cluster.retries + 1):
+        left = unfinished(spec, out, sub.retrain)
+        if not left:
+            break
+        if attempt:
+            on_progress(f"submitting again (round {attempt + 1} of {sub.cluster.retries + 1}): {', '.join(m.slot for m in left)}; "
+                        "each resumes from its last finished epoch or written result")
+        run_round(spec, out, sub, left, wait=wait, on_progress=on_progress)
+        if not wait:
+            return {"jobs": round(time.perf_counter() - start, 3)}
+    left = unfinished(spec, out, sub.retrain)
+    if left:
+        raise RobustmixError(f"{len(left)} model(s) still unfinished after {sub.cluster.retries + 1} round(s) of jobs: "
+                             f"{', '.join(m.slot for m in left)}: see their logs in {jobs_folder(out)}, then run this again (they resume)")
+    return {"jobs": round(time.perf_counter() - start, 3)}
