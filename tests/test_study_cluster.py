@@ -183,10 +183,14 @@ def test_cluster_flags_and_table_are_checked(tmp_path, capsys):
     for argv, says in ((["--partition", "gpu"], "--partition is an option of the jobs of --executor local|slurm"),
                        (["--executor", "local", "--no-wait"], "--no-wait is for --executor slurm"),
                        (["--executor", "local", "--stage", "train"], "not --stage train"),
-                       (["--executor", "slurm", "--sbatch", "array=0-9"], "--sbatch array=... is set by robustmix itself")):
+                       (["--executor", "slurm", "--sbatch", "array=0-9"], "--sbatch array=... is set by robustmix itself"),
+                       (["--executor", "slurm", "--device", "cuda"], "asks each job for no GPU: add --gpus-per-job 1")):
         assert main(["study", str(DIGITS), "--out", str(tmp_path / "s"), *argv]) == 2
         err = capsys.readouterr().err.strip()
         assert says in err and "\n" not in err, err
+    with pytest.raises(SystemExit) as stop:  # argparse's one line
+        main(["study", str(DIGITS), "--out", str(tmp_path / "s"), "--executor", "slurm", "--mem-gb", "0"])
+    assert stop.value.code == 2 and "--mem-gb: '0' must be > 0" in capsys.readouterr().err
 
 
 def test_the_job_a_record_names(monkeypatch):

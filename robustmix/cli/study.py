@@ -35,7 +35,7 @@ from ..study import (
 from ..study.attacking import tidy_transfers
 from ..study.cluster import EXECUTORS, describe, job_threads, submitit_parameters, with_overrides
 from ..study.jobs import Submission, run_jobs, unfinished
-from .common import bar, nonneg_int, positive_int, say, writable_path
+from .common import bar, nonneg_int, positive_float, positive_int, say, writable_path
 from .train import key_value, train_in_lane, train_with_progress
 
 HELP = "run a study from a spec (the gate's TOML plus [strong], [figures], [claims]): train, attack, probe, write a report folder"
@@ -54,7 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replace a checkpoint in DIR/models whose recorded config differs from the spec's, or accept rebuilt weights that "
                         "differ from the recorded ones (another processor); never done otherwise")
     p.add_argument("--jobs", type=positive_int, default=None,
-                   help="with --executor: the model jobs that run at once. Without: train the missing models in N parallel processes, each with 1/N of the torch threads (default 1). "
+                   help="with --executor: the model jobs that run at once (default: 1 for local; [cluster] max_parallel, else every "
+                        "one, for slurm). Without: train the missing models in N parallel processes, each with 1/N of the torch threads (default 1). "
                         "On a 2-core CPU, --jobs 2 trained CIFAR-10 1.14x faster in all (two 1-thread processes vs one "
                         "2-thread process, benchmarks/parallel_train_speed.py); memory grows N-fold. The weights depend on the thread count (recorded in each "
                         "checkpoint): rerun with the same --jobs to get the same numbers. Attacks run in one process")
@@ -72,7 +73,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="time limit of each job in minutes (default 240); a job that reaches it is requeued and resumes")
     c.add_argument("--gpus-per-job", type=nonneg_int, default=None, help="GPUs of each job (default 0)")
     c.add_argument("--cpus-per-job", type=positive_int, default=None, help="CPUs of each job, also its torch threads (default: Slurm's)")
-    c.add_argument("--mem-gb", type=float, default=None, help="memory of each job in GB (default: Slurm's)")
+    c.add_argument("--mem-gb", type=positive_float, default=None, help="memory of each job in GB (default: Slurm's)")
     c.add_argument("--sbatch", type=key_value, action="append", default=None, metavar="KEY=VALUE",
                    help="a further sbatch option of every job, e.g. --sbatch qos=high --sbatch constraint=a100 (repeat the flag)")
     c.add_argument("--no-wait", action="store_true",

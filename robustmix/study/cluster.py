@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import torch
+
 from ..runtime.errors import RobustmixError
 from .spec import OWN_SBATCH, ClusterSpec
 
@@ -56,7 +58,9 @@ def submitit_parameters(kind: str, cluster: ClusterSpec, cap: int, *, name: str,
     generic ones (timeout_min, gpus_per_node, cpus_per_task, mem_gb, name) and, on Slurm, the
     slurm_-prefixed ones (partition, account, the array's cap, further sbatch options, setup lines,
     and `afterok` on the surrogate's job for the targets)."""
-    gpus = cluster.gpus or (1 if kind == "local" and device.startswith("cuda") else 0)
+    # submitit's local executor hides every GPU from a job that asks for none (CUDA_VISIBLE_DEVICES="")
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    gpus = cluster.gpus or (1 if kind == "local" and cuda else 0)
     params = {"name": name, "timeout_min": cluster.time_min, "gpus_per_node": gpus, "cpus_per_task": cluster.cpus,
               "mem_gb": cluster.mem_gb}
     if kind == "slurm":
@@ -69,15 +73,28 @@ def submitit_parameters(kind: str, cluster: ClusterSpec, cap: int, *, name: str,
     return {k: v for k, v in params.items() if v is not None}
 
 
-def make_executor(kind: str, folder: Path, params: dict):
-    """submitit's AutoExecutor for `kind` ("local" or "slurm") with `params`; RobustmixError (one line) when
-    submitit is not installed or, for Slurm, when this machine cannot submit (no `srun`)."""
+def require_submitit(kind: str):
+    """The submitit module; RobustmixError (one line naming the extra) when it is not installed."""
     if kind not in EXECUTORS:
         raise RobustmixError(f"unknown executor {kind!r}: choose {' or '.join(EXECUTORS)}")
     try:
         import submitit
     except ImportError:
         raise RobustmixError(f"--executor {kind} runs each model as a job through submitit, which is not installed: {EXTRA}") from None
+    return submitit
+
+
+def check_devices(kind: str, cluster: ClusterSpec, device: str) -> None:
+    """A Slurm job on a CUDA device needs GPUs asked for: refused in one line before anything is submitted."""
+    if kind == "slurm" and device.startswith("cuda") and not cluster.gpus:
+        raise RobustmixError(f"--device {device} with --executor slurm asks each job for no GPU: add --gpus-per-job 1 "
+                             "(or gpus = 1 in [cluster])")
+
+
+def make_executor(kind: str, folder: Path, params: dict):
+    """submitit's AutoExecutor for `kind` ("local" or "slurm") with `params`; RobustmixError (one line) when
+    submitit is not installed or, for Slurm, when this machine cannot submit (no `srun`)."""
+    submitit = require_submitit(kind)
     try:
         executor = submitit.AutoExecutor(folder=folder, cluster=kind)
     except RuntimeError as e:  # SlurmExecutor: 'Could not detect "srun"'
@@ -106,7 +123,10 @@ def describe(kind: str, surrogate: str | None, targets: list[str], params: dict,
     if targets:
         first = 2 if surrogate else 1
         after = (" after the surrogate's job ends well (afterok)" if kind == "slurm" else " once the surrogate's job has ended") if surrogate else ""
-        how = f"a job array of {len(targets)}, at most {cap} at once (--array=0-{len(targets) - 1}%{min(cap, len(targets))})" \
-            if kind == "slurm" else f"{len(targets)} job(s), at most {cap} at once"
-        lines.append(f"  jobs {first}–{first + len(targets) - 1}: {', '.join(targets)}: {how}{after}")
+        if kind == "slurm" and len(targets) > 1:
+            how = f"a job array of {len(targets)}, at most {cap} at once (--array=0-{len(targets) - 1}%{min(cap, len(targets))})"
+        else:
+            how = f"{len(targets)} job(s), at most {min(cap, len(targets))} at once"
+        span = f"job {first}" if len(targets) == 1 else f"jobs {first}–{first + len(targets) - 1}"
+        lines.append(f"  {span}: {', '.join(targets)}: {how}{after}")
     return lines

@@ -34,7 +34,7 @@ from ..runtime.devices import host_and_job, resolve_device
 from ..runtime.errors import RobustmixError
 from ..training.save import train_and_save
 from .attacking import attack_stage, craft_transfers, stale_suites, suite_config
-from .cluster import jobs_folder, make_executor, submitit_parameters
+from .cluster import check_devices, jobs_folder, make_executor, require_submitit, submitit_parameters
 from .probing import probes_reusable, probes_stage
 from .schedule import needs_weights
 from .spec import ClusterSpec, StudySpec
@@ -191,7 +191,7 @@ def run_round(spec: StudySpec, out: Path, sub: Submission, left: list[Model], *,
         if surrogate is not None:
             wait_for({surrogate: submitted[surrogate]}, sub.poll, on_progress, lambda s: ended(s, submitted[s]))
             if not _returned(submitted[surrogate]):
-                return {s: j.job_id for s, j in submitted.items()}
+                return {s: j.job_id for s, j in submitted.items()}  # its targets would need what it did not make
         queue, running = list(targets), {}
         while queue or running:
             while queue and len(running) < sub.cap:
@@ -207,7 +207,7 @@ def run_round(spec: StudySpec, out: Path, sub: Submission, left: list[Model], *,
         for j in submitted.values():
             if not j.done():
                 j.cancel(check=False)  # an interrupt: this machine's jobs stop with the driver (their progress is on disk)
-    record(out, sub.kind, submitted)
+        record(out, sub.kind, submitted)
     return {s: j.job_id for s, j in submitted.items()}
 
 
@@ -247,6 +247,8 @@ def run_jobs(spec: StudySpec, out: Path, sub: Submission, *, wait: bool = True,
     (Slurm), submit once and return. RobustmixError (one line) naming the models still unfinished.
     Returns {"jobs": this run's wall seconds}."""
     start = time.perf_counter()
+    check_devices(sub.kind, sub.cluster, spec.bench.eval.device)
+    require_submitit(sub.kind)
     if sub.kind == "slurm":
         live = live_jobs(out)
         if live:
