@@ -115,8 +115,7 @@ def failure(job) -> str:
     return f"{what} (log: {job.paths.stderr})"
 
 
-def wait_for(jobs: dict[str, object], poll: float, on_progress: Callable[[str], None],
-             on_end: Callable[[str], None] = lambda slot: None) -> None:
+def wait_for(jobs: dict[str, object], poll: float, on_end: Callable[[str], None] = lambda slot: None) -> None:
     """Until every job in {slot: job} has ended (submitit's done(): its result file, or the scheduler's state)."""
     while jobs:
         for slot, job in list(jobs.items()):
@@ -141,73 +140,95 @@ class Submission:
     poll: float = 1.0  # seconds between looks at the jobs' state
 
 
+@dataclass
+class Round:
+    """One round of jobs: the surrogate's (if it has work) first, then the targets', at most `sub.cap` at once."""
+    spec: StudySpec
+    out: Path
+    sub: Submission
+    surrogate: str | None
+    targets: list[str]
+    on_progress: Callable[[str], None]
+
+    def job(self, slot: str) -> ModelJob:
+        s = self.sub
+        return ModelJob(self.spec, Path(self.out), slot, s.threads, s.retrain, s.keep_memory, s.train_fn, s.job_progress)
+
+    def executor(self, dependency: str | None = None):
+        params = submitit_parameters(self.sub.kind, self.sub.cluster, self.sub.cap, name=f"robustmix-{Path(self.out).name}",
+                                     device=self.spec.bench.eval.device, dependency=dependency)
+        return make_executor(self.sub.kind, jobs_folder(self.out), params)
+
+    def ended(self, slot: str, job) -> None:
+        """Say how a job ended: its model finished (judged from disk; the surrogate's job by its result), or why not."""
+        ok = _returned(job) if slot == self.surrogate else all(m.slot != slot for m in unfinished(self.spec, self.out, self.sub.retrain))
+        self.on_progress(f"job {job.job_id} ({slot}): {'done' if ok else 'not done: ' + failure(job)}")
+
+    def on_slurm(self, wait: bool) -> dict[str, object]:
+        """The surrogate's job and one job array of the targets after it (afterok), submitted at once; with
+        `wait`, until they end (the targets cancelled if the surrogate's job fails)."""
+        submitted = self.submit_surrogate()
+        if self.targets:
+            first = submitted.get(self.surrogate)
+            array = self.executor(f"afterok:{first.job_id}" if first else None).submit_array([self.job(s) for s in self.targets])
+            submitted.update(zip(self.targets, array))
+            n = len(self.targets)
+            self.on_progress(f"submitted {n} job(s) {array[0].job_id.split('_')[0]}{'' if n == 1 else f'_[0-{n - 1}%{min(self.sub.cap, n)}]'}: "
+                             f"{', '.join(self.targets)}" + (f" (after job {first.job_id})" if first else ""))
+        record(self.out, self.sub.kind, submitted)
+        running = dict(submitted) if wait else {}
+
+        def on_end(slot: str) -> None:
+            self.ended(slot, submitted[slot])
+            if slot == self.surrogate and not _returned(submitted[slot]):
+                for s in self.targets:  # they wait on it (afterok) and would wait for ever
+                    if running.pop(s, None) is not None:
+                        submitted[s].cancel(check=False)
+        wait_for(running, self.sub.poll, on_end)
+        return submitted
+
+    def here(self) -> dict[str, object]:
+        """On this machine: the surrogate's job, then the targets' jobs, at most `cap` at once (submitit's local
+        executor starts every job it is given; the cap is kept here). An interrupt stops them (their progress is on disk)."""
+        submitted = self.submit_surrogate()
+        try:
+            if self.surrogate is not None:
+                wait_for(dict(submitted), self.sub.poll, lambda s: self.ended(s, submitted[s]))
+                if not _returned(submitted[self.surrogate]):
+                    return submitted  # the targets would need what it did not make
+            queue, running = list(self.targets), {}
+            while queue or running:
+                while queue and len(running) < self.sub.cap:
+                    slot = queue.pop(0)
+                    running[slot] = submitted[slot] = self.executor().submit(self.job(slot))
+                    self.on_progress(f"started job {running[slot].job_id}: {slot}")
+                for slot, j in list(running.items()):
+                    if j.done():
+                        del running[slot]
+                        self.ended(slot, j)
+                time.sleep(self.sub.poll if running else 0)
+        finally:
+            for j in submitted.values():
+                if not j.done():
+                    j.cancel(check=False)
+            record(self.out, self.sub.kind, submitted)
+        return submitted
+
+    def submit_surrogate(self) -> dict[str, object]:
+        if self.surrogate is None:
+            return {}
+        job = self.executor().submit(self.job(self.surrogate))
+        self.on_progress(f"submitted job {job.job_id}: {self.surrogate} (the surrogate and its black-box examples)")
+        return {self.surrogate: job}
+
+
 def run_round(spec: StudySpec, out: Path, sub: Submission, left: list[Model], *, wait: bool,
               on_progress: Callable[[str], None]) -> dict[str, str]:
-    """Submit one job per model in `left` (the surrogate's first, the targets after it, at most `sub.cap`
-    at once) and, with `wait`, wait for them. Returns {slot: job id} of what was submitted."""
-    surrogate_m = split_models(models_of(spec, out))[0]
-    surrogate = surrogate_m.slot if surrogate_m is not None and surrogate_m in left else None
-    targets = [m.slot for m in left if m.slot != surrogate]
-    name = f"robustmix-{Path(out).name}"
-    device = spec.bench.eval.device
-
-    def job(slot: str) -> ModelJob:
-        return ModelJob(spec, Path(out), slot, sub.threads, sub.retrain, sub.keep_memory, sub.train_fn, sub.job_progress)
-
-    def executor(dependency: str | None = None):
-        params = submitit_parameters(sub.kind, sub.cluster, sub.cap, name=name, device=device, dependency=dependency)
-        return make_executor(sub.kind, jobs_folder(out), params)
-
-    def ended(slot: str, job) -> None:
-        ok = all(m.slot != slot for m in unfinished(spec, out, sub.retrain)) if slot != surrogate else _returned(job)
-        on_progress(f"job {job.job_id} ({slot}): {'done' if ok else 'not done: ' + failure(job)}")
-
-    submitted: dict[str, object] = {}
-    if surrogate is not None:
-        submitted[surrogate] = executor().submit(job(surrogate))
-        on_progress(f"submitted job {submitted[surrogate].job_id}: {surrogate} (the surrogate and its black-box examples)")
-    if sub.kind == "slurm":
-        if targets:
-            dep = f"afterok:{submitted[surrogate].job_id}" if surrogate is not None else None
-            array = executor(dep).submit_array([job(s) for s in targets])
-            submitted.update(zip(targets, array))
-            on_progress(f"submitted {len(targets)} job(s) {array[0].job_id.split('_')[0]}"
-                        f"{'' if len(targets) == 1 else f'_[0-{len(targets) - 1}%{min(sub.cap, len(targets))}]'}: "
-                        f"{', '.join(targets)}" + (f" (after job {submitted[surrogate].job_id})" if surrogate else ""))
-        record(out, sub.kind, submitted)
-        if wait:
-            running = dict(submitted)
-
-            def on_end(slot: str) -> None:
-                ended(slot, submitted[slot])
-                if slot == surrogate and not _returned(submitted[slot]):
-                    for s in targets:  # they wait on it (afterok) and would wait for ever
-                        if running.pop(s, None) is not None:
-                            submitted[s].cancel(check=False)
-            wait_for(running, sub.poll, on_progress, on_end)
-        return {s: j.job_id for s, j in submitted.items()}
-    # this machine: the surrogate's job first, then the targets, at most `cap` at once
-    try:
-        if surrogate is not None:
-            wait_for({surrogate: submitted[surrogate]}, sub.poll, on_progress, lambda s: ended(s, submitted[s]))
-            if not _returned(submitted[surrogate]):
-                return {s: j.job_id for s, j in submitted.items()}  # its targets would need what it did not make
-        queue, running = list(targets), {}
-        while queue or running:
-            while queue and len(running) < sub.cap:
-                slot = queue.pop(0)
-                running[slot] = submitted[slot] = executor().submit(job(slot))
-                on_progress(f"started job {running[slot].job_id}: {slot}")
-            for slot, j in list(running.items()):
-                if j.done():
-                    del running[slot]
-                    ended(slot, j)
-            time.sleep(sub.poll if running else 0)
-    finally:
-        for j in submitted.values():
-            if not j.done():
-                j.cancel(check=False)  # an interrupt: this machine's jobs stop with the driver (their progress is on disk)
-        record(out, sub.kind, submitted)
+    """Submit one job per model in `left` (the surrogate's first) and, with `wait` (always on this machine),
+    wait for them. Returns {slot: job id} of what was submitted."""
+    surrogate = next((m.slot for m in left if m.name == "surrogate"), None)
+    r = Round(spec, Path(out), sub, surrogate, [m.slot for m in left if m.slot != surrogate], on_progress)
+    submitted = r.on_slurm(wait) if sub.kind == "slurm" else r.here()
     return {s: j.job_id for s, j in submitted.items()}
 
 
