@@ -38,12 +38,12 @@ from ..study.jobs import Submission, run_jobs, unfinished
 from .common import bar, nonneg_int, positive_float, positive_int, say, writable_path
 from .train import key_value, train_in_lane, train_with_progress
 
-HELP = "run a study from a spec (the gate's TOML plus [strong], [figures], [claims]): train, attack, probe, write a report folder"
+HELP = "run a study from a spec (the gate's TOML plus [strong], [figures], [claims], [cluster]): train, attack, probe, write a report folder"
 STAGES = ("train", "attack", "probes", "report", "all")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", type=Path, help="study spec, TOML (e.g. benchmarks/study-digits.toml): a robustmix bench spec with optional [strong], [figures], [claims]")
+    p.add_argument("spec", type=Path, help="study spec, TOML (e.g. benchmarks/study-digits.toml): a robustmix bench spec with optional [strong], [figures], [claims], [cluster]")
     p.add_argument("--out", type=Path, required=True, help="the study folder: models/, results/, data/, figures/, README.md, report.html, study.json")
     p.add_argument("--dataset", default=None, help="override the spec's [data] dataset, e.g. imagefolder:/work/data/cifar10-jpeg (recorded in every checkpoint)")
     p.add_argument("--device", default=None, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default: the spec's [train] device, cpu unless set)")
