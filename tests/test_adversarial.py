@@ -237,7 +237,8 @@ def test_the_cli_takes_adv_eps_on_the_255_scale_and_refuses_bad_values(tmp_path,
                  "--train-subset", "300", "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["config"]["adv_eps"] == pytest.approx(32 / 255) and meta["adversarial"]["eps_255"] == 32
-    assert (out / "log.csv").read_text().splitlines()[0].endswith("guard_pgd_acc")
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"guard_pgd_acc", "guard_fgsm_acc"} <= set(header)
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--adversarial", "pgd", "--adv-eps", "300", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err
