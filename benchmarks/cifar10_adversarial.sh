@@ -9,6 +9,8 @@
 #   e.g. benchmarks/cifar10_adversarial.sh /work/data/cifar10-jpeg /work/runs-adv
 # Results files (no weights) go to RUNS_DIR/results/; copy them with the checkpoint's meta.json and
 # log.csv into reports/cifar10-adversarial/ (the report names the data set, never this path).
+# STRONG_FLAGS replaces the strong suite's budget flags (default: the full budget on 1,000 examples), e.g.
+#   STRONG_FLAGS="--examples 1000 --pgd-iters 10 --pgd-restarts 1 --square-queries 1000 --no-checks"
 set -euo pipefail
 data=${1:?usage: cifar10_adversarial.sh DATA_ROOT RUNS_DIR [RECIPE [FLAGS...]]}
 runs=${2:?usage: cifar10_adversarial.sh DATA_ROOT RUNS_DIR [RECIPE [FLAGS...]]}
@@ -31,5 +33,7 @@ fi
 strong="$runs/results/$recipe-strong-eps8.json"
 if [[ -f "$strong" ]]; then echo "done: $strong"; else
   echo "strong suite ($(date -u +%FT%TZ))"
-  $robustmix attack --targets "$out" --settings white-box --suite strong --eps 8 --examples 1000 --out "$strong"
+  # shellcheck disable=SC2086  # STRONG_FLAGS is a list of flags
+  $robustmix attack --targets "$out" --settings white-box --suite strong --eps 8 ${STRONG_FLAGS:---examples 1000} \
+      --out "$strong"
 fi
