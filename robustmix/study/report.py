@@ -26,6 +26,7 @@ from ..runtime import files
 from ..runtime.devices import processor
 from ..runtime.errors import RobustmixError
 from ..runtime.version import __version__
+from ..soundness.checks import soundness_checks
 from ..store.checkpoint import read_meta
 from ..store.results import load_results
 from .attacking import (
@@ -89,9 +90,9 @@ def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list
         path = results_path(out, suite, m.slot)
         if not path.is_file():
             raise RobustmixError(f"{path} is missing: run the attack stage first (robustmix study SPEC --out DIR --stage attack)")
-        doc = load_results(path)
+        doc = load_results(path)  # read under the counting rule, so the checks are recomputed from what it reads
         records += doc["records"]
-        checks += [{**c, "suite": suite} for c in doc.get("checks", [])]
+        checks += [{**c.to_dict(), "suite": suite} for c in soundness_checks(doc["records"] + doc.get("probes", []))]
         seconds.append((float((doc.get("config") or {}).get("seconds", 0.0)), place(doc.get("config"))))
     return records, checks, seconds + [transfer_seconds(spec, out, suite)]
 
