@@ -8,7 +8,10 @@ the training seed as the unit of replication.
     probing.py    the probes stage: Figure 2 and calibration, one file per model
     schedule.py   a whole study model by model (train, attack, probe each before the next), the
                   weights a run needs, and the dry run
-    claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md)
+    claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md):
+                  not tested / not testable / too few seeds / Holm across the rows left
+    headline.py   the report's first lines (the claims table in words, the ceiling, the tally), the data set
+                  named without its path, torch per checkpoint, what the recipes add to the paper's ERM
     tables.py     pooled (seed-level) and per-seed tables, models, checks, claims as frames
     render.py     blocks -> README.md and a self-contained report.html
     report.py     the report stage: the report folder and study.json
