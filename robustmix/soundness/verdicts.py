@@ -47,6 +47,10 @@ MIN_SEEDS = 2  # an arm with fewer training seeds has no seed variance: no repro
 FEW_CLASSES = 10  # top-5 on this many classes or fewer asks only whether the true class is in the top half
 STATUS = ("supported", "inconclusive", "not supported", "paper suite only", NOT_TESTABLE, "")
 PAPER_ONLY = "rests on FGSM/I-FGSM alone: run --suite strong before quoting it"
+CHECKPOINTS_ONLY = ("These verdicts are about the checkpoints compared (one training run each, tested on the noise of the test "
+                    "examples only), not about their training methods: a claim about a method needs several training seeds per "
+                    "method and `robustmix study` (docs/protocol.md#verdict-rule).")
+BOUND_PP = 2.0  # a paired verdict with both checkpoints within this many pp of 0% or 100% is not testable (a study's margin)
 
 
 def _failed(checks: list[Check], target: str) -> list[Check]:
@@ -125,11 +129,12 @@ def no_improvement_null(margin: float, expected: int = -1) -> float:
 
 def judge_no_improvement(estimate: float, p_holm: float, margin: float, expected: int = -1, *, alpha: float = ALPHA) -> str:
     """A "no improvement" claim (one-sided): the method's advantage over the reference (expected·d: the
-    reference's error minus the method's, for expected −1) stays below `margin` pp. Its p-value tests "d = expected·margin" (Holm-adjusted): reproduced
-    when significant with the advantage below the margin (a method that is worse has no advantage),
-    not reproduced when significant with the advantage above it, else inconclusive. With the
-    two-sided 95% interval: reproduced ⟺ the interval lies wholly on the no-advantage side of
-    −margin, i.e. a one-sided test at 2.5%, as non-inferiority is judged (ICH E9)."""
+    reference's error minus the method's, for expected −1) stays below `margin` pp. Its p-value tests
+    "d = expected·margin" (Holm-adjusted): reproduced when significant with the advantage below the
+    margin (a method that is worse has no advantage), not reproduced when significant with the
+    advantage above it, else inconclusive. Unadjusted, with the two-sided 95% interval: reproduced ⟺
+    the interval lies wholly on the no-advantage side of −margin, a one-sided test at 2.5%, as
+    non-inferiority is judged (ICH E9)."""
     advantage = expected * estimate
     if not p_holm < alpha or advantage == margin:
         return INCONCLUSIVE
@@ -186,12 +191,6 @@ def paired_verdict(row) -> str:
         f"{better} is more robust than {worse} to {row.setting} {attack_label(row.attack)} at eps {row.eps_255:g}/255: "
         f"{metric} error {abs(row.diff):.1f} points lower (Holm-adjusted p = {row.p_holm:.2g})."
     )
-
-
-CHECKPOINTS_ONLY = ("These verdicts are about the checkpoints compared (one training run each, tested on the noise of the test "
-                    "examples only), not about their training methods: a claim about a method needs several training seeds per "
-                    "method and `robustmix study` (docs/protocol.md#verdict-rule).")
-BOUND_PP = 2.0  # a paired verdict with both checkpoints within this many pp of 0% or 100% is not testable (a study's margin)
 
 
 def gate_verdict(diff: float, lo: float, hi: float, up: float, down: float, *, significant: bool = True) -> str:
