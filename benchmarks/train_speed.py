@@ -13,12 +13,18 @@ other users hits all of them alike, and the medians over the epochs give the rat
   the clock starts: the floor for this model. Target: trainer speed ≥ 0.9 × bare speed.
 - DataLoader: ImageFolder decoding each JPEG with PIL + per-image RandomCrop(pad 2, reflect),
   RandomHorizontalFlip, ToTensor (the usual torchvision loop), same model and optimiser.
+- With --adversarial KIND (pgd, fgsm-rs, trades): the trainer variants train adversarially and the
+  floor is (K + 1) × the bare loop's epoch (K crafting steps + the training step; IAT and TRADES count
+  their second half): target trainer speed ≥ 0.9 × that floor. Crafting takes the input gradient alone,
+  so a crafting pass costs less than a training step and the ratio can exceed 1.
 
     PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 4096 --epochs 3
     PYTHONPATH=$PWD python benchmarks/train_speed.py --dataset digits --recipe small-cnn --images 0 --test-images 0 \\
         --epochs 30 --trainer none:nchw,bf16:nchw --no-loader      # float32 vs bf16: speed and accuracy
     PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --images 1024 --epochs 2 \\
         --trainer none:cl,none:nchw,bf16:cl --no-loader
+    PYTHONPATH=$PWD python benchmarks/train_speed.py --root /work/data/cifar10-jpeg --recipe fast-cifar-adv --images 2048 \\
+        --epochs 3 --adversarial pgd --adv-steps 10 --trainer none:cl,bf16:cl --no-loader     # PGD-AT vs its floor
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ from robustmix.runtime.devices import processor
 from robustmix.training.methods import get_method, soft_cross_entropy
 from robustmix.training.optim import loss_scale, smooth_labels
 from robustmix.training.precision import autocast, to_layout
+from robustmix.training import adversarial
 from robustmix.training.recipes import resolve_config
 
 # The training loop module (robustmix.training.loop), not the function robustmix.train it defines.
@@ -53,7 +60,7 @@ def build(cfg, data, amp: str, channels_last: bool) -> trainer.Trainer:
     opt, sched, steps = trainer.build_optimiser(cfg, model, data.x_train.shape[0])
     return trainer.Trainer(cfg, world, device, data, get_method(cfg.method), trainer.augment_of(cfg), model, net, opt,
                            sched, torch.Generator().manual_seed(cfg.seed), steps, amp, channels_last,
-                           trainer.Lookahead() if cfg.lookahead_after else None)
+                           trainer.Lookahead() if cfg.lookahead_after else None, adversarial.resolve(cfg))
 
 
 def progress(s: dict) -> None:
@@ -94,6 +101,9 @@ def main() -> None:
     p.add_argument("--trainer", default="none:cl", help="trainer variants amp:layout, comma-separated (amp none|bf16, layout cl|nchw)")
     p.add_argument("--no-loader", action="store_true", help="skip the DataLoader loop")
     p.add_argument("--workers", type=int, default=0, help="DataLoader workers (0: the 2 cores train the model)")
+    p.add_argument("--adversarial", default="", help="adversarial training in the trainer variants: pgd, fgsm-rs, trades (default none)")
+    p.add_argument("--adv-steps", type=int, default=0, help="crafting steps (0: the kind's default)")
+    p.add_argument("--adv-eps", type=float, default=8, help="adversarial radius on the 0–255 scale (default 8)")
     p.add_argument("--malloc", choices=("kept", "system"), default="kept",
                    help="kept: malloc set up as the robustmix program does (robustmix.runtime.allocator); system: glibc's defaults")
     a = p.parse_args()
@@ -103,7 +113,9 @@ def main() -> None:
     if bool(a.root) == bool(a.dataset) or (a.dataset and not a.no_loader):
         p.error("give --root ROOT, or --dataset NAME with --no-loader")
     cfg = resolve_config(a.recipe, dataset=a.dataset or f"imagefolder:{a.root}", train_subset=a.images, test_subset=a.test_images,
-                         width=a.width or None, batch_size=a.batch or None, epochs=a.epochs, seed=0, device="cpu")
+                         width=a.width or None, batch_size=a.batch or None, epochs=a.epochs, seed=0, device="cpu",
+                         adversarial=a.adversarial or ("" if a.recipe != "fast-cifar-adv" else None),
+                         adv_eps=a.adv_eps / 255 if a.adversarial else None, adv_steps=a.adv_steps or None, adv_guard="off")
     data, _ = trainer.build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
     variants = [(v.split(":")[0], v.split(":")[1] == "cl") for v in a.trainer.split(",")]
     runs: dict[str, tuple] = {}
@@ -154,10 +166,16 @@ def main() -> None:
           f"width {cfg.width or 'default'}, batch {cfg.batch_size}, {images} training images per epoch, "
           f"{a.epochs} interleaved epochs each, DataLoader workers {a.workers}, "
           f"malloc {'kept (as the robustmix program)' if kept else 'glibc defaults'}\n")
-    print(f"| loop | epoch seconds (each) | median s | images/s | speed vs {ref} | speed vs bare loop |\n|---|---|---|---|---|---|")
+    setting = adversarial.resolve(cfg)
+    passes = adversarial.passes(setting, 1)  # K + 1 (or the clean 1)
+    floor = f" | speed vs the {passes}-pass floor" if setting else ""
+    print(f"| loop | epoch seconds (each) | median s | images/s | speed vs {ref} | speed vs bare loop{floor} |\n|---|---|---|---|---|---|"
+          + ("---|" if setting else ""))
     for k, v in times.items():
         print(f"| {k} | {', '.join(f'{s:.1f}' for s in v)} | {med[k]:.1f} | {images / med[k]:.0f} | "
-              f"{med[ref] / med[k]:.2f} | {med[bare] / med[k]:.2f} |")
+              f"{med[ref] / med[k]:.2f} | {med[bare] / med[k]:.2f} |" + (f" {passes * med[bare] / med[k]:.2f} |" if setting else ""))
+    if setting:
+        print(f"\nAdversarial training: {setting.label}; the floor is {passes} × the bare loop's clean epoch.")
     print(f"\nTest error (top-1, %) after each epoch, on {data.x_test.shape[0]} test images:\n")
     print("| trainer | " + " | ".join(f"epoch {e + 1}" for e in range(a.epochs)) + " |\n|---|" + "---|" * a.epochs)
     for k, v in errors.items():

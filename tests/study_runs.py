@@ -1,10 +1,14 @@
 """Running `robustmix study` in tests: the committed tiny digits spec, at one torch thread (the same
-numbers run after run), and a snapshot of what a rerun must leave byte for byte."""
+numbers run after run), a snapshot of what a rerun must leave byte for byte, and what two runs of a
+study must share (`comparable`)."""
 
 from __future__ import annotations
 
+import json
+import re
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from robustmix.cli import main
@@ -26,3 +30,40 @@ def run_study(*argv) -> int:
 def snapshot(out: Path) -> dict[str, bytes]:
     return {str(p.relative_to(out)): p.read_bytes() for p in sorted((out / "results").glob("*.json"))
             + sorted((out / "models").glob("*/model.safetensors")) + sorted((out / "models").glob("*/meta.json"))}
+
+
+# --- comparing two runs of one study (tests/test_study_cluster.py) ---------------------------------
+# What legitimately differs between two runs of the same study (one process against model jobs, or a
+# job killed and resumed), and why; everything else must be byte for byte the same.
+WALL = "wall-clock time: when and how fast it ran, never what it computed"
+WHERE = "the host and scheduler job that ran it (provenance)"
+META_VARIES = {"train_seconds": WALL, "train_images_per_second": WALL, "hostname": WHERE, "job_id": WHERE,
+               "resumed_at_epoch": "the epoch a killed or preempted job resumed from (its weights are the same)"}
+HISTORY_VARIES = ("seconds", "images_per_second")  # per-epoch wall time, in meta.json's history and log.csv
+RECORD_VARIES = ("seconds", "hostname", "job_id")  # where and how long an attack, crafting or probe ran
+REPORT_VARIES = {"command": "names the study folder and the executor",
+                 "Total compute": WALL, "compute: training": WALL, "Train s per seed": WALL}
+
+
+def _strip(d: dict, keys) -> dict:
+    return {k: v for k, v in d.items() if k not in keys}
+
+
+def _markdown_masked(text: str) -> str:
+    """README.md without the lines and cells of REPORT_VARIES: the command line, the compute sentences and
+    the models table's "Train s per seed" column (each model's training seconds), found by its header."""
+    lines, column = [], None
+    for line in text.splitlines():
+        if line.startswith("- command:") or line.startswith("- compute: training"):
+            line = line.split(":")[0] + ": (varies)"
+        line = re.sub(r"Total compute .*", "Total compute (varies)", line)
+        cells = line.split("|")
+        if line.startswith("|") and "Train s per seed" in [c.strip() for c in cells]:
+            column = [c.strip() for c in cells].index("Train s per seed")
+        elif column is not None and line.startswith("|") and not line.startswith("|-"):
+            cells[column] = " (varies) "
+            line = "|".join(cells)
+        elif not line.startswith("|"):
+            column = None
+        lines.append(line)
+    return "\n".join(lines)

@@ -28,6 +28,7 @@ API_MODULES = (
     "robustmix", "robustmix.data", "robustmix.models", "robustmix.attacks",
     "robustmix.store", "robustmix.store.checkpoint", "robustmix.store.runs", "robustmix.store.results",
     "robustmix.training", "robustmix.training.config", "robustmix.training.recipes", "robustmix.training.save",
+    "robustmix.training.guard",
     "robustmix.training.methods.registry", "robustmix.training.methods.mixing",
     "robustmix.evaluation", "robustmix.evaluation.config", "robustmix.evaluation.records", "robustmix.evaluation.guards",
     "robustmix.soundness", "robustmix.soundness.verdicts",

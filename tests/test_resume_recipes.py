@@ -87,7 +87,7 @@ def test_recipe_values_and_explicit_overrides():
     assert resolve_config(None) == TrainConfig()
     with pytest.raises(RobustmixError, match="recipe"):
         resolve_config("imagenet-in-1-hour")
-    assert set(RECIPES) == {"paper-cifar", "cpu-fast", "fast-cifar", "fast-cifar-3x", "small-cnn"}
+    assert set(RECIPES) == {"paper-cifar", "cpu-fast", "fast-cifar", "fast-cifar-3x", "small-cnn", "fast-cifar-adv"}
 
 
 def test_schedules():

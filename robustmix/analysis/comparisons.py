@@ -192,11 +192,14 @@ def paired_comparisons(
 
 def method_label(r: dict) -> str:
     """How a record's or a meta.json's method is printed: "ERM", "mixup (α=1)", the bare method when
-    alpha is unknown, and any method option that differs from its default: "puzzle-mix (α=1, adv_p=0.1)"."""
+    alpha is unknown, any method option that differs from its default: "puzzle-mix (α=1, adv_p=0.1)", and
+    adversarial training: "ERM + PGD-AT (ε = 8/255, 10 steps)"."""
+    adv = r.get("adversarial")
+    adv = adv.get("label") if isinstance(adv, dict) else adv
     if r["method"] == "erm":
-        return "ERM"
+        return "ERM" + (f" + {adv}" if adv else "")
     parts = ([f"α={r['alpha']:g}"] if r.get("alpha") is not None else []) + option_changes(r["method"], r.get("method_options"))
-    return f"{r['method']} ({', '.join(parts)})" if parts else r["method"]
+    return (f"{r['method']} ({', '.join(parts)})" if parts else r["method"]) + (f" + {adv}" if adv else "")
 
 
 def option_changes(method: str, options: dict | None) -> list[str]:

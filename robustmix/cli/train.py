@@ -11,6 +11,7 @@ from ..models import MODELS
 from ..runtime.distributed import world_from_env
 from ..runtime.errors import RobustmixError
 from ..store.checkpoint import LEGACY, META, WEIGHTS
+from ..training.adversarial import COMPOSITIONS, GUARD_MODES, KINDS, MODES
 from ..training.config import AMP_MODES, OPTIMIZERS, ROLES, SCHEDULES, TrainConfig
 from ..training.methods import METHODS, get_method, method_options
 from ..training.recipes import RECIPES, resolve_config
@@ -89,6 +90,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     a("--amp", choices=AMP_MODES, default=None, help="bfloat16 autocast with float32 master weights: bf16, none (float32), or auto = bf16 on CUDA and on CPUs with AMX, float32 elsewhere (bf16 is ~16× slower on CPUs without AMX, reports/cifar10-cpu.md) (default: the recipe's; none without one)")
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None, help="model and batches in channels_last memory; --no-channels-last for NCHW (default auto: on for whiten_cnn, measured faster on the CPU, and on CUDA under bf16)")
     a("--weight-decay", type=nonneg_float, default=None, help=f"weight decay (default {D.weight_decay})")
+    a("--adversarial", choices=tuple(KINDS), default=None,
+      help="adversarial training, with any --method: pgd (PGD-AT, Madry et al.), fgsm-rs (fast AT, Wong et al.; guarded against "
+           "catastrophic overfitting), trades (Zhang et al.); with a mixing method it composes as its paper does (--adv-compose) "
+           "(default: none)")
+    a("--adv-eps", type=nonneg_float, default=None, help="adversarial training's radius, on the 0–255 pixel scale (8 means 8/255) "
+      "(default with --recipe auto: 8 for colour images, 76.5 (0.3) for 28 px grayscale, 32 for 8×8 digits)")
+    a("--adv-steps", type=positive_int, default=None, help="crafting steps (default: pgd 10, fgsm-rs 1, trades 10)")
+    a("--adv-step-size", type=nonneg_float, default=None, help="crafting step on the 0–255 scale (default: pgd and trades 2.5·eps/steps, fgsm-rs 1.25·eps)")
+    a("--adv-mode", choices=MODES, default=None, help="the mode the model crafts in: auto (the paper's: train for pgd and fgsm-rs, eval for trades), train, eval")
+    a("--adv-compose", choices=("auto", *COMPOSITIONS), default=None,
+      help="with a mixing method: iat (Lamb et al.: craft on the clean batch, mix clean and adversarial, average the losses; "
+           "auto for mixup and manifold-mixup) or mixed (Rebuffi et al.: craft on the mixed input against its soft target; auto for "
+           "cutmix and puzzle-mix, and always for trades)")
+    a("--adv-random-start", action=argparse.BooleanOptionalAction, default=None,
+      help="start crafting from a random point in the ball (default on; --no-adv-random-start only to study what it prevents)")
+    a("--trades-beta", type=nonneg_float, default=None, help="TRADES's β (default 6)")
+    a("--adv-guard", choices=GUARD_MODES, default=None,
+      help="the catastrophic-overfitting guard: PGD accuracy on held-out training images after every epoch; a fall of more than "
+           "20 points rolls back to the last good epoch and stops (auto: on for fgsm-rs)")
+    a("--ema-decay", type=fraction, default=None, help="weight averaging: an EMA of the weights with this decay per step (e.g. 0.999), "
+      "evaluated and saved instead of the trained weights (default 0: none)")
     a("--seed", type=int, default=None, help=f"seed for initialisation, subsets, label noise, shuffling, augmentation and mixing (default {D.seed})")
     a("--role", choices=ROLES, default=None, help="target (attacked) or surrogate (crafts black-box examples); default target")
     a("--device", default=None, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N or mps (default auto)")
@@ -101,7 +123,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 FIELDS = ("dataset", "data_dir", "download", "cache_dir", "image_size", "train_subset", "test_subset", "label_noise",
           "augment", "model", "width", "depth", "dropout", "method", "alpha", "epochs", "batch_size", "lr", "momentum",
           "nesterov", "schedule", "milestones", "lr_decay", "warmup", "weight_decay", "seed", "role", "device",
-          "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs", "amp", "channels_last")
+          "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs", "amp", "channels_last",
+          "adversarial", "adv_steps", "adv_mode", "adv_compose", "adv_random_start", "trades_beta", "adv_guard", "ema_decay")
+SCALED = ("adv_eps", "adv_step_size")  # on the 0–255 scale on the command line, [0, 1] in TrainConfig
 
 
 def key_value(text: str) -> tuple[str, str]:
@@ -115,6 +139,7 @@ def config_from_args(args: argparse.Namespace) -> tuple[TrainConfig, Dataset | N
     """The config the flags ask for, and the data set if it had to be loaded to choose the recipe
     (--recipe auto: its shape and size decide; the data is then handed to training, not loaded twice)."""
     explicit = {f: getattr(args, f) for f in FIELDS}
+    explicit.update({f: getattr(args, f) / 255 if getattr(args, f) is not None else None for f in SCALED})
     if getattr(args, "method_option", None):  # stored typed, as the method reads them (checked by train)
         method = get_method(args.method or resolve_config(args.recipe if args.recipe != "auto" else "").method,
                             dict(args.method_option))
@@ -194,6 +219,8 @@ def run(args: argparse.Namespace) -> int:
                                data=data)
     if not world_from_env().is_main:
         return 0
+    for warning in meta.get("warnings", []):  # e.g. the catastrophic-overfitting guard rolled back and stopped
+        say(f"warning: {warning}")
     say(
         f"wrote {out}: {meta['method']} {meta['model']} on {meta['dataset']}, seed {meta['seed']}, "
         f"clean top-1 error {meta['clean_top1_err']:.2f}% ({meta['train_seconds']:.1f} s, "

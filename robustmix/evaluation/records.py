@@ -48,6 +48,7 @@ def worst_case_records(records: list[dict]) -> list[dict]:
             c1 &= as_bool(r["top1_correct"])
             c5 &= as_bool(r["top5_correct"])
         keep = {k: first.get(k) for k in ("target", "method", "alpha", "seed", "setting", "eps", "eps_255", "surrogate", "n", "amp")}
+        keep.update({"adversarial": first["adversarial"]} if first.get("adversarial") else {})
         on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
         out.append({**keep, **on, "attack": WORST, "iters": None, "attacks": [r["attack"] for r in recs],
                     "top1_err": error_rate(c1), "top5_err": error_rate(c5),

@@ -20,6 +20,13 @@ if TYPE_CHECKING:
     from .config import EvalConfig
 
 
+def adversarial_of(meta: dict) -> dict:
+    """{"adversarial": its label} for an adversarially trained checkpoint ("PGD-AT (ε = 8/255, 10 steps)"),
+    else {} (records of other checkpoints stay as they were)."""
+    label = (meta.get("adversarial") or {}).get("label") if isinstance(meta.get("adversarial"), dict) else None
+    return {"adversarial": label} if label else {}
+
+
 def _bits(mask: torch.Tensor) -> str:
     return "".join("1" if b else "0" for b in mask.tolist())
 
@@ -76,6 +83,7 @@ class Tally:
                     "amp": config.amp,
                     **({} if attack == NO_ATTACK else ATTACKS[attack].settings(probe_budget(config.budget, probe))),
                     **({"probe": probe, "num_classes": self.classes[key]} if probe else {}),
+                    **adversarial_of(meta),
                 }
             )
         for name, flags in self.bad.items():

@@ -42,6 +42,7 @@ TRAIN_KEYS = tuple(
     f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
 )
 MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings") + TRAIN_KEYS
+SCALED_KEYS = ("adv_eps", "adv_step_size")  # TrainConfig keys a spec writes on the 0–255 scale, as the CLI does
 SECTIONS = {
     "data": ("dataset", "examples"),
     "train": TRAIN_KEYS,
@@ -52,7 +53,7 @@ SECTIONS = {
 }
 # Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
 # ignoring them silently.
-STUDY_SECTIONS = ("strong", "figures", "claims")
+STUDY_SECTIONS = ("strong", "figures", "claims", "cluster")
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,11 @@ def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: st
     if len(set(seeds)) != len(seeds):
         raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
     options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
+    for key in SCALED_KEYS:  # on the 0–255 scale in a spec, as its eps lists are; [0, 1] in TrainConfig
+        if key in options:
+            if isinstance(options[key], bool) or not isinstance(options[key], (int, float)) or not 0 <= options[key] <= 255:
+                raise _bad(where, f"{key} must be a number on the 0–255 scale, got {options[key]!r}", f"e.g. {key} = 8 means 8/255")
+            options[key] = options[key] / 255
     method = raw.get("method", "erm")
     recipe = options.pop("recipe", "")
     if recipe and recipe not in RECIPES:

@@ -16,13 +16,16 @@ from ..analysis.comparisons import (
 )
 from ..analysis.replication import error_interval
 from ..reporting.tables import table3, with_intervals
+from ..training.adversarial import resolve as resolve_adversarial
 from .claims import Claim, Study
 
 
 def method_labels(study: Study) -> dict[str, str]:
     """Target name -> its row label: the method (with α, its options, and its epochs where they are not the
     targets' usual), or the name where labels repeat."""
-    labels = {n: method_label({"method": c.method, "alpha": c.alpha}) for n, c in study.configs.items()}
+    labels = {n: method_label({"method": c.method, "alpha": c.alpha,
+                               "adversarial": resolve_adversarial(c).label if c.adversarial else None})
+              for n, c in study.configs.items()}
     for n, c in study.configs.items():
         if c.method_options:
             labels[n] += " " + ", ".join(f"{k}={v}" for k, v in sorted(c.method_options.items()))
@@ -95,8 +98,12 @@ def models_table(study: Study, metas: dict[str, dict]) -> pd.DataFrame:
             "Clean top-1 error per seed (%)": ", ".join(f"{x['clean_top1_err']:.2f}" for x in ms),
             "Train s per seed": ", ".join(f"{x.get('train_seconds', float('nan')):.0f}" for x in ms),
             "torch per seed": ", ".join(str(x.get("torch_version") or "–") for x in ms),
+            # the training's own warnings, e.g. the catastrophic-overfitting guard's roll-back (a column only where one exists)
+            **({"Training warnings": "; ".join(f"seed {x.get('seed')}: {w}" for x in ms for w in x["warnings"])}
+               if any(x.get("warnings") for x in ms) else {}),
         })
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    return frame.fillna({"Training warnings": ""}) if "Training warnings" in frame else frame
 
 
 def checks_table(checks: list[dict], protocol: str) -> pd.DataFrame:

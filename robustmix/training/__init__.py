@@ -4,7 +4,10 @@
     recipes.py    named sets of TrainConfig values (paper-cifar, fast-cifar, ...) and the automatic recipe
     loop.py       train(config) -> (model, metadata): the epoch loop, seeded, resumable, reproducible on CPU
     methods/      ERM, mixup, CutMix, Manifold Mixup, Puzzle Mix (registry.METHODS)
-    optim.py      the fast recipe's decoupled SGD, lookahead weight averaging, label smoothing
+    adversarial.py  adversarial training, an option of every method: PGD-AT, FGSM-RS, TRADES, and how each
+                  composes with the mixing methods (IAT, or crafting on the mixed input)
+    guard.py      fast adversarial training's catastrophic-overfitting guard (held-out PGD accuracy, roll back)
+    optim.py      the fast recipe's decoupled SGD, lookahead and EMA weight averaging, label smoothing
     precision.py  bfloat16 autocast and channels_last, and where "auto" turns each on
     resume.py     the per-epoch resume state (one safetensors file)
     meta.py       what a trained model's meta.json records

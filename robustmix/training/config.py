@@ -9,6 +9,7 @@ from typing import Any
 
 from ..data import AUGMENTS
 from ..runtime.errors import RobustmixError
+from .adversarial import resolve as resolve_adversarial
 from .methods import get_method
 
 ROLES = ("target", "surrogate")
@@ -18,7 +19,8 @@ AMP_MODES = ("auto", "none", "bf16")
 # Keys added after gate baselines and checkpoints existed (issue 14's fast-recipe keys); their
 # defaults keep the earlier behaviour, so `TrainConfig.canonical` leaves them out at the default.
 LATER_KEYS = ("amp", "channels_last", "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs",
-              "recipe_reason")
+              "recipe_reason", "adversarial", "adv_eps", "adv_steps", "adv_step_size", "adv_mode", "adv_random_start",
+              "adv_compose", "trades_beta", "adv_guard", "ema_decay")
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,17 @@ class TrainConfig:
     lookahead_after: int = 0  # lookahead weight averaging from this epoch on (0: none)
     whiten_bias_epochs: int = 3  # whiten_cnn: the epochs in which the whitening stem's bias is trained
     recipe_reason: str = ""  # why `--recipe auto` chose `recipe` for this data
+    # --- added with issue 35: adversarial training, an option of every method (robustmix.training.adversarial) ---
+    adversarial: str = ""  # "" (none) | pgd (PGD-AT) | fgsm-rs (fast AT) | trades
+    adv_eps: float = 0.0  # [0, 1] pixel units (the CLI's --adv-eps is on the 0–255 scale); 0 = the recipe's
+    adv_steps: int = 0  # crafting steps; 0 = the kind's default (pgd 10, fgsm-rs 1, trades 10)
+    adv_step_size: float = 0.0  # [0, 1] units; 0 = the kind's default (pgd/trades 2.5·eps/steps, fgsm-rs 1.25·eps)
+    adv_mode: str = "auto"  # the mode the model crafts in: auto (the paper's: train for pgd/fgsm-rs, eval for trades) | train | eval
+    adv_random_start: bool = True  # False only to study what the random start prevents (catastrophic overfitting)
+    adv_compose: str = "auto"  # with a mixing method: auto (its paper's) | iat | mixed
+    trades_beta: float = 6.0  # TRADES's β (the authors' CIFAR-10 value)
+    adv_guard: str = "auto"  # the catastrophic-overfitting guard: auto (on for fgsm-rs) | on | off
+    ema_decay: float = 0.0  # weight averaging: EMA of the weights (and BN statistics), evaluated and saved; 0 = none
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -128,7 +141,10 @@ class TrainConfig:
             raise RobustmixError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
         if self.lookahead_after < 0 or self.whiten_bias_epochs < 0:
             raise RobustmixError("lookahead_after and whiten_bias_epochs must be >= 0 (epochs)")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise RobustmixError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
         get_method(self.method, self.method_options)
+        resolve_adversarial(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
@@ -147,6 +163,8 @@ class TrainConfig:
         method = self.method if self.method == "erm" else f"{self.method}-a{self.alpha:g}"
         for key, value in sorted(self.method_options.items()):  # e.g. puzzle-mix-a1-adv_p0.1
             method += f"-{key}{','.join(map(str, value)) if isinstance(value, (list, tuple)) else value}"
+        if self.adversarial:  # e.g. erm-pgd8
+            method += f"-{self.adversarial}{self.adv_eps * 255:g}"
         dataset = self.dataset
         if dataset.startswith("imagefolder:"):
             dataset = "imagefolder-" + (dataset.rstrip("/").rsplit("/", 1)[-1] or "root")

@@ -36,6 +36,8 @@ from ..models.predict import predict_logits, topk_error
 from ..runtime import distributed
 from ..runtime.devices import resolve_device
 from ..runtime.errors import RobustmixError
+from . import adversarial
+from . import guard as overfitting
 from .config import TrainConfig, config_mismatch
 from .meta import checkpoint_meta
 from .methods import (
@@ -45,7 +47,7 @@ from .methods import (
     network_passes,
     soft_cross_entropy,
 )
-from .optim import Lookahead, decoupled_sgd, loss_scale, smooth_labels
+from .optim import Lookahead, decoupled_sgd, ema_model, loss_scale, smooth_labels
 from .precision import (
     autocast,
     memory_format,
@@ -78,6 +80,14 @@ class Trainer:
     amp: str = "none"  # resolved: "none" or "bf16"
     channels_last: bool = False  # resolved
     lookahead: Lookahead | None = None
+    adv: adversarial.Setting | None = None  # adversarial training, resolved (None: none)
+    ema: nn.Module | None = None  # the weight average (torch.optim.swa_utils.AveragedModel), if the config asks
+    guard: tuple[torch.Tensor, torch.Tensor] | None = None  # the held-out batch the guard measures PGD accuracy on
+
+    @property
+    def evaluated(self) -> nn.Module:
+        """The model that is evaluated and saved: the weight average when there is one."""
+        return self.ema.module if self.ema is not None else self.model
 
 
 def train(
@@ -110,26 +120,37 @@ def train(
     method = get_method(config.method, config.method_options)
     if world.distributed and getattr(method, "needs_model", False):
         raise RobustmixError(f"method {config.method} mixes inside the model and does not run under torchrun yet: train it in one process")
+    adv = adversarial.resolve(config)
     data, data_info = build_data(config, data, device)
+    data, guard, data_info = overfitting.hold_out(data, data_info, adv, config.seed)
     amp, channels_last = build_precision(config, device)
     model, net, stem = build_network(config, data, world, device, channels_last)
     opt, sched, steps_per_epoch = build_optimiser(config, model, data.x_train.shape[0])
     t = Trainer(config, world, device, data, method, augment_of(config), model, net, opt, sched,
                 torch.Generator().manual_seed(config.seed), steps_per_epoch, amp, channels_last,
-                Lookahead() if config.lookahead_after else None)
+                Lookahead() if config.lookahead_after else None, adv, ema_model(model, config.ema_decay) if config.ema_decay else None,
+                guard)
     history, start = resume_run(t, state_path) if resume else ([], 0)
+    last_good, warnings = overfitting.snapshot(t) if guard is not None else None, []
     for epoch in range(start, config.epochs):
         history.append(run_epoch(t, epoch, on_step))
-        if state_path is not None and world.is_main:
-            save_state(state_path, model=model, opt=opt, sched=sched, gen=t.gen, epoch=epoch + 1,
-                       config=config.to_dict(), history=history, lookahead=t.lookahead)
+        stop = (why := overfitting.collapse(history) if guard is not None else None) is not None
+        if stop:  # catastrophic overfitting: back to the last good epoch, and no further
+            warnings.append(overfitting.roll_back(t, last_good, history, why))
+        else:
+            last_good = overfitting.snapshot(t) if guard is not None else None
+            if state_path is not None and world.is_main:
+                save_state(state_path, model=model, opt=opt, sched=sched, gen=t.gen, epoch=epoch + 1,
+                           config=config.to_dict(), history=history, lookahead=t.lookahead, ema=t.ema)
         if on_epoch is not None:
             on_epoch(history[-1], history)
-    model.eval().to(memory_format=torch.contiguous_format)  # returned (and scored) in the usual layout
-    meta = checkpoint_meta(config, data, data_info=data_info, augment=t.augment, clean_errors=clean_errors(model, data),
+        if stop:
+            break
+    final = t.evaluated.eval().to(memory_format=torch.contiguous_format)  # returned (and scored) in the usual layout
+    meta = checkpoint_meta(config, data, data_info=data_info, augment=t.augment, clean_errors=clean_errors(final, data),
                            history=history, resumed_at_epoch=start, device=device, world_size=world.size,
-                           amp=amp, channels_last=channels_last, stem=stem)
-    return model.cpu(), meta
+                           amp=amp, channels_last=channels_last, stem=stem, adversarial=adv, warnings=warnings)
+    return final.cpu(), meta
 
 
 def augment_of(config: TrainConfig) -> str:
@@ -228,7 +249,7 @@ def resume_run(t: Trainer, state_path: str | Path | None) -> tuple[list[dict], i
     differ = config_mismatch(info["config"], t.config.to_dict())
     if differ:
         raise RobustmixError(f"{state_path}: saved with different settings ({', '.join(differ)}): use the same flags, or --overwrite to start again")
-    restore_state(tensors, info, model=t.model, opt=t.opt, sched=t.sched, gen=t.gen, lookahead=t.lookahead)
+    restore_state(tensors, info, model=t.model, opt=t.opt, sched=t.sched, gen=t.gen, lookahead=t.lookahead, ema=t.ema)
     return info["history"], info["epoch"]
 
 
@@ -238,8 +259,7 @@ def run_epoch(t: Trainer, epoch: int, on_step: Callable[[dict], None] | None) ->
     config, n = t.config, t.data.x_train.shape[0]
     t.model.train()
     started = shown = time.perf_counter()
-    # Running sums stay on the device: reading them waits for it, which on_step does at most every
-    # PROGRESS_SECONDS (and at the epoch's end), not every step.
+    # Running sums stay on the device (reading waits for it): on_step reads at most every PROGRESS_SECONDS.
     loss_sum = torch.zeros((), dtype=torch.float64, device=t.device)
     correct = torch.zeros((), dtype=torch.int64, device=t.device)
     seen, shown_values = 0, None
@@ -248,6 +268,8 @@ def run_epoch(t: Trainer, epoch: int, on_step: Callable[[dict], None] | None) ->
         loss, hits, size = train_step(t, idx.to(t.device), step)
         step += 1
         average_weights(t, epoch, step)
+        if t.ema is not None:
+            t.ema.update_parameters(t.model)
         loss_sum += loss.detach().double() * size
         correct += hits
         seen += size
@@ -264,11 +286,15 @@ def run_epoch(t: Trainer, epoch: int, on_step: Callable[[dict], None] | None) ->
     if t.world.distributed:  # epoch statistics over every rank's shard
         totals = distributed.sum_over_ranks(torch.tensor([float(loss_sum), float(correct)], device=t.device))
         loss_sum, correct = totals[0].cpu(), int(totals[1])
-    test_err = topk_error(predict_logits(t.model, t.data.x_test), t.data.y_test, 1)
-    return {"epoch": epoch + 1, "train_loss": float(loss_sum) / n, "train_acc": 100.0 * correct / n,
-            "test_err": test_err, "lr": t.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
-            "images_per_second": round(n / max(seconds, 1e-9), 1),
-            "network_passes": step * network_passes(t.method)}  # cumulative forward+backward passes of a batch
+    test_err = topk_error(predict_logits(t.evaluated, t.data.x_test), t.data.y_test, 1)
+    row = {"epoch": epoch + 1, "train_loss": float(loss_sum) / n, "train_acc": 100.0 * correct / n,
+           "test_err": test_err, "lr": t.opt.param_groups[0]["lr"], "seconds": round(seconds, 3),
+           "images_per_second": round(n / max(seconds, 1e-9), 1),
+           # cumulative forward+backward passes of a batch (adversarial training: crafting steps included)
+           "network_passes": step * adversarial.passes(t.adv, network_passes(t.method))}
+    if t.guard is not None:
+        row.update(overfitting.check(t.model, *t.guard, t.adv, amp=t.amp))
+    return row
 
 
 def clean_errors(model: nn.Module, data: Dataset) -> tuple[float, float]:
@@ -310,9 +336,14 @@ def train_step(t: Trainer, idx: torch.Tensor, step: int) -> tuple[torch.Tensor, 
         mix_gen = torch.Generator().manual_seed(t.config.seed * 1_000_003 + step)
         part = distributed.shard(idx.numel(), t.world)
         x, y, idx = x[part], y[part], idx[part]
-    with autocast(t.device, t.amp):  # bf16 forward (and so backward) when amp says so; weights stay float32
-        logits, y_soft = apply_method(t.method, t.net, x, y, num_classes=t.data.num_classes, alpha=t.config.alpha, gen=mix_gen)
-    loss = soft_cross_entropy(logits.float(), smooth_labels(y_soft, t.config.label_smoothing))
+    if t.adv is not None:  # crafting and loss: robustmix.training.adversarial
+        loss, logits, y_soft = adversarial.adversarial_step(
+            t.adv, t.method, t.model, t.net, x, y, num_classes=t.data.num_classes, alpha=t.config.alpha, gen=mix_gen,
+            amp=t.amp, smoothing=t.config.label_smoothing, layout=partial(to_layout, channels_last=t.channels_last))
+    else:
+        with autocast(t.device, t.amp):  # bf16 forward (and so backward) when amp says so; weights stay float32
+            logits, y_soft = apply_method(t.method, t.net, x, y, num_classes=t.data.num_classes, alpha=t.config.alpha, gen=mix_gen)
+        loss = soft_cross_entropy(logits.float(), smooth_labels(y_soft, t.config.label_smoothing))
     scaled = loss
     if t.world.distributed:
         # DDP averages gradients over ranks; weighting each rank's mean by its share of the global

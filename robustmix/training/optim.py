@@ -99,3 +99,13 @@ class Lookahead:
 
     def load(self, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> None:
         self.average = {k: v.to(device) for k, v in tensors.items()} or None
+
+
+def ema_model(model: nn.Module, decay: float):
+    """Weight averaging as robust training uses it (Rebuffi et al. 2021: decay 0.995–0.999): an
+    exponential moving average of the weights and of the BatchNorm statistics, updated after every
+    optimiser step; the average is what is evaluated and saved. torch.optim.swa_utils' AveragedModel,
+    not hand-written."""
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    return AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(decay), use_buffers=True)

@@ -1,7 +1,8 @@
 """Per-epoch resume state: one safetensors file (tensors) whose header carries the JSON rest.
 
 Tensors: the model's state (`model.*`), the optimiser's per-parameter state (`opt.<i>.<name>`), the
-lookahead average if the run has one (`lookahead.*`), the shuffling/mixing generator's and torch's
+lookahead average if the run has one (`lookahead.*`), the weight average's (EMA) state if the run has
+one (`ema.*`), the shuffling/mixing generator's and torch's
 global RNG states (`rng.*`). JSON (in the safetensors metadata): format, epoch, config, optimiser
 param groups, scheduler state, history. One file written atomically, so a run killed at any moment
 leaves the previous epoch's state intact. Never pickled.
@@ -23,10 +24,12 @@ FORMAT = "robustmix-resume/1"
 
 
 def save_state(path: str | Path, *, model, opt, sched, gen: torch.Generator, epoch: int, config: dict,
-               history: list[dict], lookahead=None) -> Path:
+               history: list[dict], lookahead=None, ema=None) -> Path:
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if lookahead is not None:
         tensors.update({f"lookahead.{k}": v for k, v in lookahead.tensors().items()})
+    if ema is not None:
+        tensors.update({f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.state_dict().items()})
     opt_state = opt.state_dict()
     for i, st in opt_state["state"].items():
         for name, v in st.items():
@@ -54,8 +57,10 @@ def load_state(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     return tensors, info
 
 
-def restore_state(tensors: dict, info: dict, *, model, opt, sched, gen: torch.Generator, lookahead=None) -> None:
+def restore_state(tensors: dict, info: dict, *, model, opt, sched, gen: torch.Generator, lookahead=None, ema=None) -> None:
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, strict=True)
+    if ema is not None:
+        ema.load_state_dict({k[4:]: v for k, v in tensors.items() if k.startswith("ema.")}, strict=True)
     if lookahead is not None:
         device = next(model.parameters()).device
         lookahead.load({k[10:]: v for k, v in tensors.items() if k.startswith("lookahead.")}, device)

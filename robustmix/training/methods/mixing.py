@@ -127,15 +127,18 @@ def manifold_mixup(model, x, y, *, num_classes: int, alpha: float, gen: torch.Ge
 manifold_mixup.needs_model = True  # type: ignore[attr-defined]
 
 
-def puzzle_mix(model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator, options=None):
+def puzzle_mix(model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator, options=None, after_mix=None):
     """Kim et al. 2020: saliency-guided graph-cut masks and block transport (robustmix.training.methods.puzzlemix).
-    Options: `puzzlemix.PuzzleOptions` (defaults: the authors' CIFAR values). Returns (logits, y_soft)."""
+    Options: `puzzlemix.PuzzleOptions` (defaults: the authors' CIFAR values). Returns (logits, y_soft).
+    `after_mix(x_mix, y_soft)` replaces the mixed batch before its forward pass (adversarial training)."""
     lam = sample_lam(alpha, gen)
     perm = partner(y, gen)
-    return puzzlemix.puzzle_mix(model, x, y, num_classes=num_classes, lam=lam, perm=perm, gen=gen, options=options)
+    return puzzlemix.puzzle_mix(model, x, y, num_classes=num_classes, lam=lam, perm=perm, gen=gen, options=options,
+                                after_mix=after_mix)
 
 
 puzzle_mix.needs_model = True  # type: ignore[attr-defined]
+puzzle_mix.takes_after_mix = True  # type: ignore[attr-defined]
 puzzle_mix.options = puzzlemix.PuzzleOptions  # type: ignore[attr-defined]  # what `options` takes
 puzzle_mix.network_passes = puzzlemix.PASSES  # type: ignore[attr-defined]  # forward+backward passes per batch
 

@@ -270,9 +270,10 @@ def adversarial_noise(grad, start, eps: float, gen: torch.Generator):
 
 
 def puzzle_mix(model, x, y, *, num_classes: int, lam: float, perm: torch.Tensor, gen: torch.Generator,
-               options: PuzzleOptions | None = None):
+               options: PuzzleOptions | None = None, after_mix=None):
     """(logits of the mixed batch, soft targets). `lam` and `perm` are drawn by the caller; every
-    other draw (grid, adversarial coins and noise) comes from `gen`. Two network passes (PASSES)."""
+    other draw (grid, adversarial coins and noise) comes from `gen`. Two network passes (PASSES).
+    `after_mix(x_mix, y_soft)`, if given, replaces the mixed batch before its forward pass."""
     o = options or PuzzleOptions()
     H, W = x.shape[-2:]
     if H != W:
@@ -299,8 +300,11 @@ def puzzle_mix(model, x, y, *, num_classes: int, lam: float, perm: torch.Tensor,
             own, partner = transport(own, sal, mask, o), transport(partner, sal[perm], 1 - mask, o)
         up = F.interpolate(mask[:, None], size=H, mode="nearest")
         x_mix, ratio = up * own + (1 - up) * partner, mask.flatten(1).mean(1)
+    y1, ratio = F.one_hot(y, num_classes).float(), ratio.float()[:, None]
+    y_soft = ratio * y1 + (1 - ratio) * y1[perm]
+    if after_mix is not None:
+        x_mix = after_mix(x_mix, y_soft)
     logits = model(x_mix)
     if clean_loss is not None:
         logits = _AddLoss.apply(logits, o.clean_lam * clean_loss)
-    y1, ratio = F.one_hot(y, num_classes).float(), ratio.float()[:, None]
-    return logits, ratio * y1 + (1 - ratio) * y1[perm]
+    return logits, y_soft

@@ -65,11 +65,20 @@ def network_passes(method: Method) -> int:
     return getattr(method, "network_passes", 1)
 
 
-def apply_method(method: Method, model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator):
-    """(logits, y_soft) for one training batch, whatever kind of method it is."""
+def apply_method(method: Method, model, x, y, *, num_classes: int, alpha: float, gen: torch.Generator,
+                 after_mix: Callable | None = None):
+    """(logits, y_soft) for one training batch, whatever kind of method it is. `after_mix(x_mix, y_soft)`,
+    if given, replaces the mixed input before the model sees it (adversarial training crafting on the
+    mixed input: robustmix.training.adversarial)."""
     if getattr(method, "needs_model", False):
-        return method(model, x, y, num_classes=num_classes, alpha=alpha, gen=gen)
+        if after_mix is None:
+            return method(model, x, y, num_classes=num_classes, alpha=alpha, gen=gen)
+        if not getattr(method, "takes_after_mix", False):
+            raise RobustmixError(f"{getattr(method, '__name__', method)} mixes inside the network: nothing can be done to its mixed input")
+        return method(model, x, y, num_classes=num_classes, alpha=alpha, gen=gen, after_mix=after_mix)
     x_mix, y_soft = method(x, y, num_classes=num_classes, alpha=alpha, gen=gen)
+    if after_mix is not None:
+        x_mix = after_mix(x_mix, y_soft)
     return model(x_mix), y_soft
 
 
