@@ -51,15 +51,20 @@ def _strip(d: dict, keys) -> dict:
 
 def _markdown_masked(text: str) -> str:
     """README.md without the lines and cells of REPORT_VARIES: the command line, the compute sentences and
-    the models table's last column (each model's training seconds)."""
-    lines, in_models = [], False
+    the models table's "Train s per seed" column (each model's training seconds), found by its header."""
+    lines, column = [], None
     for line in text.splitlines():
         if line.startswith("- command:") or line.startswith("- compute: training"):
             line = line.split(":")[0] + ": (varies)"
         line = re.sub(r"Total compute .*", "Total compute (varies)", line)
-        in_models = "Train s per seed" in line or (in_models and line.startswith("|"))
-        if in_models and not line.startswith("|--") and not line.startswith("|-"):
-            line = line.rsplit("|", 2)[0] + "| (varies) |"
+        cells = line.split("|")
+        if line.startswith("|") and "Train s per seed" in [c.strip() for c in cells]:
+            column = [c.strip() for c in cells].index("Train s per seed")
+        elif column is not None and line.startswith("|") and not line.startswith("|-"):
+            cells[column] = " (varies) "
+            line = "|".join(cells)
+        elif not line.startswith("|"):
+            column = None
         lines.append(line)
     return "\n".join(lines)
 

@@ -55,10 +55,11 @@ def test_intervals_contain_the_estimate_and_shrink_with_more_examples():
     assert (large.hi - large.lo).max() < (small.hi - small.lo).min() / 5
 
 
-def test_wilson_intervals_are_not_degenerate_at_zero_errors():
+def test_intervals_are_not_degenerate_at_zero_errors():
+    """At the edge the bootstrap's interval would be [0, 0]: robustmix gives the exact (Clopper–Pearson) one there."""
     boot = error_intervals([record("a", "erm", np.ones(360, bool))])
     wilson = error_intervals([record("a", "erm", np.ones(360, bool))], interval="wilson")
-    assert (boot.hi == 0).all() and (wilson.lo == 0).all() and (wilson.hi > 0.5).all()
+    assert (boot.lo == 0).all() and list(boot.hi) == pytest.approx([100 * (1 - 0.025 ** (1 / 360))] * 2) and (wilson.hi > 0.5).all()
     with pytest.raises(RobustmixError):
         error_intervals([record("a", "erm", np.ones(3, bool))], interval="normal")
 
@@ -80,7 +81,7 @@ def test_paired_test_detects_a_planted_difference_and_names_the_better_method():
     df = paired_comparisons(planted())
     assert (df.p_holm < 1e-6).all()
     assert df["diff"].iloc[0] == pytest.approx(-30.0)  # mixup − ERM, in points
-    assert df.verdict.iloc[0].startswith("mixup (α=1) is more robust than ERM")
+    assert df.verdict.iloc[0].startswith("checkpoint mix-t (mixup (α=1)) is more robust than checkpoint erm-t (ERM)")
 
 
 def test_holm_adjusts_in_order_and_caps_at_one():

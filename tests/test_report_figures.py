@@ -42,10 +42,11 @@ def test_markdown_has_intervals_paired_tests_and_a_verdict_only_when_significant
     assert "### eps = 2/255" in text and "### eps = 8/255" in text
     assert "| white-box | Top-1 | ERM |" in text and "[" in text
     assert "B − A (points)" in text and "p (McNemar)" in text
-    assert "mixup (α=1) is more robust than ERM" in text
+    assert "checkpoint mix-t (mixup (α=1)) is more robust than checkpoint erm-t (ERM)" in text
+    assert "not about their training methods" in text and "robustmix study" in text
     same = [dict(r, target=f"{r['target']}-copy") for r in recs if r["target"] == "erm-t"] + [r for r in recs if r["target"] == "erm-t"]
     text = render_report_markdown(evidence(same), same)
-    assert "is more robust" not in text and "No difference between methods is significant" in text
+    assert "is more robust" not in text and "No difference between the checkpoints is significant" in text
 
 
 def test_csv_latex_json_agree_with_the_intervals():
@@ -76,7 +77,7 @@ def test_report_cli_writes_every_format_and_figures(tmp_path, capsys):
     res = save_results(tmp_path / "res.json", sweep(), config={"iters": 10}, checkpoints={})
     out = tmp_path / "out"
     assert main(["report", str(res), "--format", "markdown,csv,latex,json", "--out-dir", str(out), "--figures"]) == 0
-    assert "mixup (α=1) is more robust" in capsys.readouterr().out
+    assert "(mixup (α=1)) is more robust than checkpoint" in capsys.readouterr().out
     names = {p.name for p in out.iterdir()}
     assert names == {"table3.md", "table3.csv", "paired.csv", "table3.tex", "report.json", "robustness-top1.png", "robustness-top5.png"}
     assert pd.read_csv(out / "paired.csv").p_value.between(0, 1).all()

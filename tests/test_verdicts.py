@@ -86,3 +86,37 @@ def test_without_a_worst_case_the_verdict_is_marked_paper_only():
     recs = [rec("a", "erm", "fgsm", range(0, 80)), rec("b", "mixup", "fgsm", range(0, 10))]
     row = rows(verdicts(recs, passing("a", "b")), "fgsm").iloc[0]
     assert row.status == "paper suite only" and PAPER_ONLY in row.sound_verdict
+
+
+# --- outside a study: verdicts about checkpoints (issue 34, item 10) ------------------------------
+
+
+def test_paired_verdicts_name_the_checkpoints_and_say_methods_need_seeds():
+    from robustmix.reporting.text import render_verdicts
+
+    df = verdicts(paper(), passing("a", "b"))
+    row = rows(df, "fgsm").iloc[0]
+    assert row.sound_verdict.startswith("checkpoint b (mixup (α=1)) is more robust than checkpoint a (ERM) to white-box FGSM")
+    text = render_verdicts(df)
+    assert "about the checkpoints compared (one training run each" in text and "needs several training seeds per method" in text
+    assert "`robustmix study`" in text
+
+
+def test_paired_verdicts_at_the_ceiling_or_floor_are_not_testable():
+    # a: 99.5% wrong, b: 98.5% (3 of 200 right vs 1): significant by McNemar? not needed: both are at the ceiling
+    recs = [rec("a", "erm", "pgd", range(0, 200)), rec("b", "mixup", "pgd", range(0, 197)),
+            rec("a", "erm", "fgsm", range(0, 80)), rec("b", "mixup", "fgsm", range(0, 10))]
+    recs += [dict(r, setting="clean", attack="none", eps_255=0, eps=0.0) for r in (rec("a", "erm", "x", [1, 2]), rec("b", "mixup", "x", []))]
+    df = sound_verdicts(paired_comparisons(recs).assign(significant=True), passing("a", "b"), recs)
+    pgd, clean = rows(df, "pgd").iloc[0], df[(df.setting == "clean") & (df.metric == "top1")].iloc[0]
+    assert pgd.status == "not testable" and "at the ceiling: every arm within 2 pp of 100%" in pgd.sound_verdict
+    assert clean.status == "not testable" and "at the floor" in clean.sound_verdict
+    assert rows(df, "fgsm").iloc[0].status == "paper suite only"  # 40% vs 5%: far from both bounds
+
+
+def test_a_paired_interval_at_the_edge_is_never_of_zero_width():
+    from robustmix.analysis.stats import paired_difference
+
+    same = "1" * 200
+    d = paired_difference(same, same)
+    assert d.diff == 0 and d.hi - d.lo > 1 and d.p_value == 1

@@ -21,7 +21,7 @@ from ..runtime.errors import RobustmixError
 from ..soundness.verdicts import paired_verdict
 from ..store.results import PER_EXAMPLE
 from ..training.methods import get_method, method_options
-from .stats import bootstrap_ci, paired_difference, wilson_ci
+from .stats import at_edge, bootstrap_ci, clopper_pearson, paired_difference, wilson_ci
 
 METRIC_COLUMNS = {"top1": "top1_correct", "top5": "top5_correct"}
 METRIC_LABELS = {"top1": "Top-1", "top5": "Top-5"}
@@ -97,8 +97,9 @@ def error_intervals(
     records: list[dict], *, level: float = 0.95, n_boot: int = 2000, seed: int = 0, interval: str = "bootstrap"
 ) -> pd.DataFrame:
     """One row per record × metric: the error rate (%) and its interval: by default the seeded
-    percentile bootstrap over test examples; `interval="wilson"` gives the Wilson score interval,
-    which (unlike the bootstrap) is not degenerate when no example, or every one, is wrong.
+    percentile bootstrap over test examples, exact (Clopper–Pearson) where fewer than 10 examples are
+    wrong or right (`stats.at_edge`: the bootstrap collapses to a zero-width interval at 0 or 100%);
+    `interval="wilson"` gives the Wilson score interval throughout.
 
     Columns: target, method, alpha, setting, attack, eps_255, iters, metric (top1/top5), n, err, lo, hi.
     """
@@ -109,7 +110,11 @@ def error_intervals(
     for r in records:
         for metric, col in METRIC_COLUMNS.items():
             c = as_bool(r[col])
-            lo, hi = bootstrap_ci(c, level=level, n_boot=n_boot, seed=seed) if interval == "bootstrap" else wilson_ci(c, level=level)
+            wrong = int(c.size - np.count_nonzero(c))
+            if interval == "bootstrap" and at_edge(wrong, c.size):  # the bootstrap collapses there: the exact interval
+                lo, hi = clopper_pearson(wrong, c.size, level=level)
+            else:
+                lo, hi = bootstrap_ci(c, level=level, n_boot=n_boot, seed=seed) if interval == "bootstrap" else wilson_ci(c, level=level)
             rows.append(
                 {
                     **identity(r),

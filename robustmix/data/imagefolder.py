@@ -42,6 +42,24 @@ def list_split(root: Path, split: str) -> tuple[list[str], list[tuple[Path, int]
     return classes, items
 
 
+def tree_sha256(root: str | Path) -> tuple[str, int, int]:
+    """(sha256 of the tree's content, training images, test images): the images that would be loaded
+    (train then test, in load order), each hashed as its path relative to ROOT, a NUL byte, its size,
+    a NUL byte and its bytes. It names a data set's content independently of where it lies on a machine
+    (a report quotes it instead of the path); it does not depend on load options, unlike the cache's
+    fingerprint."""
+    root = Path(root).expanduser()
+    h, counts = hashlib.sha256(), []
+    for split in ("train", "test"):
+        _, items = list_split(root, split)
+        for path, _ in items:
+            blob = path.read_bytes()
+            h.update(f"{path.relative_to(root).as_posix()}\0{len(blob)}\0".encode())
+            h.update(blob)
+        counts.append(len(items))
+    return h.hexdigest(), counts[0], counts[1]
+
+
 def decode(blob: bytes, path: Path) -> torch.Tensor:
     """One image as a C×H×W uint8 tensor, channels as stored (1 gray, 2 gray+alpha, 3 RGB, 4 RGBA)."""
     from torchvision.io import ImageReadMode, decode_image

@@ -1,5 +1,7 @@
 """The evaluator's tally: per-example correctness of every (target, setting, attack, eps), chunk
-after chunk, turned into records (one per key, with the per-example bits behind its error rates)."""
+after chunk, turned into records (one per key, with the per-example bits behind its error rates),
+counted by the rule of `robustmix.store.results.count_clean_errors`: an example wrong without attack
+is wrong under every attack."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from ..attacks import ATTACKS, NO_ATTACK
 from ..models.predict import percent_wrong, topk_correct
 from ..runtime import distributed
 from ..store.checkpoint import Checkpoint
+from ..store.results import count_clean_errors
 from .probes import bad_gradients, probe_budget
 
 if TYPE_CHECKING:
@@ -88,4 +91,4 @@ class Tally:
             nonfinite = distributed.gather_cat(torch.cat([f for _, f in flags]), world)
             records.append({"target": name, "setting": "white-box", "attack": NO_ATTACK, "probe": "gradients", "eps": 0.0,
                             "eps_255": 0.0, "n": int(zero.numel()), "zero": int(zero.sum()), "nonfinite": int(nonfinite.sum())})
-        return records
+        return count_clean_errors(records)

@@ -203,7 +203,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
     n = sorted({r["n"] for r in records})
     how = (
         f"bootstrap intervals over the {'/'.join(map(str, n))} test examples (seed {ev['seed']}, {ev['n_boot']} resamples; "
-        "an error of 0 or 100% gets a zero-width interval: use --interval wilson for those)"
+        "exact Clopper–Pearson intervals where fewer than 10 examples are wrong or right)"
         if ev.get("interval", "bootstrap") == "bootstrap"
         else f"Wilson score intervals over the {'/'.join(map(str, n))} test examples"
     )
@@ -224,7 +224,7 @@ def render_report_markdown(ev: dict, records: list[dict]) -> str:
             parts += [CLEAN if e is None else f"eps = {e:g}/255", "", markdown(t, left=("Setting", "Attack", "Metric", "A", "B")), ""]
     if len({r["attack"] for r in records if r["setting"] != CLEAN}) > 1:
         parts += ["## Soundness checks (each explained in robustmix's docs/protocol.md)\n", render_checks(ev["checks"])]
-    parts.append(f"## Verdicts (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
+    parts.append(f"## Verdicts about these checkpoints (Holm-adjusted p < {SIGNIFICANCE:g}, judged by the soundness checks)\n")
     parts.append(render_verdicts(cmp, alpha=SIGNIFICANCE))
     return "\n".join(parts).rstrip() + "\n"
 

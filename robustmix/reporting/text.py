@@ -8,7 +8,7 @@ import pandas as pd
 from ..analysis.comparisons import paired_comparisons, row_labels
 from ..attacks import WORST
 from ..soundness.checks import STATUSES, Check, soundness_checks
-from ..soundness.verdicts import STATUS, sound_verdicts
+from ..soundness.verdicts import CHECKPOINTS_ONLY, STATUS, sound_verdicts
 
 
 def render_checks(checks: list[Check]) -> str:
@@ -37,12 +37,14 @@ def render_verdicts(df: pd.DataFrame, *, alpha: float = 0.05) -> str:
         return "- No paired tests: a paired test needs two or more targets evaluated on the same examples.\n"
     claims = df[df.status != ""]
     if claims.empty:
-        return "- No difference between methods is significant: this data does not show any method to be more robust.\n"
+        return ("- No difference between the checkpoints is significant: this data does not show either to be more robust.\n\n"
+                + CHECKPOINTS_ONLY + "\n")
     order = {s: i for i, s in enumerate(STATUS)}
     lines = [f"- **{row.status}**: {row.sound_verdict}" for row in sorted(claims.itertuples(index=False), key=lambda r: order[r.status])]
     if (claims.status == "paper suite only").any():
         lines.append(f"\nThese verdicts rest on FGSM/I-FGSM alone (Holm-adjusted p < {alpha:g}); run `robustmix attack --suite strong` "
                      "for PGD, APGD-CE, APGD-DLR, Square and the per-example worst case.")
+    lines.append("\n" + CHECKPOINTS_ONLY)
     return "\n".join(lines) + "\n"
 
 
@@ -58,4 +60,5 @@ def soundness_markdown(records: list[dict], probes: list[dict]) -> str:
         return ""
     checks, verdicts = soundness(records, probes)
     return ("\n## Soundness checks (docs/protocol.md)\n\n" + render_checks(checks)
-            + "\n## Verdicts (paired tests, Holm-adjusted p < 0.05, judged by the checks)\n\n" + render_verdicts(verdicts))
+            + "\n## Verdicts about these checkpoints (paired tests, Holm-adjusted p < 0.05, judged by the checks)\n\n"
+            + render_verdicts(verdicts))

@@ -1,8 +1,9 @@
 """Soundness: is an evaluation strong enough to believe, and what does it let us conclude?
 
     checks.py    the eight checks over records and probe records (pass, warn, fail, skip)
-    verdicts.py  every verdict, in one place: the paired-test sentence, verdicts that obey the
-                 checks and the worst case, a claim's rule (reproduced / not reproduced / ...)
+    verdicts.py  every verdict, in one place: the paired-test sentence (about checkpoints), verdicts
+                 that obey the checks, the worst case and the ceiling, a claim's rule (reproduced / not
+                 reproduced / inconclusive / not testable: one-sided margins, minimum seeds, Holm)
 
 May import: runtime, attacks, evaluation.
 """

@@ -1,10 +1,23 @@
-"""The per-example worst case over attacks, and verdicts that obey the soundness checks.
+"""Every verdict rule: the paired verdicts of `robustmix attack`/`report` (about checkpoints), the
+claims' verdicts of a study (about methods; docs/protocol.md#verdict-rule) and the gate's.
 
-- `worst_case_records(records)`: one record per target × setting × eps whose per-example
-  correctness is "right under every attack run" (attack "worst-case"): the number a robustness
-  claim should quote.
+Claims (robustmix.study.claims builds the evidence, these functions decide):
+- `judge_sign(estimate, p_holm, expected)`: a directional claim (two-sided test of "difference = 0",
+  the direction read from the estimate);
+- `judge_no_improvement(estimate, p_holm, margin)`: a "no improvement" claim, one-sided: the method's
+  advantage over the reference stays below `margin` (tested as "difference = −margin");
+- `at_bound(errors, within)`: "not testable" when every arm is within `within` pp of 100% or of 0%;
+- `too_few_seeds(seeds, required)`: "inconclusive: 1 seed" when an arm has fewer seeds than required
+  (never fewer than MIN_SEEDS: one seed has no seed variance);
+- ALPHA: the family-wise level; the p-values these functions read are Holm-adjusted across the
+  claims a study judges.
+
+Paired verdicts (two checkpoints on the same examples; outside a study):
+- `paired_verdict(row)`: "checkpoint A (ERM) has a lower ... than checkpoint B (mixup)": about two
+  training runs, never their methods (CHECKPOINTS_ONLY says so under the verdicts);
 - `sound_verdicts(comparisons, checks)`: the paired tests of `analysis.paired_comparisons` with
   each significant row's sentence rewritten by what the checks and the worst case allow:
+  * both checkpoints within BOUND_PP of 0% or 100%: "not testable" (the floor, the ceiling);
   * a check failed for either model: "inconclusive: <check> failed for <model> — possible
     gradient masking", with the numbers;
   * else, where the strong suite ran (a worst-case record at that setting and eps over an attack
@@ -17,8 +30,6 @@ Pure functions; no torch.
 
 from __future__ import annotations
 
-from typing import Protocol
-
 import pandas as pd
 
 from ..attacks import CLEAN, attack_label
@@ -27,17 +38,19 @@ from .checks import WORST, Check
 PAPER_ATTACKS = ("fgsm", "ifgsm")
 
 
-class Interval(Protocol):
-    """What a claim's verdict reads of an interval (robustmix.analysis.replication.SeedInterval)."""
-
-    lo: float
-    hi: float
-
-
 # a claim's verdict (robustmix.study.claims; docs/protocol.md#verdict-rule)
-REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTED = "reproduced", "not reproduced", "inconclusive", "not tested"
-STATUS = ("supported", "inconclusive", "not supported", "paper suite only", "")
+REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
+NOT_TESTABLE, NOT_TESTED = "not testable", "not tested"  # the data cannot decide it / the study lacks a model or attack
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_TESTED)
+ALPHA = 0.05  # family-wise error rate of a study's claims (Holm)
+MIN_SEEDS = 2  # an arm with fewer training seeds has no seed variance: no reproduced / not reproduced
+FEW_CLASSES = 10  # top-5 on this many classes or fewer asks only whether the true class is in the top half
+STATUS = ("supported", "inconclusive", "not supported", "paper suite only", NOT_TESTABLE, "")
 PAPER_ONLY = "rests on FGSM/I-FGSM alone: run --suite strong before quoting it"
+CHECKPOINTS_ONLY = ("These verdicts are about the checkpoints compared (one training run each, tested on the noise of the test "
+                    "examples only), not about their training methods: a claim about a method needs several training seeds per "
+                    "method and `robustmix study` (docs/protocol.md#verdict-rule).")
+BOUND_PP = 2.0  # a paired verdict with both checkpoints within this many pp of 0% or 100% is not testable (a study's margin)
 
 
 def _failed(checks: list[Check], target: str) -> list[Check]:
@@ -72,6 +85,11 @@ def sound_verdicts(comparisons: pd.DataFrame, checks: list[Check], records: list
              if r.attack == WORST and (r.setting, r.eps_255) in strong}
     status, text = [], []
     for row in df.itertuples(index=False):
+        bound = at_bound({row.a: row.err_a, row.b: row.err_b}, BOUND_PP) if row.significant else None
+        if bound:
+            status.append(NOT_TESTABLE)
+            text.append(f"{row.verdict.rstrip('.')} — not testable: {bound}")
+            continue
         if not row.significant or row.setting == "clean":
             status.append("supported" if row.significant else "")
             text.append(row.verdict if row.significant else "")
@@ -95,30 +113,77 @@ def sound_verdicts(comparisons: pd.DataFrame, checks: list[Check], records: list
     return df
 
 
-def judge_sign(iv: Interval, expected: int = -1) -> str:
-    """A directional claim's verdict from the interval of err(method) − err(reference): reproduced when
-    the whole interval has the expected sign (−1: the method's error is lower), not reproduced when the
-    whole interval has the other sign, else inconclusive."""
-    if expected * iv.lo > 0 and expected * iv.hi > 0:
-        return REPRODUCED
-    if expected * iv.lo < 0 and expected * iv.hi < 0:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
+def judge_sign(estimate: float, p_holm: float, expected: int = -1, *, alpha: float = ALPHA) -> str:
+    """A directional claim about d = method − reference (expected −1: the method's error is lower), from
+    its two-sided p-value of "d = 0", Holm-adjusted: reproduced when significant with the expected sign,
+    not reproduced when significant with the other sign, else inconclusive."""
+    if not p_holm < alpha or estimate == 0:
+        return INCONCLUSIVE
+    return REPRODUCED if expected * estimate > 0 else NOT_REPRODUCED
 
 
-def judge_margin(iv: Interval, margin: float) -> str:
-    """A "no difference" claim's verdict: reproduced when the interval lies inside ±margin (points),
-    not reproduced when it lies wholly outside, else inconclusive."""
-    if -margin <= iv.lo and iv.hi <= margin:
-        return REPRODUCED
-    if iv.lo > margin or iv.hi < -margin:
-        return NOT_REPRODUCED
-    return INCONCLUSIVE
+def no_improvement_null(margin: float, expected: int = -1) -> float:
+    """The difference a "no improvement" claim tests: the method better than the reference by `margin`."""
+    return expected * margin
+
+
+def judge_no_improvement(estimate: float, p_holm: float, margin: float, expected: int = -1, *, alpha: float = ALPHA) -> str:
+    """A "no improvement" claim (one-sided): the method's advantage over the reference (expected·d: the
+    reference's error minus the method's, for expected −1) stays below `margin` pp. Its p-value tests
+    "d = expected·margin" (Holm-adjusted): reproduced when significant with the advantage below the
+    margin (a method that is worse has no advantage), not reproduced when significant with the
+    advantage above it, else inconclusive. Unadjusted, with the two-sided 95% interval: reproduced ⟺
+    the interval lies wholly on the no-advantage side of −margin, a one-sided test at 2.5%, as
+    non-inferiority is judged (ICH E9)."""
+    advantage = expected * estimate
+    if not p_holm < alpha or advantage == margin:
+        return INCONCLUSIVE
+    return REPRODUCED if advantage < margin else NOT_REPRODUCED
+
+
+def at_bound(errors: dict[str, float], within: float) -> str | None:
+    """Why a claim on these error rates (label -> %) is not testable: every arm within `within` pp of
+    100% (the ceiling) or of 0% (the floor), so no difference as large as `within` can show; else None."""
+    if not errors:
+        return None
+    shown = ", ".join(f"{k} {v:.1f}%" for k, v in errors.items())
+    if all(v >= 100 - within for v in errors.values()):
+        return f"at the ceiling: every arm within {within:g} pp of 100% ({shown})"
+    if all(v <= within for v in errors.values()):
+        return f"at the floor: every arm within {within:g} pp of 0% ({shown})"
+    return None
+
+
+def too_few_seeds(seeds: dict[str, int], required: int) -> str | None:
+    """Why a claim about training methods gets no reproduced / not reproduced: an arm (label -> its
+    number of training seeds) has fewer than `required` (at least MIN_SEEDS); else None."""
+    required = max(required, MIN_SEEDS)
+    short = {k: n for k, n in seeds.items() if n < required}
+    if not short:
+        return None
+    fewest = min(short.values())
+    return f"{fewest} seed{'s' if fewest != 1 else ''} ({', '.join(f'{k}: {n}' for k, n in short.items())}; the rule needs {required} per arm)"
+
+
+def few_classes(num_classes: int) -> str | None:
+    """Why a top-5 claim is not meaningful on this many classes; else None."""
+    if num_classes > FEW_CLASSES:
+        return None
+    return (f"not meaningful on ≤ {FEW_CLASSES} classes: top-5 of {num_classes} classes asks only whether the true class is "
+            f"in the top {5 / num_classes:.0%} of the ranking, not a top-1-like error under attack")
+
+
+def checkpoint_label(name: str, label: str) -> str:
+    """"checkpoint erm-s1 (ERM)": a paired verdict names the checkpoint (one training run), then its method."""
+    label = label.removesuffix(f" [{name}]")
+    return f"checkpoint {name}" if label == name else f"checkpoint {name} ({label})"
 
 
 def paired_verdict(row) -> str:
-    """The sentence a paper may print, for a significant row of `paired_comparisons`."""
-    better, worse = (row.method_b, row.method_a) if row.diff < 0 else (row.method_a, row.method_b)
+    """The sentence a paper may print, for a significant row of `paired_comparisons`: about the two
+    checkpoints compared (two training runs), never about their methods (CHECKPOINTS_ONLY)."""
+    a, b = checkpoint_label(row.a, row.method_a), checkpoint_label(row.b, row.method_b)
+    better, worse = (b, a) if row.diff < 0 else (a, b)
     metric = row.metric.replace("top", "top-")
     if row.setting == CLEAN:
         return f"{better} has a lower clean {metric} error than {worse}: {abs(row.diff):.1f} points (Holm-adjusted p = {row.p_holm:.2g})."

@@ -15,6 +15,9 @@ from typing import Sequence
 
 import pandas as pd
 
+import numpy as np
+
+from ..models.predict import percent_wrong
 from ..runtime import files
 from ..runtime.errors import RobustmixError
 from ..runtime.version import __version__
@@ -57,7 +60,47 @@ def load_results(path: str | Path) -> dict:
         raise RobustmixError(f"{path}: not a readable results file ({e.__class__.__name__}): rerun 'robustmix attack'") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT or not isinstance(doc.get("records"), list):
         raise RobustmixError(f"{path}: not a robustmix results file: give the .json written by 'robustmix attack'")
+    # files written before the counting rule: read under it (idempotent for the files written after)
+    doc["probes"] = count_clean_errors(doc.get("probes") or [], clean=doc["records"])
+    doc["records"] = count_clean_errors(doc["records"])
     return doc
+
+
+def _correct(bits: str) -> np.ndarray:
+    return np.frombuffer(bits.encode("ascii"), dtype=np.uint8) == ord("1")
+
+
+def _bits(correct: np.ndarray) -> str:
+    return (correct.astype(np.uint8) + ord("0")).tobytes().decode("ascii")
+
+
+def count_clean_errors(records: list[dict], *, clean: list[dict] | None = None) -> list[dict]:
+    """The counting rule (docs/protocol.md#how-to-read; AutoAttack's convention): an example counts as
+    correct under an attack only if the model gets it right without attack *and* under the attack, so an
+    example the model already gets wrong is an error under every attack, even where the perturbation
+    happens to push it to the right class (FGSM does, on a few dozen of 10,000 CIFAR-10 examples).
+
+    Every attacked record (any setting but clean, probes included) that has per-example bits is ANDed,
+    per metric, with the clean record of its target on the same examples (found in `clean`, default
+    `records`), and its error rates are recomputed from the counts. Records without such a clean record
+    are returned as they are; a record already counted so is unchanged (idempotent), so results files
+    written before the rule read the same as files written after it.
+    """
+    base = {r["target"]: r for r in (records if clean is None else clean)
+            if r.get("setting") == "clean" and not r.get("probe") and isinstance(r.get("top1_correct"), str)}
+    out = []
+    for r in records:
+        c = base.get(r.get("target"))
+        if r.get("setting") == "clean" or c is None or not all(isinstance(r.get(k), str) and len(r[k]) == len(c[k]) for k in PER_EXAMPLE):
+            out.append(r)
+            continue
+        r = dict(r)
+        for metric in ("top1", "top5"):
+            correct = _correct(r[f"{metric}_correct"]) & _correct(c[f"{metric}_correct"])
+            r[f"{metric}_correct"] = _bits(correct)
+            r[f"{metric}_err"] = percent_wrong(int(correct.size - np.count_nonzero(correct)), correct.size)
+        out.append(r)
+    return out
 
 
 def merge_results(docs: Sequence[dict], names: Sequence[str]) -> dict:

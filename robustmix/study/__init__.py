@@ -2,7 +2,7 @@
 paper and the strong suites, probe, and write a report folder with the claims C1–C12 judged with
 the training seed as the unit of replication.
 
-    spec.py       the study spec: the gate's TOML (robustmix.gate.spec) plus [strong], [figures], [claims]
+    spec.py       the study spec: the gate's TOML (robustmix.gate.spec) plus [strong], [figures], [claims], [cluster]
     training.py   the train stage: reuse, resume or train each model, one at a time or in parallel processes
     attacking.py  the attack stage, reusing what is on disk (no weights needed)
     probing.py    the probes stage: Figure 2 and calibration, one file per model
@@ -10,7 +10,10 @@ the training seed as the unit of replication.
                   weights a run needs, and the dry run
     cluster.py    submitit's executors (local processes, Slurm job arrays) with the [cluster] resources
     jobs.py       each model as a job of its own (--executor local|slurm): the job, its requeue, the driver
-    claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md)
+    claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md):
+                  not tested / not testable / too few seeds / Holm across the rows left
+    headline.py   the report's first lines (the claims table in words, the ceiling, the tally), the data set
+                  named without its path, torch per checkpoint, what the recipes add to the paper's ERM
     tables.py     pooled (seed-level) and per-seed tables, models, checks, claims as frames
     render.py     blocks -> README.md and a self-contained report.html
     report.py     the report stage: the report folder and study.json

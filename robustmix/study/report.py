@@ -20,12 +20,13 @@ import pandas as pd
 import torch
 
 from ..analysis.curves import curves_figure, curves_frame, read_history
-from ..analysis.replication import EXAMPLES_ONLY, TWO_WAY, difference_interval
+from ..analysis.replication import BORROWED, EXAMPLES_ONLY, TWO_WAY
 from ..reporting.figures import figure2, reliability_figure, robustness_figure, save_png
 from ..runtime import files
 from ..runtime.devices import processor
 from ..runtime.errors import RobustmixError
 from ..runtime.version import __version__
+from ..soundness.checks import soundness_checks
 from ..store.checkpoint import read_meta
 from ..store.results import load_results
 from .attacking import (
@@ -36,7 +37,16 @@ from .attacking import (
     suite_config,
     transfer_seconds,
 )
-from .claims import Claim, Study, judge_claims
+from .claims import Study, judge_claims
+from .headline import (
+    SMOOTHING_NOTE,
+    data_identity,
+    headline_blocks,
+    headline_text,
+    recipe_scope,
+    scrub,
+    torch_versions,
+)
 from .probing import probe_path
 from .render import to_html, to_markdown
 from .spec import StudySpec
@@ -89,37 +99,11 @@ def load_suite(spec: StudySpec, out: Path, suite: str) -> tuple[list[dict], list
         path = results_path(out, suite, m.slot)
         if not path.is_file():
             raise RobustmixError(f"{path} is missing: run the attack stage first (robustmix study SPEC --out DIR --stage attack)")
-        doc = load_results(path)
+        doc = load_results(path)  # read under the counting rule, so the checks are recomputed from what it reads
         records += doc["records"]
-        checks += [{**c, "suite": suite} for c in doc.get("checks", [])]
+        checks += [{**c.to_dict(), "suite": suite} for c in soundness_checks(doc["records"] + doc.get("probes", []))]
         seconds.append((float((doc.get("config") or {}).get("seconds", 0.0)), place(doc.get("config"))))
     return records, checks, seconds + [transfer_seconds(spec, out, suite)]
-
-
-def why(c: Claim) -> str:
-    return ": a soundness check failed for these models" if c.note.startswith("soundness") else ""
-
-
-def headline(spec: StudySpec, study: Study, claims: list[Claim], strong: pd.DataFrame) -> str:
-    """One or two sentences saying what was found, from C1, the worst case and C12."""
-    c1 = next(c for c in claims if c.claim == "C1")
-    if c1.verdict == "not tested":
-        return f"This study has no ERM and mixup pair, so it cannot say whether mixup makes {spec.bench.dataset} classifiers more robust."
-    erm, mixup = study.role("erm"), study.role("mixup")
-    seeds = f"{len(study.seeds[mixup])} seed(s) per method"
-    text = (f"On {spec.bench.dataset} ({seeds}), mixup's white-box FGSM top-1 error at eps {study.eps:g}/255 is "
-            f"{abs(c1.difference):.1f} points {'lower' if c1.difference < 0 else 'higher'} than ERM's "
-            f"(95% seed-level interval [{c1.lo:+.1f}, {c1.hi:+.1f}]; C1 {c1.verdict}{why(c1)}).")
-    worst = [r for r in study.strong if r["attack"] == "worst-case" and r["setting"] == "white-box"]
-    if worst:
-        at = study.eps if any(abs(r["eps_255"] - study.eps) < 1e-6 for r in worst) else max(r["eps_255"] for r in worst)
-        a, b = study.bits(study.strong, erm, "white-box", "worst-case", at), study.bits(study.strong, mixup, "white-box", "worst-case", at)
-        if a and b:
-            iv = difference_interval(a, b, paired_seeds=study.paired(erm, mixup))
-            c12 = next(c for c in claims if c.claim == "C12")
-            text += (f" Under the worst case over the strong suite at eps {at:g}/255 the difference is {iv.estimate:+.1f} points "
-                     f"[{iv.lo:+.1f}, {iv.hi:+.1f}] (mixup − ERM; C12, the advantage shrinking, {c12.verdict}{why(c12)}).")
-    return text
 
 
 def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataFrame, strong: pd.DataFrame,
@@ -180,13 +164,16 @@ def uncertainty_text(study: Study) -> list[str]:
         f"(robustmix.analysis.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
         "by the number of seeds plus the test-set variance of the per-example errors averaged over seeds, each part scaled by its "
         "own t quantile (seeds − 1 degrees of freedom for the seed part). Methods with the same seed list are paired by seed and "
-        "example; the others are compared as independent arms.",
+        "example; the others are compared as independent arms. Where fewer than 10 examples are wrong (or right) the interval is "
+        "exact: Clopper–Pearson for one model, never narrower than it for a rate pooled over seeds.",
         "Why not a bootstrap over test examples alone: it ignores how much another training run would differ, so it is too narrow "
         "as soon as seeds disagree; and a cluster bootstrap over 3 seeds has only 10 distinct outcomes.",
     ]
     if one:
-        text.append(f"Models with a single seed ({', '.join(one)}): the interval covers test-set noise only ({EXAMPLES_ONLY}); "
-                    "it says nothing about how another training run would come out.")
+        text.append(f"Models with a single seed ({', '.join(one)}): alone, their interval covers test-set noise only ({EXAMPLES_ONLY}). "
+                    f"Compared with a method of several seeds, a claim borrows that method's seed variance ({BORROWED}), so the "
+                    "interval shows how wide a one-seed comparison is; the rule gives such a claim no reproduced / not reproduced "
+                    f"verdict (it needs {study.spec.claims.min_seeds} seeds per arm).")
     return text
 
 
@@ -250,7 +237,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
         "models.csv": models_table(study, metas),
     }
     for name, frame in written.items():
-        files.write_text(data / name, frame.to_csv(index=False))
+        files.write_text(data / name, scrub(frame.to_csv(index=False), spec))
     imgs = draw(out, spec, study, labels, paper, strong, metas)
 
     probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
@@ -264,15 +251,19 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
              + compute["rebuild_seconds"])
     proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
     lanes = sorted({m["torch_threads"] for m in metas.values() if m.get("torch_threads")})  # `--jobs N` trains at fewer
-    head = headline(spec, study, claims, strong)
+    head = headline_blocks(spec, study, claims)
+    title = f"robustmix study: {spec.data_label}"
 
-    blocks = [("h1", f"robustmix study: {spec.bench.dataset}"), ("p", head),
+    blocks = [("h1", title), *head,
               ("p", f"Claims and the rule that judges them: [docs/protocol.md]({proto}#claims). Error rates in %, lower is better; "
                     f"eps on the 0–255 scale. Total compute {total / 60:.1f} min: "
                     + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
               ("h2", "What was run"),
-              ("list", [f"data: {spec.bench.dataset}; {num_classes} classes", *suites_text(spec),
-                        f"command: `{command}`", f"robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}",
+              ("list", [f"data: {data_identity(spec, metas, num_classes)}", *suites_text(spec),
+                        f"command: `{scrub(command, spec)}`" + (" (DATA: the data set's folder on your machine)" if "$DATA" in scrub(command, spec) else ""),
+                        f"this report written with robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}; "
+                        f"the checkpoints were trained with {torch_versions(metas)}",
+
                         f"this report written on: {proc}; device: {device}",
                         f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s (the wall seconds each checkpoint "
                         "recorded, summed over the models: they include any time a run was paused or shared the CPU, "
@@ -284,6 +275,11 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                         + " (this run's stages: " + (", ".join(f"{k} {v:.1f} s" for k, v in walls.items()) or "the report only") + ")",
                         "checkpoints trained on: " + "; ".join(f"{p} ({n})" for p, n in trained_on(metas).items())]),
               ("table", models_table(study, metas)),
+              ("h3", "Scope: what the recipes add to the paper's ERM"),
+              ("p", f"Every verdict is about models trained as below, not about the paper's recipe ([docs/protocol.md]({proto}#cifar-recipe)). "
+                    "What each arm's training includes that the paper's ERM did not:"),
+              ("list", recipe_scope(spec)),
+              *([("p", SMOOTHING_NOTE)] if any(c.label_smoothing for c in study.configs.values()) else []),
               ("h2", f"Table 3 at eps {eps:g}/255 (paper suite)"),
               ("p", "Pooled over each method's seeds, with the 95% seed-level interval (see Uncertainty; clipped to [0, 100]). "
                     "Per-seed numbers below and in [data/table3-per-seed.csv](data/table3-per-seed.csv); every eps in [data/table3.csv](data/table3.csv)."),
@@ -305,23 +301,27 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                      "\"not reproduced\"."), ("table", checks_table(checks, proto)),
                ("h2", "Claims C1–C12"),
                ("p", f"Verdicts by the [rule]({proto}#verdict-rule): difference = method − reference (negative favours the method), "
-                     f"read at eps {eps:g}/255; margin for the \"no meaningful difference\" claims ±{spec.claims.margin:g} pp."),
+                     f"read at eps {eps:g}/255. A directional claim's p tests \"difference = 0\"; a \"no improvement\" claim's tests "
+                     f"\"difference = −{spec.claims.margin:g}\" (the method better by the margin, one-sided: a method that is worse has no "
+                     f"advantage). Not testable: every arm within {spec.claims.margin:g} pp of 100% or of 0%, or the claim's premise fails. "
+                     f"Inconclusive before any test: an arm with fewer than {spec.claims.min_seeds} training seeds. The rows left are "
+                     "judged together: p (Holm) is Holm's adjustment across them, and a verdict needs p (Holm) < 0.05."),
                ("table", claims_table(claims, proto)),
                ("h2", "Uncertainty"), *[("p", t) for t in uncertainty_text(study)]]
 
-    files.write_text(out / "README.md", to_markdown(blocks))
-    files.write_text(out / "report.html", to_html(blocks, out, f"robustmix study: {spec.bench.dataset}"))
+    files.write_text(out / "README.md", scrub(to_markdown(blocks), spec))
+    files.write_text(out / "report.html", scrub(to_html(blocks, out, title), spec))
     doc = {
         "format": "robustmix-study/1", "command": command, "robustmix_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "processor": proc, "device": device, "spec": spec.canonical(),
         "timing": {"stages_this_run": walls, "compute": compute, "total_compute_seconds": total},
         "numbers": {
-            "headline": head, "models": models_table(study, metas).to_dict(orient="records"),
+            "headline": headline_text(head), "models": models_table(study, metas).to_dict(orient="records"),
             "paper": paper.to_dict(orient="records"), "strong": strong.to_dict(orient="records"),
             "claims": [c.to_dict() for c in claims], "checks": checks,
             "ece": ece.to_dict(orient="records"),
         },
     }
-    doc = clean(doc)
+    doc = json.loads(scrub(json.dumps(clean(doc)), spec))  # no machine path: the data's folder is $DATA
     files.write_json(out / "study.json", doc)
     return doc

@@ -10,11 +10,17 @@ optional sections of its own, each validated here with one-line errors naming th
 - [figures] Figure 2 (`pairs`, `lams` points on [0, 1], `distinct_labels`, `seed`) and the
             calibration bins (`bins`);
 - [claims]  `eps` (0–255) at which Table 3 and the claims are read (default 4), `margin` (pp) of the
-            "no meaningful difference" claims (C2, C9's PGD part, C11's first part), `broken` (%):
-            the error both models must reach for C2, and `lam`, the λ at which C6/C7 compare;
+            "no improvement" claims (C2, C9's PGD part, C11's first part; also the distance from 0%
+            or 100% within which a claim is not testable), `broken` (%): the error both models must
+            reach for C2, `lam`, the λ at which C6/C7 compare, and `min_seeds`: the training seeds
+            every arm of a claim needs for a reproduced / not reproduced verdict (default 3, at
+            least 2: one seed has no seed variance);
 - [cluster] the resources of each model's job under `--executor slurm|local` (ClusterSpec: partition,
             account, time_min, gpus, cpus, mem_gb, max_parallel, sbatch = {extra options}, setup =
             [shell lines], retries): where the study runs, never what it computes, so not in `canonical`.
+
+A study spec's [data] may also give `name`: the data set as a report names it (e.g. "CIFAR-10,
+JPEG-recompressed copy"), so the report need not print the machine path of an imagefolder tree.
 
 `load_study(path, dataset=None)` returns a StudySpec; `dataset` overrides [data] dataset (e.g.
 imagefolder:/where/cifar10 is), so a committed spec does not hard-wire a machine's paths.
@@ -24,7 +30,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from pathlib import Path, PurePath
 
 from ..attacks import SUITES
 from ..evaluation.evaluator import EvalConfig
@@ -57,6 +63,7 @@ class ClaimsSpec:
     margin: float = 2.0  # percentage points
     broken: float = 90.0  # % error both models reach for C2
     lam: float = 0.5
+    min_seeds: int = 3  # training seeds per arm for a reproduced / not reproduced verdict (>= 2)
 
 
 @dataclass(frozen=True)
@@ -88,6 +95,7 @@ class StudySpec:
     figures: FiguresSpec = field(default_factory=FiguresSpec)
     claims: ClaimsSpec = field(default_factory=ClaimsSpec)
     source: str = "spec"
+    data_name: str = ""  # [data] name: how the report names the data set ("" -> from the data set's spelling)
     cluster: ClusterSpec = field(default_factory=ClusterSpec)
 
     def canonical(self) -> dict:
@@ -98,6 +106,15 @@ class StudySpec:
             ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
             strong = {**ev, "examples": self.strong_examples, "topk": list(self.strong_topk)}
         return {**self.bench.canonical(), "strong": strong, "figures": asdict(self.figures), "claims": asdict(self.claims)}
+
+    @property
+    def data_label(self) -> str:
+        """The data set as a report names it: [data] name, else its spelling without a folder's path
+        (an imagefolder tree by its folder's name), so no machine path is printed."""
+        if self.data_name:
+            return self.data_name
+        d = self.bench.dataset
+        return f"{PurePath(d.split(':', 1)[1]).name} (an image folder)" if d.startswith("imagefolder:") else d
 
     def settings_of(self, target: str) -> tuple[str, ...]:
         """The settings a target is limited to ([[targets]] settings = [...]); () = every suite's own."""
@@ -175,11 +192,16 @@ def _cluster(source: str, table: dict) -> ClusterSpec:
 
 def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", dataset: str | None = None) -> StudySpec:
     raw = read_toml(text, source)
+    raw.setdefault("data", {})
+    if not isinstance(raw["data"], dict):
+        raise _bad(source, "[data] is not a table", "write it as a [data] section")
     if dataset is not None:
-        raw.setdefault("data", {})
-        if not isinstance(raw["data"], dict):
-            raise _bad(source, "[data] is not a table", "write it as a [data] section")
         raw["data"] = {**raw["data"], "dataset": dataset}
+    data_name = raw["data"].get("name", "")
+    if not isinstance(data_name, str) or "/" in data_name or "\\" in data_name:
+        raise _bad(f"{source} [data]", f"name must be the data set's name, not a path: got {data_name!r}",
+                   'e.g. name = "CIFAR-10, JPEG-recompressed copy"')
+    raw["data"] = {k: v for k, v in raw["data"].items() if k != "name"}
     bench = parse_spec(raw, base=base, source=source, study=True)
     for key in ("strong", "figures", "claims", "cluster"):
         if not isinstance(raw.get(key, {}), dict):
@@ -200,13 +222,15 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
     where = f"{source} [claims]"
     _check_keys(where, cl, tuple(ClaimsSpec.__dataclass_fields__))
     claims = ClaimsSpec(_number(where, cl, "eps", 4, 0, 255), _number(where, cl, "margin", 2, 0, 100),
-                        _number(where, cl, "broken", 90, 0, 100), _number(where, cl, "lam", 0.5, 0, 1))
+                        _number(where, cl, "broken", 90, 0, 100), _number(where, cl, "lam", 0.5, 0, 1),
+                        _int(where, cl, "min_seeds", 3, 2))
     if not any(abs(e * 255 - claims.eps) < 1e-6 for e in bench.eval.eps):
         raise _bad(where, f"eps {claims.eps:g} is not among [attack] eps {[round(e * 255, 6) for e in bench.eval.eps]}",
                    "read the claims at an eps the paper suite runs")
     if not bench.targets or any(m.checkpoints for m in (*bench.targets, bench.surrogate) if m is not None):
         raise _bad(source, "a study trains its models (checkpoints = [...] is for the gate)", "give method and seeds instead")
-    return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source, _cluster(source, raw.get("cluster", {})))
+    return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source, data_name=data_name,
+                     cluster=_cluster(source, raw.get("cluster", {})))
 
 
 def load_study(path: str | Path, *, dataset: str | None = None) -> StudySpec:

@@ -97,6 +97,7 @@ def models_table(study: Study, metas: dict[str, dict]) -> pd.DataFrame:
             "Seeds": ", ".join(str(x.get("seed")) for x in ms),
             "Clean top-1 error per seed (%)": ", ".join(f"{x['clean_top1_err']:.2f}" for x in ms),
             "Train s per seed": ", ".join(f"{x.get('train_seconds', float('nan')):.0f}" for x in ms),
+            "torch per seed": ", ".join(str(x.get("torch_version") or "–") for x in ms),
             # the training's own warnings, e.g. the catastrophic-overfitting guard's roll-back (a column only where one exists)
             **({"Training warnings": "; ".join(f"seed {x.get('seed')}: {w}" for x in ms for w in x["warnings"])}
                if any(x.get("warnings") for x in ms) else {}),
@@ -126,16 +127,25 @@ def fmt(v: float | None, unit: str = "pp") -> str:
     return f"{v:+.1f}" if unit == "pp" else f"{v:+.3g}"
 
 
+def p_text(p: float | None) -> str:
+    return f"{p:.2g}" if p is not None and np.isfinite(p) else "–"
+
+
+def verdict_text(c: Claim) -> str:
+    """"**inconclusive**: 1 seed (...)": the verdict, and why where it was decided before any test."""
+    return f"**{c.verdict}**" + (f": {c.reason}" if c.reason else "")
+
+
 def claims_table(claims: list[Claim], protocol: str) -> pd.DataFrame:
     rows = []
     for c in claims:
-        tested = c.verdict != "not tested"
+        measured = c.difference is not None
         rows.append({
             "Claim": f"[{c.claim}]({protocol}#{c.anchor})", "What": c.part,
-            "Verdict": f"**{c.verdict}**",
-            "Difference": f"{fmt(c.difference, c.unit)} {c.unit}" if tested else "–",
-            "95% seed-level interval": f"[{fmt(c.lo, c.unit)}, {fmt(c.hi, c.unit)}]" if tested else "–",
-            "p": f"{c.p_value:.2g}" if tested and c.p_value is not None and np.isfinite(c.p_value) else "–",
+            "Verdict": verdict_text(c), "Rule": c.rule if measured else "–",
+            "Difference": f"{fmt(c.difference, c.unit)} {c.unit}" if measured else "–",
+            "95% seed-level interval": f"[{fmt(c.lo, c.unit)}, {fmt(c.hi, c.unit)}]" if measured else "–",
+            "p": p_text(c.p_value) if measured else "–", "p (Holm)": p_text(c.p_holm),
             "Rests on": c.rests_on or "–", "Note": c.note or "–",
         })
     return pd.DataFrame(rows)
