@@ -302,11 +302,12 @@ def test_report_in_a_real_browser(study):
         drv.get((study / "report.html").resolve().as_uri())
         widths = drv.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
         assert len(widths) == 5 and all(w > 0 for w in widths), widths
-        rows = drv.execute_script("return Array.from(document.querySelectorAll('table')).map(t => t.tBodies[0].rows.length)")
-        # models, Table 3 (2 settings × top-1/top-5 × 3 methods), per seed (× 5 checkpoints), strong (top-1 × 3), ECE,
-        # checks (those that ran), claims
+        rows = drv.execute_script("return Array.from(document.querySelectorAll('table')).filter(t => !t.closest('#notes'))"
+                                 ".map(t => t.tBodies[0].rows.length)")
+        # claims, models, Table 3 (2 settings × top-1/top-5 × 3 methods), per seed (× 5 checkpoints), strong (top-1 × 3), ECE,
+        # the checks' grid (a row per checkpoint), the checks that ran
         checks = sum(c["status"] != "skip" for c in doc["numbers"]["checks"])
-        assert rows == [4, 12, 20, 3, 3, checks, len(doc["numbers"]["claims"])], rows
+        assert rows == [len(doc["numbers"]["claims"]), 4, 12, 20, 3, 3, 5, checks], rows
         claims = drv.execute_script(
             "const t = Array.from(document.querySelectorAll('table')).find(t => t.tHead.textContent.includes('Verdict'));"
             "return Array.from(t.tBodies[0].rows).map(r => r.cells[0].textContent)")

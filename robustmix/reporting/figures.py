@@ -11,16 +11,28 @@ from pathlib import Path
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.text import Text
 
 from ..analysis.comparisons import column_label
 from ..attacks import CLEAN, RECORD_ATTACKS, SETTINGS
 from ..runtime import files
 
 
+TEXT_PX = "Smallest text (px)"  # a PNG text chunk: the height of the figure's smallest text in its own pixels
+
+
+def smallest_text_px(fig: Figure, dpi: int) -> float:
+    """The font size of the figure's smallest visible, non-empty text, in pixels at `dpi` (what a page
+    compares with the size it shows the image at)."""
+    sizes = [t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]
+    return min(sizes, default=0.0) * dpi / 72
+
+
 def save_png(fig: Figure, path: str | Path, dpi: int = 120) -> Path:
-    """Write `fig` as a PNG, atomically (never a half-written file)."""
+    """Write `fig` as a PNG, atomically (never a half-written file), with its smallest text's height
+    in pixels as the text chunk TEXT_PX (bbox "tight" crops, it never rescales)."""
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight", metadata={TEXT_PX: f"{smallest_text_px(fig, dpi):.1f}"})
     return files.write_bytes(path, buf.getvalue())
 
 
