@@ -74,6 +74,7 @@ td.long { min-width: 15em; }
 figure { margin: .8em 0; }
 figure img { display: block; max-width: 100%; height: auto; border: 1px solid #eaeef2; }
 figcaption { color: var(--muted); font-size: 13px; }
+figure.full { overflow-x: auto; } figure.full img { max-width: none; }  /* a tap shows a figure at its own size */
 pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; background: var(--soft); }
 pre { padding: .8em; white-space: pre-wrap; overflow-wrap: anywhere; }
 code { padding: 0 .2em; overflow-wrap: anywhere; }
@@ -140,6 +141,8 @@ SCRIPT = """
     const r = td.getBoundingClientRect();
     tip.style.left = Math.max(4, Math.min(r.left, innerWidth - tip.offsetWidth - 4)) + 'px';
     tip.style.top = Math.min(r.bottom + 4, innerHeight - tip.offsetHeight - 4) + 'px'; });
+  document.querySelectorAll('figure img').forEach(img => img.addEventListener('click', () =>
+    img.parentElement.classList.toggle('full')));
   const links = Array.from(document.querySelectorAll('nav.toc a'));
   const heads = links.map(a => document.getElementById(a.hash.slice(1)));
   addEventListener('scroll', () => { let k = 0; heads.forEach((h, i) => { if (h && h.getBoundingClientRect().top < 120) k = i; });

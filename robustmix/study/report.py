@@ -21,7 +21,7 @@ import torch
 
 from ..analysis.curves import curves_figure, curves_frame, read_history
 from ..reporting.blocks import to_markdown
-from ..reporting.figures import figure2, reliability_figure, robustness_figure, save_png
+from ..reporting.figures import dots_figure, figure2, reliability_figure, robustness_figure, save_png, several_eps
 from ..reporting.page import to_html
 from ..runtime import files
 from ..runtime.devices import processor
@@ -79,6 +79,9 @@ def protocol_link(out: Path) -> str:
     return "docs/protocol.md"
 
 
+FIGURES = {"robustness-paper", "strong-suite", "robustness-strong", "figure2", "calibration", "training-curves"}
+
+
 def clean(obj):
     """JSON without NaN/inf (they become null), floats rounded to 10 significant digits."""
     if isinstance(obj, dict):
@@ -115,9 +118,12 @@ def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataF
          metas: dict[str, dict]) -> list[tuple]:
     """Write the figures; returns their ("img", path, alt) blocks by name."""
     figs, band = {}, "95% seed-level interval"
-    figs["robustness-paper"] = robustness_figure(paper, labels, metric="top1", band=band)
+    figs["robustness-paper"] = robustness_figure(paper, labels, metric="top1", band=band)  # the dot plot at one eps
     if not strong.empty:
-        figs["robustness-strong"] = robustness_figure(strong, labels, metric="top1", band=band)
+        at = spec.claims.eps if (abs(strong.eps_255 - spec.claims.eps) < 1e-6).any() else None
+        figs["strong-suite"] = dots_figure(strong, labels, metric="top1", band=band, eps=at)
+        if several_eps(strong):
+            figs["robustness-strong"] = robustness_figure(strong, labels, metric="top1", band=band)
     data = out / "data"
     if (data / "figure2.csv").is_file():
         f2 = pd.read_csv(data / "figure2.csv")
@@ -138,7 +144,15 @@ def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataF
     figs["training-curves"] = curves_figure(frame)
     for name, fig in figs.items():
         save_png(fig, out / "figures" / f"{name}.png")
-    return {name: ("img", f"figures/{name}.png", name.replace("-", " ")) for name in figs}
+    for name in FIGURES - set(figs):  # one an earlier report drew (e.g. two-point curves) is not left behind
+        (out / "figures" / f"{name}.png").unlink(missing_ok=True)
+    said = {"robustness-paper": "Paper suite: top-1 error " + ("vs eps" if several_eps(paper) else "per attack") + f", pooled over seeds ({band})",
+            "strong-suite": f"Strong suite: top-1 error per attack and method, pooled over seeds ({band}); the worst case emphasised",
+            "robustness-strong": f"Strong suite: top-1 error vs eps ({band})",
+            "figure2": "Figure 2: (a) misses and (b) input-gradient norms between pairs of training examples, mean over seeds",
+            "calibration": "Reliability diagrams, first seed of each method (examples per bin beneath)",
+            "training-curves": "Training curves per checkpoint, from its training log"}
+    return {name: ("img", f"figures/{name}.png", said[name]) for name in figs}
 
 
 def trained_on(metas: dict[str, dict]) -> dict[str, int]:
@@ -256,8 +270,9 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
                          + (" Square ran only on the examples no gradient attack fooled (the survivors): its column says how many of "
                             "them it fooled; its error rate, the clean error by construction, is in data/strong.csv."
                             if any("survivors" in c for c in t3_strong.columns) else "")
-                         + " Every eps in [data/strong.csv](data/strong.csv)."), ("table", shown)]
-    blocks += [("h2", "Robustness curves"), imgs["robustness-paper"]] + ([imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
+                         + " Every eps in [data/strong.csv](data/strong.csv)."), ("table", shown), imgs["strong-suite"]]
+    blocks += [("h2", "Robustness curves" if several_eps(paper) else "Paper suite per attack"), imgs["robustness-paper"]] + (
+        [imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
     if "figure2" in imgs:
         blocks += [("h2", "Figure 2 (a) and (b)"), ("p", f"Mean over each method's seeds; pairs of training examples ([docs/protocol.md]({proto}#figure-2))."),
                    imgs["figure2"]]

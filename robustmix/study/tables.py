@@ -198,7 +198,7 @@ def square_honest(table: pd.DataFrame, records: list[dict], study: Study, labels
         got = survivors(records, study, name, eps, "top5" if row["Metric"] == "Top-5" else "top1") if name else None
         if got is not None:
             seeds = len(study.slots[name])
-            out.at[i, col] = Tip(f"fooled {got[0]} of {got[1]} survivors",
+            out.at[i, col] = Tip(f"fooled {got[0]} of {got[1]} survivors" if got[1] else "no survivors to attack",
                                  f"Square ran only on the {got[1]} example(s) that no gradient attack fooled"
                                  f"{f' (summed over {seeds} seeds)' if seeds > 1 else ''}; the others kept their clean image, "
                                  f"so its error rate ({row[col]}) is the clean error by construction (data/strong.csv)")
