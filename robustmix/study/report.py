@@ -82,6 +82,38 @@ def protocol_link(out: Path) -> str:
 FIGURES = {"robustness-paper", "strong-suite", "robustness-strong", "figure2", "calibration", "training-curves"}
 
 
+def hide_paths(text: str, spec: StudySpec, out: Path) -> str:
+    """`text` with no machine path: the data's folder as $DATA (headline.scrub), and the report's folder,
+    where it was given as an absolute path, as its path from the current folder (when inside it) or
+    as $OUT (a report names its own folder's content, never where it was written)."""
+    text = scrub(text, spec)
+    where = Path(out).resolve()
+    try:
+        shown = where.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = "$OUT"
+    for spelling in sorted({str(out), str(where)}, key=len, reverse=True):
+        if Path(spelling).is_absolute():
+            text = text.replace(spelling, shown)
+    return text
+
+
+def portable_command(command: str, spec: StudySpec, out: Path) -> str:
+    """The command as a report prints it: hide_paths, then any other absolute path (e.g. the spec's) as
+    its path from the current folder when inside it, else ".../NAME"."""
+    here = Path.cwd().resolve()
+
+    def short(token: str) -> str:
+        if not Path(token).is_absolute():
+            return token
+        try:
+            return Path(token).resolve().relative_to(here).as_posix()
+        except ValueError:
+            return f".../{Path(token).name}"
+
+    return " ".join(short(t) for t in hide_paths(command, spec, out).split(" "))
+
+
 def clean(obj):
     """JSON without NaN/inf (they become null), floats rounded to 10 significant digits."""
     if isinstance(obj, dict):
@@ -215,7 +247,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
         "models.csv": models_table(study, metas),
     }
     for name, frame in written.items():
-        files.write_text(data / name, scrub(frame.to_csv(index=False), spec))
+        files.write_text(data / name, hide_paths(frame.to_csv(index=False), spec, out))
     imgs = draw(out, spec, study, labels, paper, strong, metas)
 
     probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
@@ -237,7 +269,10 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
               ("p", "Error rates in %, lower is better; eps on the 0–255 scale. Total compute "
                     f"{total / 60:.1f} min: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
               ("list", [f"data: {data_identity(spec, metas, num_classes)}", *suites_text(spec),
-                        f"command: `{scrub(command, spec)}`" + (" (DATA: the data set's folder on your machine)" if "$DATA" in scrub(command, spec) else ""),
+                        f"command: `{portable_command(command, spec, out)}`" + "".join(
+                            f" ({name}: {what})" for name, what in (("DATA", "the data set's folder on your machine"),
+                                                                    ("OUT", "the report's folder"))
+                            if f"${name}" in portable_command(command, spec, out)),
                         f"this report written with robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}; "
                         f"the checkpoints were trained with {torch_versions(metas)}",
                         f"this report written on: {proc}; device: {device}",
@@ -284,10 +319,11 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
 
     markdown = to_markdown(blocks)
     notes = protocol_notes(PROTOCOL, proto, markdown)
-    files.write_text(out / "README.md", scrub(markdown, spec))
-    files.write_text(out / "report.html", scrub(to_html(blocks, out, title, source=proto, notes=notes, notes_title=NOTES_TITLE), spec))
+    files.write_text(out / "README.md", hide_paths(markdown, spec, out))
+    page = to_html(blocks, out, title, source=proto, notes=notes, notes_title=NOTES_TITLE)
+    files.write_text(out / "report.html", hide_paths(page, spec, out))
     doc = {
-        "format": "robustmix-study/1", "command": command, "robustmix_version": __version__, "torch_version": torch.__version__,
+        "format": "robustmix-study/1", "command": portable_command(command, spec, out), "robustmix_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "processor": proc, "device": device, "spec": spec.canonical(),
         "timing": {"stages_this_run": walls, "compute": compute, "total_compute_seconds": total},
         "numbers": {
@@ -297,6 +333,6 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
             "ece": ece.to_dict(orient="records"),
         },
     }
-    doc = json.loads(scrub(json.dumps(clean(doc)), spec))  # no machine path: the data's folder is $DATA
+    doc = json.loads(hide_paths(json.dumps(clean(doc)), spec, out))  # no machine path: the data's folder is $DATA
     files.write_json(out / "study.json", doc)
     return doc
