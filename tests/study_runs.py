@@ -67,3 +67,37 @@ def _markdown_masked(text: str) -> str:
             column = None
         lines.append(line)
     return "\n".join(lines)
+
+
+def comparable(out: Path) -> dict[str, object]:
+    """Every file of a study folder that two runs must share, as what must be equal: bytes, or for the
+    files that also record where and how long they ran, their content without those fields (META_VARIES,
+    HISTORY_VARIES, RECORD_VARIES, REPORT_VARIES). Not compared: report.html (rendered from the same blocks
+    as README.md, compared masked) and DIR/jobs (the jobs' logs and pickles, written by executors only)."""
+    got: dict[str, object] = {}
+    for p in sorted(out.rglob("*")):
+        rel = str(p.relative_to(out))
+        if not p.is_file() or rel.startswith("jobs/") or rel == "report.html":
+            continue
+        if p.name == "meta.json":
+            meta = json.loads(p.read_text())
+            meta["history"] = [_strip(r, HISTORY_VARIES) for r in meta["history"]]
+            got[rel] = _strip(meta, META_VARIES)
+        elif p.name == "log.csv":
+            got[rel] = pd.read_csv(p).drop(columns=list(HISTORY_VARIES)).to_csv(index=False)
+        elif rel.startswith("results/") and p.suffix == ".json" and not p.name.startswith("transfer-"):
+            doc = json.loads(p.read_text())
+            got[rel] = {**doc, "config": _strip(doc["config"], RECORD_VARIES)}
+        elif rel.startswith("results/transfer-") or rel.startswith("data/probes/") or rel == "data/probes.json":
+            got[rel] = _strip(json.loads(p.read_text()), RECORD_VARIES)
+        elif rel == "data/models.csv":
+            got[rel] = pd.read_csv(p).drop(columns=["Train s per seed"]).to_csv(index=False)
+        elif rel == "study.json":
+            doc = json.loads(p.read_text())
+            models = [_strip(m, ("Train s per seed",)) for m in doc["numbers"]["models"]]
+            got[rel] = {**_strip(doc, ("command", "timing")), "numbers": {**doc["numbers"], "models": models}}
+        elif rel == "README.md":
+            got[rel] = _markdown_masked(p.read_text())
+        else:
+            got[rel] = p.read_bytes()
+    return got
