@@ -196,6 +196,15 @@ def test_cpu_kernels_are_pinned_to_avx2_on_x86():
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == examples.KERNELS["ONEDNN_MAX_CPU_ISA"]
 
 
+def test_the_study_guide_shows_the_committed_spec_and_the_report_it_makes():
+    page = (ROOT / "docs" / "guides" / "study.md").read_text(encoding="utf-8")
+    spec = (ROOT / "benchmarks" / "study-digits.toml").read_text(encoding="utf-8")
+    assert f"```toml\n{spec.rstrip()}\n```" in page, "the study guide's spec is not benchmarks/study-digits.toml: copy it again"
+    for shot in ("report-1400.png", "report-390.png"):
+        assert f"(../assets/study/{shot})" in page  # refcheck: allow (a link of docs/guides/study.md)
+        assert (ROOT / "docs" / "assets" / "study" / shot).read_bytes() == (ROOT / "reports" / "cifar10" / shot).read_bytes()
+
+
 def test_the_example_runner_finds_marked_blocks_only():
     page = "x\n<!-- exec -->\n```python\nprint(1)\n```\n\n<!-- output -->\n```text\n1\n```\n```python\nnot run\n```\n"
     found = examples.blocks(page)
