@@ -103,7 +103,7 @@ table td.st-fail { background: #ffebe9; color: #a40e26; } table td.st-skip { col
   nav.toc { z-index: 5; background: #fff; border-bottom: 1px solid var(--line); max-height: 70vh; padding: .4em 0; }
   h1 { font-size: 1.3em; }
   .panel { padding: .4em .7em .6em; }
-  ol.rows > li { grid-template-columns: 3em minmax(0, 1fr); }
+  ol.rows > li { grid-template-columns: 2.6em minmax(0, 1fr); }
   ol.rows > li > .what, ol.rows > li > .est, ol.rows .sub { grid-column: 2 / -1; }
   ol.rows .est { text-align: left; white-space: normal; }
 }
