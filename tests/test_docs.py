@@ -9,6 +9,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import subprocess
 import sys
 import zlib
@@ -196,6 +197,15 @@ def test_cpu_kernels_are_pinned_to_avx2_on_x86():
     assert os.environ["ONEDNN_MAX_CPU_ISA"] == examples.KERNELS["ONEDNN_MAX_CPU_ISA"]
 
 
+def test_the_study_guide_shows_the_committed_spec_and_the_report_it_makes():
+    page = (ROOT / "docs" / "guides" / "study.md").read_text(encoding="utf-8")
+    spec = (ROOT / "benchmarks" / "study-digits.toml").read_text(encoding="utf-8")
+    assert f"```toml\n{spec.rstrip()}\n```" in page, "the study guide's spec is not benchmarks/study-digits.toml: copy it again"
+    for shot in ("report-1400.png", "report-390.png"):
+        assert f"(../assets/study/{shot})" in page  # refcheck: allow (a link of docs/guides/study.md)
+        assert (ROOT / "docs" / "assets" / "study" / shot).read_bytes() == (ROOT / "reports" / "cifar10" / shot).read_bytes()
+
+
 def test_the_example_runner_finds_marked_blocks_only():
     page = "x\n<!-- exec -->\n```python\nprint(1)\n```\n\n<!-- output -->\n```text\n1\n```\n```python\nnot run\n```\n"
     found = examples.blocks(page)
@@ -261,3 +271,49 @@ def test_the_link_check_finds_broken_links(tmp_path):
     assert sorted(broken_links(tmp_path)) == [
         "index.html: a/#nowhere: no id 'nowhere' there", "index.html: b/: no such file", "index.html: x.png: no such file",
     ]
+
+
+# ---- the built site in a browser and the API reference's shape ----
+
+CODE_BLOCKS = """
+return Array.from(document.querySelectorAll('.md-typeset pre > code')).map(c => {
+  const s = getComputedStyle(c);
+  return [c.textContent.split('\\n')[0], c.scrollWidth > c.clientWidth + 1, s.overflowX, s.backgroundImage.includes('radial-gradient')];
+});
+"""
+
+
+def test_code_blocks_fit_or_scroll_with_a_visible_cue(site):
+    """At a laptop's width no code block hides text without a cue: a block fits, or it scrolls sideways with
+    the shadows of docs/assets/extra.css at its edges; the home page's set-up command fits whole."""
+    from test_study import browser
+
+    drv = browser()
+    try:
+        for page in [site / "index.html", *sorted((site / "guides").glob("*/index.html"))]:
+            drv.get(page.as_uri())
+            blocks = drv.execute_script(CODE_BLOCKS)
+            assert blocks, page
+            for first, wide, overflow, cue in blocks:
+                assert not wide or (overflow in ("auto", "scroll") and cue), (page, first)
+            if page == site / "index.html":
+                setup = next(b for b in blocks if b[0].startswith("python3 -m venv"))
+                assert not setup[1], "the home page's first command is cut at the right"
+    finally:
+        drv.quit()
+
+
+def test_the_api_reference_puts_the_attacks_first_with_their_defaults_and_hides_the_plumbing(site):
+    page = (site / "reference" / "api" / "attacks" / "index.html").read_text(encoding="utf-8")
+    ids = [i for i in re.findall(r'<h[23] id="(robustmix\.attacks\.[^"]+)"', page)]
+    assert ids[:5] == ["robustmix.attacks.fgsm.fgsm", "robustmix.attacks.fgsm.ifgsm", "robustmix.attacks.pgd.pgd",
+                       "robustmix.attacks.apgd.apgd", "robustmix.attacks.square.square"], ids[:8]
+    text = re.sub(r"<[^>]+>", "", page)
+    assert "PGD_ITERS" not in text and "iters: int = 40" in text  # defaults as values, not names
+    registry = text[text.index("ATTACKS: dict[str, Attack]"):][:400]
+    assert "craft_fgsm" not in registry and "Every attack by name" in registry  # its docstring, not its 20-line value
+    for internal in ("box", "check_eps", "chunking", "strides", "prepare_inputs", "Crafting"):
+        assert f'id="robustmix.attacks.{internal}"' not in page, internal
+    training = (site / "reference" / "api" / "training" / "index.html").read_text(encoding="utf-8")
+    order = re.findall(r'<h3 id="robustmix\.training\.guard\.([^"]+)"', training)
+    assert order and order[0][0].islower() and order[-1].isupper(), order  # a module's functions before its constants

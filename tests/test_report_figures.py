@@ -10,7 +10,8 @@ from robustmix.analysis.comparisons import error_intervals
 from robustmix.evaluation.probes import calibration_frame, figure2_curves
 from robustmix.store.checkpoint import save_checkpoint
 from robustmix.cli import main
-from robustmix.reporting.figures import figure2, reliability_figure, robustness_figure, save_png
+from robustmix.analysis.curves import curves_figure
+from robustmix.reporting.figures import PAGE_WIDTH, TEXT_PX, dots_figure, figure2, reliability_figure, robustness_figure, save_png
 from robustmix.reporting.tables import evidence, render_report_markdown, report_csv, report_json, report_latex
 from robustmix.store.results import save_results
 
@@ -71,6 +72,27 @@ def test_robustness_calibration_and_figure2_pngs_are_written(tmp_path, trained, 
     assert png_ok(save_png(figure2(curves), tmp_path / "f2.png"))
     calib = calibration_frame(models, digits.x_test, digits.y_test)
     assert png_ok(save_png(reliability_figure(calib), tmp_path / "cal.png"))
+    # made for the page: as wide as its column (shown 1:1, never shrunk), the smallest text 8 pt (13 px at 120 dpi)
+    from PIL import Image
+
+    for name in ("r.png", "f2.png", "cal.png"):
+        with Image.open(tmp_path / name) as im:
+            assert im.width <= PAGE_WIDTH * 120 + 40 and float(im.text[TEXT_PX]) >= 13, (name, im.size, im.text)
+
+
+def test_one_eps_is_a_dot_plot_with_the_worst_case_last_not_a_two_point_curve(tmp_path):
+    recs = [r for r in sweep() if r["eps_255"] in (0.0, 8.0)]
+    recs += [dict(r, attack="worst-case") for r in recs if r["attack"] == "ifgsm"]
+    iv = evidence(recs)["intervals"]
+    fig = robustness_figure(iv)
+    rows = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert rows == ["Clean", "FGSM", "I-FGSM", "Worst case"], rows
+    assert [t.get_fontweight() for t in fig.axes[0].get_yticklabels()][-1] == "bold"
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[0] == "white-box" and titles[1].startswith("black-box") and len(titles) == 2, titles
+    two = robustness_figure(evidence(sweep())["intervals"])  # two eps: curves, one panel per setting × attack
+    assert len([ax for ax in two.axes if ax.get_visible()]) == 4 and two.axes[0].get_title() == "white-box FGSM"
+    assert [t.get_text() for t in dots_figure(evidence(sweep())["intervals"], eps=2.0).axes[0].get_yticklabels()][:2] == ["Clean", "FGSM"]
 
 
 def test_report_cli_writes_every_format_and_figures(tmp_path, capsys):

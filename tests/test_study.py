@@ -41,7 +41,8 @@ def test_report_folder(study):
     for name in ("README.md", "report.html", "study.json"):
         assert (study / name).is_file(), name
     figures = {p.name for p in (study / "figures").glob("*.png")}
-    assert figures == {"robustness-paper.png", "robustness-strong.png", "figure2.png", "calibration.png", "training-curves.png"}
+    # the strong suite measured one eps: a dot plot, no two-point curve
+    assert figures == {"robustness-paper.png", "strong-suite.png", "figure2.png", "calibration.png", "training-curves.png"}
     for name in ("table3.csv", "table3-per-seed.csv", "strong.csv", "claims.csv", "checks.csv", "models.csv", "calibration.csv",
                  "figure2.csv", "training-curves.csv"):
         assert (study / "data" / name).stat().st_size > 0, name
@@ -291,29 +292,125 @@ def browser():
     return webdriver.Chrome(service=Service(driver), options=opts)
 
 
-def test_report_in_a_real_browser(study):
+# What a page may not print: a path of the machine that wrote it (Linux, macOS, Windows) or a file: URL.
+MACHINE_PATH = re.compile(r"(?<![\w.~-])/(?:home|work|tmp|root|Users|mnt|var|opt|srv|private)/|[A-Za-z]:\\\\|file:/")
+
+# JavaScript run in the page: every element with text of its own that sticks out of the viewport (with
+# every fold open), unless it sits in a box that scrolls (a wide table), and every such box that does.
+OVERFLOW = """
+document.querySelectorAll('details').forEach(d => d.open = true);
+const W = document.documentElement.clientWidth, bad = [];
+for (const el of document.querySelectorAll('body *')) {
+  const own = Array.from(el.childNodes).some(n => n.nodeType === 3 && n.textContent.trim());
+  const r = el.getBoundingClientRect();
+  if (own && r.width && !el.closest('.scroll') && el.id !== 'tip' && (r.right > W + 1 || r.left < -1))
+    bad.push(el.tagName + ': ' + el.textContent.trim().slice(0, 60));
+}
+document.querySelectorAll('.scroll, figure, pre, nav').forEach(el => {
+  if (el.getBoundingClientRect().right > W + 1) bad.push('box ' + el.tagName + '.' + el.className); });
+return [W, document.documentElement.scrollWidth, bad];
+"""
+
+
+def number(text: str) -> float:
+    return float(text.replace("−", "-"))
+
+
+def test_report_in_a_real_browser(study, tmp_path):
+    """report.html opened as a reader would, copied alone into an empty folder: the verdict panel says
+    what claims.csv says, every link and image resolves, no machine path, the figures' text is readable
+    at the size they are shown, tables sort, folds open, per-seed values on hover, and at phone width
+    (390 px) no text runs off the screen."""
+    import base64
     from io import BytesIO
 
     from PIL import Image
+    from selenium.webdriver.common.by import By
 
-    doc = json.loads((study / "study.json").read_text())
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    page = alone / "report.html"
+    shutil.copy(study / "report.html", page)
+    text = page.read_text(encoding="utf-8")
+    assert not MACHINE_PATH.search(text) and str(study) not in text and str(Path(__file__).parents[1]) not in text
+    assert "<link" not in text and "src=\"http" not in text and "<script src" not in text  # nothing fetched: it opens offline
+    claims = pd.read_csv(study / "data" / "claims.csv", keep_default_na=False)
     drv = browser()
     try:
-        drv.get((study / "report.html").resolve().as_uri())
-        widths = drv.execute_script("return Array.from(document.images).map(i => i.complete ? i.naturalWidth : 0)")
-        assert len(widths) == 5 and all(w > 0 for w in widths), widths
-        rows = drv.execute_script("return Array.from(document.querySelectorAll('table')).map(t => t.tBodies[0].rows.length)")
-        # models, Table 3 (2 settings × top-1/top-5 × 3 methods), per seed (× 5 checkpoints), strong (top-1 × 3), ECE,
-        # checks (those that ran), claims
-        checks = sum(c["status"] != "skip" for c in doc["numbers"]["checks"])
-        assert rows == [4, 12, 20, 3, 3, checks, len(doc["numbers"]["claims"])], rows
-        claims = drv.execute_script(
-            "const t = Array.from(document.querySelectorAll('table')).find(t => t.tHead.textContent.includes('Verdict'));"
-            "return Array.from(t.tBodies[0].rows).map(r => r.cells[0].textContent)")
-        assert sorted(set(claims), key=lambda c: int(c[1:])) == CLAIMS and len(claims) == len(doc["numbers"]["claims"])
+        drv.get(page.as_uri())
+        js = drv.execute_script
+
+        # every image loaded, and its smallest text at least 9 px as shown (its natural size × the displayed scale)
+        imgs = js("return Array.from(document.images).map(i => [i.complete && i.naturalWidth, i.getBoundingClientRect().width, "
+                  "i.dataset.textPx])")
+        assert len(imgs) == 5 and all(natural > 0 for natural, _, _ in imgs), imgs
+        for natural, shown, text_px in imgs:
+            assert text_px and float(text_px) * shown / natural >= 9, (natural, shown, text_px)
+        # every link resolves with the page alone: an element of the page, an embedded file (data:), or the web
+        hrefs = js("return Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
+        missing = js("return Array.from(document.querySelectorAll('a[href^=\"#\"]')).map(a => a.getAttribute('href').slice(1))"
+                     ".filter(id => !document.getElementById(decodeURIComponent(id)))")
+        assert hrefs and not missing, missing
+        assert all(h.startswith(("#", "data:", "https://")) for h in hrefs), [h[:80] for h in hrefs if not h.startswith(("#", "data:", "https://"))]
+        csv = drv.find_element(By.CSS_SELECTOR, 'a[download="claims.csv"]').get_attribute("href")
+        assert base64.b64decode(csv.split(",", 1)[1]).decode() == (study / "data" / "claims.csv").read_text(encoding="utf-8")
+        assert js("return document.getElementById('note-c1').textContent").startswith("C1.")  # the claim's text travels with it
+
+        # the verdict panel: the tally and every row as claims.csv has them (verdict, difference, interval, p after Holm)
+        chips = js("return Array.from(document.querySelectorAll('#verdicts .chip')).map(c => c.textContent)")
+        counts = claims.verdict.value_counts()
+        assert all(int(c.split(" ", 1)[0]) == counts.get(c.split(" ", 1)[1], 0) for c in chips) and sum(int(c.split()[0]) for c in chips) == len(claims)
+        rows = js("return Array.from(document.querySelectorAll('#verdicts li')).map(li => [li.querySelector('.cid').textContent, "
+                  "li.querySelector('.badge').textContent, li.querySelector('.est').textContent])")
+        assert len(rows) == len(claims)
+        for (claim, verdict, est), c in zip(rows, claims.itertuples()):
+            assert (claim, verdict) == (c.claim, c.verdict)
+            if c.difference == "":
+                assert est == "–"
+                continue
+            m = re.match(r"([+\-−][\d.]+) (\S+) \[([+\-−][\d.]+), ([+\-−][\d.]+)\]", est)
+            tol = 0.05 if c.unit == "pp" else 0.005 * max(1, abs(float(c.difference)))
+            assert m and m.group(2) == c.unit, est
+            assert all(abs(number(m.group(i)) - float(v)) <= tol for i, v in ((1, c.difference), (3, c.lo), (4, c.hi))), (est, c)
+            if c.p_holm != "":
+                assert f"Holm {float(c.p_holm):.2g}" in est, (est, c.p_holm)
+
+        # a table sorts by a click on its header: Table 3's FGSM column up, then down
+        table = drv.find_element(By.XPATH, "//details[starts-with(@id, 'sec-table-3')]//table")
+        fgsm = table.find_element(By.XPATH, ".//th[normalize-space()='FGSM']")
+        column = [th.text for th in table.find_elements(By.TAG_NAME, "th")].index("FGSM")
+        values = lambda: [number(r.find_elements(By.TAG_NAME, "td")[column].text.split()[0])  # noqa: E731
+                          for r in table.find_elements(By.CSS_SELECTOR, "tbody tr")]
+        js("arguments[0].scrollIntoView()", fgsm)
+        fgsm.click()
+        assert values() == sorted(values()) and len(set(values())) > 1
+        fgsm.click()
+        assert values() == sorted(values(), reverse=True)
+        # per-seed values on hover: a pooled cell's note holds the seeds' numbers of data/table3-per-seed.csv
+        per_seed = pd.read_csv(study / "data" / "table3-per-seed.csv")
+        cell = table.find_element(By.XPATH, ".//tr[td[3][normalize-space()='ERM'] and td[1]='white-box' and td[2]='Top-1']"
+                                            f"/td[{column + 1}]")
+        want = per_seed[(per_seed.Setting == "white-box") & (per_seed.Metric == "Top-1") & per_seed.Method.str.startswith("ERM s")].FGSM
+        assert cell.get_attribute("title") == "per seed (0, 1): " + ", ".join(f"{v:.2f}" for v in want)
+        # a folded section opens: the per-seed table, and the carried protocol notes through a claim's link
+        fold = drv.find_element(By.XPATH, "//details[@class='fold'][summary[starts-with(normalize-space(), 'Per seed')]]")
+        assert fold.get_attribute("open") is None and not fold.find_element(By.TAG_NAME, "table").is_displayed()
+        fold.find_element(By.TAG_NAME, "summary").click()
+        assert fold.get_attribute("open") is not None and fold.find_element(By.TAG_NAME, "table").is_displayed()
+        section = drv.find_element(By.ID, "sec-uncertainty")
+        section.find_element(By.TAG_NAME, "summary").click()
+        assert not section.find_element(By.TAG_NAME, "p").is_displayed()  # a section folds away, too
+        assert not drv.find_element(By.ID, "note-c1").is_displayed()
+        drv.find_element(By.CSS_SELECTOR, "#verdicts a[href='#note-c1']").click()
+        assert drv.find_element(By.ID, "note-c1").is_displayed()
         shot = Image.open(BytesIO(drv.get_screenshot_as_png())).convert("RGB")
-        colours = shot.getcolors(maxcolors=1 << 20)
-        assert shot.size[0] > 600 and len(colours) > 20, "the screenshot is blank"
+        assert shot.size[0] > 600 and len(shot.getcolors(maxcolors=1 << 20)) > 20, "the screenshot is blank"
+
+        # a phone: 390 px wide, nothing runs off the screen (wide tables scroll in their own box)
+        drv.execute_cdp_cmd("Emulation.setDeviceMetricsOverride", {"width": 390, "height": 844, "deviceScaleFactor": 3, "mobile": True})
+        drv.get(page.as_uri())
+        width, scroll_width, bad = js(OVERFLOW)
+        assert width == 390 and scroll_width <= 390 and not bad, bad
     finally:
         drv.quit()
 

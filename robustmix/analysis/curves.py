@@ -48,7 +48,7 @@ def curves_frame(runs: dict[str, tuple[dict, list[dict]]]) -> pd.DataFrame:
 def curves_figure(frame: pd.DataFrame) -> Figure:
     """Two panels against epoch, one line per checkpoint in each: (a) train accuracy, (b) test error.
     One colour per method, one line style per checkpoint of that method; lengths in the legend."""
-    fig = Figure(figsize=(10, 3.9), layout="constrained")
+    fig = Figure(figsize=(7.6, 3.9), layout="constrained")  # the page width of robustmix.reporting.figures
     ax_acc, ax_err = fig.subplots(1, 2, sharex=True)
     methods = list(dict.fromkeys(frame.method))
     styles = ("-", "--", ":", "-.")
@@ -60,9 +60,9 @@ def curves_figure(frame: pd.DataFrame) -> Figure:
         label = f"{name} ({int(c.epochs.iloc[0])} epochs)"
         ax_acc.plot(c.epoch, c.train_acc, label=label, **style)
         ax_err.plot(c.epoch, c.test_err, label=label, **style)
-    ax_acc.set_title("(a) training accuracy (mixing methods: against the dominant label)", fontsize=9)
+    ax_acc.set_title("(a) training accuracy\n(mixing methods: against the dominant label)", fontsize=9)
     ax_acc.set_ylabel("train accuracy (%)")
-    ax_err.set_title("(b) test error (clean, top-1)", fontsize=9)
+    ax_err.set_title("(b) test error\n(clean, top-1)", fontsize=9)
     ax_err.set_ylabel("test error (%)")
     for ax in (ax_acc, ax_err):
         ax.set_xlabel("epoch")

@@ -130,6 +130,8 @@ ATTACKS: dict[str, Attack] = {
         randomized=True, settings=_square_settings,
     ),
 }
+"""Every attack by name (fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, square): its label, function, crafting
+step and cost; the one vocabulary of the CLI, the planner and the records (tests are generated from it)."""
 
 # Every attack name a record may carry, in table order: the crafted attacks, then the worst case.
 RECORD_ATTACKS: tuple[str, ...] = (*ATTACKS, WORST)

@@ -4,6 +4,9 @@
                 LaTeX and JSON
     text.py     the soundness checks and verdicts as printed after the tables
     figures.py  robustness curves, Figure 2, reliability diagrams (PNG, matplotlib Agg)
+    blocks.py   a report as blocks -> GitHub Markdown; sections of a Markdown document cut out to carry
+    page.py     blocks -> one self-contained HTML page (contents, folding sections, sortable tables,
+                notes on hover, images and linked files embedded, cited sections carried)
 
 May import: runtime, data, models, attacks, store, training, evaluation, soundness, analysis.
 """

@@ -15,7 +15,8 @@ the training seed as the unit of replication.
     headline.py   the report's first lines (the claims table in words, the ceiling, the tally), the data set
                   named without its path, torch per checkpoint, what the recipes add to the paper's ERM
     tables.py     pooled (seed-level) and per-seed tables, models, checks, claims as frames
-    render.py     blocks -> README.md and a self-contained report.html
+    render.py     the report's blocks answer first: the verdict panel, the claims, the checks' grid, the
+                  sections of docs/protocol.md the page carries (rendered by robustmix.reporting.blocks/page)
     report.py     the report stage: the report folder and study.json
 
 May import: runtime, data, models, attacks, store, training, evaluation, soundness, analysis, reporting, gate.

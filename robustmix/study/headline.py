@@ -118,7 +118,7 @@ def claim_sentence(c: Claim) -> str:
     if c.difference is not None:
         said += (f" — difference {fmt(c.difference, c.unit)} {c.unit} [{fmt(c.lo, c.unit)}, {fmt(c.hi, c.unit)}], "
                  f"p = {p_text(c.p_value)}" + (f", Holm-adjusted p = {p_text(c.p_holm)}" if c.p_holm is not None else ""))
-    return said
+    return said + (f"; rests on {c.rests_on}" if c.rests_on else "")
 
 
 def ceiling_finding(study: Study) -> str | None:

@@ -1,131 +1,141 @@
-"""One report, two renderings: a list of blocks -> GitHub Markdown (README.md) and a
-self-contained HTML page (report.html: CSS inline, every image embedded as base64, no network).
-
-Blocks are tuples: ("h1"|"h2"|"h3", text), ("p", text), ("list", [text, ...]), ("pre", text),
-("table", DataFrame), ("img", path relative to the report folder, alt text). Text may hold the
-inline Markdown `[label](href)`, `**bold**` and `` `code` ``; the HTML renderer escapes
-everything else.
+"""The study report's blocks (`robustmix.reporting.blocks`) in reading order, answer first: the verdict
+panel (the headline of `headline.py`: the ceiling finding, the tally, one line per claim) and the
+claims table on top; then what was run, the tables, the figures, the soundness checks as a
+pass/warn/fail grid (every number on hover and in a folded table; all of them in data/checks.csv),
+the uncertainty. README.md and report.html render the same blocks (`to_markdown`, `to_html`); the
+page also carries the sections of docs/protocol.md it cites (`protocol_notes`), so it travels alone.
 """
 
 from __future__ import annotations
 
-import base64
 import html
 import re
 from pathlib import Path
 
-import pandas as pd
+from ..analysis.replication import BORROWED, EXAMPLES_ONLY, TWO_WAY
+from ..reporting.blocks import excerpts, inline
+from ..soundness.verdicts import VERDICTS
+from .attacking import SUITES, suite_config
+from .claims import Claim, Study
+from .spec import StudySpec
+from .tables import fmt, p_text
 
-from ..reporting.tables import markdown
-
-LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-BOLD = re.compile(r"\*\*(.+?)\*\*")
-CODE = re.compile(r"`([^`]+)`")
-
-CSS = """
-body { font: 15px/1.5 -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; color: #1f2328; margin: 0 auto;
-       max-width: 1180px; padding: 1.5em; }
-h1 { font-size: 1.7em; border-bottom: 1px solid #d0d7de; padding-bottom: .3em; }
-h2 { font-size: 1.35em; border-bottom: 1px solid #d0d7de; padding-bottom: .2em; margin-top: 1.6em; }
-h3 { font-size: 1.1em; margin-top: 1.3em; }
-table { border-collapse: collapse; margin: .8em 0; font-size: 13px; display: block; overflow-x: auto; }
-th, td { border: 1px solid #d0d7de; padding: 4px 8px; vertical-align: top; }
-th { background: #f6f8fa; text-align: left; }
-td.num { text-align: right; white-space: nowrap; font-variant-numeric: tabular-nums; }
-tr:nth-child(even) td { background: #fbfcfd; }
-img { max-width: 100%; height: auto; border: 1px solid #eaeef2; margin: .5em 0; }
-pre, code { font-family: ui-monospace, SFMono-Regular, Menlo, monospace; font-size: 12.5px; background: #f6f8fa; }
-pre { padding: .8em; overflow-x: auto; }
-code { padding: 0 .2em; }
-"""
+NOTES_TITLE = "The protocol, as this report cites it"
 
 
-def cell(v) -> str:
-    if isinstance(v, float):
-        return "–" if pd.isna(v) else f"{v:.1f}"
-    return str(v)
+def css_verdict(verdict: str) -> str:
+    return "v-" + verdict.replace(" ", "-")
 
 
-def md_table(df: pd.DataFrame) -> str:
-    """GitHub Markdown (report.markdown: repeated Setting/Metric cells left blank, as in the paper's
-    Table 3), numeric columns right-aligned, "|" and line breaks inside cells escaped."""
-    cols = list(df.columns)
-    numeric = [c for c in cols if c not in ("Setting", "Metric", "Method") and df[c].map(lambda v: isinstance(v, (int, float))).all()]
-    escaped = df.map(lambda v: v.replace("|", "\\|").replace("\n", " ") if isinstance(v, str) else v)
-    return markdown(escaped, digits=1, left=tuple(c for c in cols if c not in numeric))
+def verdict_panel(head: list[tuple], claims: list[Claim], proto: str) -> tuple:
+    """("both", the headline blocks, the panel's HTML): the same words and numbers, the page's as a
+    panel: the ceiling finding called out, the tally as chips, one row per claim (its verdict, the
+    difference and interval, p after Holm, what it rests on and why it was decided before a test)."""
+
+    def page(links) -> str:
+        out = ['<section class="panel" id="verdicts" aria-label="Verdicts">']
+        for b in head:
+            if b[0] == "p" and b[1].startswith("**Under strong attacks"):
+                out.append(f'<p class="callout">{inline(b[1], links)}</p>')
+            elif b[0] == "p":
+                chips = " ".join(f'<span class="chip {css_verdict(v)}">{n} {v}</span>'
+                                 for v, n in ((v, sum(c.verdict == v for c in claims)) for v in VERDICTS) if n or v != VERDICTS[-1])
+                out.append(f'<p class="tally">{chips}</p><p>{inline(b[1], links)}</p>')
+        out.append('<ol class="rows">' + "".join(claim_row(c, proto, links) for c in claims) + "</ol></section>")
+        return "\n".join(out)
+
+    return ("both", head, page)
 
 
-def to_markdown(blocks: list[tuple]) -> str:
-    out = []
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            out.append("#" * int(kind[1]) + " " + b[1])
-        elif kind == "p":
-            out.append(b[1])
-        elif kind == "list":
-            out.append("\n".join(f"- {item}" for item in b[1]))
-        elif kind == "pre":
-            out.append("```\n" + b[1].rstrip("\n") + "\n```")
-        elif kind == "table":
-            out.append(md_table(b[1]) if not b[1].empty else "(no rows)")
-        elif kind == "img":
-            out.append(f"![{b[2]}]({b[1]})")
-    return "\n\n".join(out) + "\n"
+def claim_row(c: Claim, proto: str, links) -> str:
+    measured = c.difference is not None
+    est = (f'<span class="diff">{fmt(c.difference, c.unit)} {html.escape(c.unit)}</span> '
+           f'<span class="ci">[{fmt(c.lo, c.unit)}, {fmt(c.hi, c.unit)}]</span>'
+           + (f' · p<sub>Holm</sub> {p_text(c.p_holm)}' if c.p_holm is not None else f" · p {p_text(c.p_value)}")) if measured else "–"
+    sub = "; ".join(x for x in (c.reason, f"rests on {c.rests_on}" if c.rests_on else "") if x)
+    data = " ".join(f'data-{k}="{html.escape(str(v), quote=True)}"' for k, v in
+                    (("claim", c.claim), ("verdict", c.verdict), ("difference", "" if not measured else fmt(c.difference, c.unit)),
+                     ("lo", "" if not measured else fmt(c.lo, c.unit)), ("hi", "" if not measured else fmt(c.hi, c.unit))))
+    return (f'<li {data}><span class="cid">{inline(f"[{c.claim}]({proto}#{c.anchor})", links)}</span>'
+            f'<span><span class="badge {css_verdict(c.verdict)}">{html.escape(c.verdict)}</span></span>'
+            f'<span class="what">{html.escape(c.part)}</span><span class="est">{est}</span>'
+            + (f'<span class="sub">{html.escape(sub)}</span>' if sub else "") + "</li>")
 
 
-def inline(text: str) -> str:
-    """Escape, then turn the inline Markdown (links, bold, code) into HTML."""
-    links: list[str] = []
-
-    def keep(m: re.Match) -> str:
-        links.append(f'<a href="{html.escape(m.group(2), quote=True)}">{html.escape(m.group(1))}</a>')
-        return f"\x00{len(links) - 1}\x00"
-
-    s = html.escape(LINK.sub(keep, text), quote=False)
-    s = BOLD.sub(r"<strong>\1</strong>", s)
-    s = CODE.sub(r"<code>\1</code>", s)
-    return re.sub("\x00(\\d+)\x00", lambda m: links[int(m.group(1))], s)
-
-
-def html_table(df: pd.DataFrame) -> str:
-    if df.empty:
-        return "<p>(no rows)</p>"
-    head = "".join(f"<th>{inline(str(c))}</th>" for c in df.columns)
-    rows = []
-    for row in df.itertuples(index=False):
-        tds = []
-        for v in row:
-            text = cell(v)
-            num = isinstance(v, (int, float)) or bool(re.fullmatch(r"[−+\-–]?[\d.]+( \[.*\])?( pp)?", text))
-            tds.append(f'<td class="num">{inline(text)}</td>' if num else f"<td>{inline(text)}</td>")
-        rows.append("<tr>" + "".join(tds) + "</tr>")
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+def protocol_notes(protocol: Path, proto: str, markdown: str) -> dict[str, tuple[str, list]]:
+    """The sections of docs/protocol.md that `markdown` (the report) cites as `proto#anchor`, and those
+    they cite in turn, as blocks to carry in the page; {} when the file is not on this machine (an
+    installed robustmix without its docs: the page then prints those links' labels alone)."""
+    if not protocol.is_file():
+        return {}
+    text = protocol.read_text(encoding="utf-8")
+    wanted = list(dict.fromkeys(re.findall(re.escape(proto) + r"#([\w-]+)", markdown)))
+    notes = excerpts(text, wanted)
+    inner = [a for _, blocks in notes.values() for b in blocks for a in re.findall(r"\]\(#([\w-]+)\)", str(b[1:]))]
+    notes.update(excerpts(text, [a for a in dict.fromkeys(inner) if a not in notes]))
+    order = {a: i for i, a in enumerate(re.findall(r'<a id="([^"]+)"></a>', text))}
+    return dict(sorted(notes.items(), key=lambda kv: order.get(kv[0], 0)))
 
 
-def embed(folder: Path, rel: str, alt: str) -> str:
-    data = base64.b64encode((folder / rel).read_bytes()).decode("ascii")
-    return f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(alt, quote=True)}"></figure>'
+def suites_text(spec: StudySpec) -> list[str]:
+    items = []
+    for suite in SUITES:
+        got = suite_config(spec, suite)
+        if got is None:
+            items.append(f"{suite} suite: not run")
+            continue
+        c, n, seed = got
+        budget = "" if suite == "paper" else (f"; PGD {c.pgd_iters} steps × {c.pgd_restarts} restart(s), APGD {c.apgd_iters} iterations × "
+                                              f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries"
+                                              f"{' on the examples no gradient attack fooled' if c.square_on == 'survivors' else ''}, "
+                                              f"attack seed {c.seed}")
+        items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
+                     f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
+    for t in spec.bench.targets:
+        if t.settings:
+            items.append(f"{t.name}: scored {', '.join(t.settings)} only (its [[targets]] settings in the spec, which says why): "
+                         "its rows are missing from the other settings' tables, and no comparison uses them")
+    return items
 
 
-def to_html(blocks: list[tuple], folder: Path, title: str) -> str:
-    """A self-contained page; images read from `folder` and embedded."""
-    body = []
-    for b in blocks:
-        kind = b[0]
-        if kind in ("h1", "h2", "h3"):
-            anchor = re.sub(r"[^a-z0-9]+", "-", b[1].lower()).strip("-")
-            body.append(f'<{kind} id="{anchor}">{inline(b[1])}</{kind}>')
-        elif kind == "p":
-            body.append(f"<p>{inline(b[1])}</p>")
-        elif kind == "list":
-            body.append("<ul>" + "".join(f"<li>{inline(i)}</li>" for i in b[1]) + "</ul>")
-        elif kind == "pre":
-            body.append(f"<pre>{html.escape(b[1])}</pre>")
-        elif kind == "table":
-            body.append(html_table(b[1]))
-        elif kind == "img":
-            body.append(embed(folder, b[1], b[2]))
-    return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
-            "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">"
-            f"<title>{html.escape(title)}</title><style>{CSS}</style></head>\n<body>\n" + "\n".join(body) + "\n</body></html>\n")
+def uncertainty_text(study: Study) -> list[str]:
+    one = [n for n, s in study.seeds.items() if len(s) == 1]
+    text = [
+        "Every pooled error and every difference treats the **training seed** as the unit of replication "
+        f"(robustmix.analysis.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
+        "by the number of seeds plus the test-set variance of the per-example errors averaged over seeds, each part scaled by its "
+        "own t quantile (seeds − 1 degrees of freedom for the seed part). Methods with the same seed list are paired by seed and "
+        "example; the others are compared as independent arms. Where fewer than 10 examples are wrong (or right) the interval is "
+        "exact: Clopper–Pearson for one model, never narrower than it for a rate pooled over seeds.",
+        "Why not a bootstrap over test examples alone: it ignores how much another training run would differ, so it is too narrow "
+        "as soon as seeds disagree; and a cluster bootstrap over 3 seeds has only 10 distinct outcomes.",
+    ]
+    if one:
+        text.append(f"Models with a single seed ({', '.join(one)}): alone, their interval covers test-set noise only ({EXAMPLES_ONLY}). "
+                    f"Compared with a method of several seeds, a claim borrows that method's seed variance ({BORROWED}), so the "
+                    "interval shows how wide a one-seed comparison is; the rule gives such a claim no reproduced / not reproduced "
+                    f"verdict (it needs {study.spec.claims.min_seeds} seeds per arm).")
+    return text
+
+
+def claims_blocks(spec: StudySpec, proto: str, table) -> list[tuple]:
+    eps, margin = spec.claims.eps, spec.claims.margin
+    return [("h2", "Claims C1–C12"),
+            ("p", f"Verdicts by the [rule]({proto}#verdict-rule) ([the claims]({proto}#claims)): difference = method − reference "
+                  f"(negative favours the method), read at eps {eps:g}/255. A directional claim's p tests \"difference = 0\"; a \"no "
+                  f"improvement\" claim's tests \"difference = −{margin:g}\" (the method better by the margin, one-sided: a method that is "
+                  f"worse has no advantage). Not testable: every arm within {margin:g} pp of 100% or of 0%, or the claim's premise fails. "
+                  f"Inconclusive before any test: an arm with fewer than {spec.claims.min_seeds} training seeds. The rows left are "
+                  "judged together: p (Holm) is Holm's adjustment across them, and a verdict needs p (Holm) < 0.05. "
+                  "Every number of this table is in [data/claims.csv](data/claims.csv)."),
+            ("table", table)]
+
+
+def checks_blocks(summary: str, grid, table, proto: str) -> list[tuple]:
+    return [("h2", "Soundness checks"),
+            ("p", f"{summary} (per checkpoint and suite; [each check explained]({proto}#checklist)). One cell per checkpoint and "
+                  "check: the worst status over the suites that ran it, \"–\" where none did; hover over a cell (or tap it) for "
+                  "every suite's numbers, or open the table below; every row, skipped ones too, is in "
+                  "[data/checks.csv](data/checks.csv). A failed check makes every claim about that model \"not reproduced\"."),
+            ("table", grid),
+            ("fold", f"The numbers behind every check that ran ({len(table)} rows)", [("table", table)])]

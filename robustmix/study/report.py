@@ -20,8 +20,9 @@ import pandas as pd
 import torch
 
 from ..analysis.curves import curves_figure, curves_frame, read_history
-from ..analysis.replication import BORROWED, EXAMPLES_ONLY, TWO_WAY
-from ..reporting.figures import figure2, reliability_figure, robustness_figure, save_png
+from ..reporting.blocks import to_markdown
+from ..reporting.figures import dots_figure, figure2, reliability_figure, robustness_figure, save_png, several_eps
+from ..reporting.page import to_html
 from ..runtime import files
 from ..runtime.devices import processor
 from ..runtime.errors import RobustmixError
@@ -29,14 +30,7 @@ from ..runtime.version import __version__
 from ..soundness.checks import soundness_checks
 from ..store.checkpoint import read_meta
 from ..store.results import load_results
-from .attacking import (
-    SUITES,
-    models_of,
-    place,
-    results_path,
-    suite_config,
-    transfer_seconds,
-)
+from .attacking import models_of, place, results_path, transfer_seconds
 from .claims import Study, judge_claims
 from .headline import (
     SMOOTHING_NOTE,
@@ -48,10 +42,19 @@ from .headline import (
     torch_versions,
 )
 from .probing import probe_path
-from .render import to_html, to_markdown
+from .render import (
+    NOTES_TITLE,
+    checks_blocks,
+    claims_blocks,
+    protocol_notes,
+    suites_text,
+    uncertainty_text,
+    verdict_panel,
+)
 from .spec import StudySpec
 from .tables import (
     all_eps_csv,
+    checks_grid,
     checks_summary,
     checks_table,
     claims_table,
@@ -60,6 +63,8 @@ from .tables import (
     models_table,
     per_seed_table,
     pooled_frame,
+    seed_notes,
+    square_honest,
     table_at,
 )
 from .training import rebuilds_path
@@ -72,6 +77,41 @@ def protocol_link(out: Path) -> str:
     if PROTOCOL.is_file():
         return Path(os.path.relpath(PROTOCOL, Path(out).resolve())).as_posix()
     return "docs/protocol.md"
+
+
+FIGURES = {"robustness-paper", "strong-suite", "robustness-strong", "figure2", "calibration", "training-curves"}
+
+
+def hide_paths(text: str, spec: StudySpec, out: Path) -> str:
+    """`text` with no machine path: the data's folder as $DATA (headline.scrub), and the report's folder,
+    where it was given as an absolute path, as its path from the current folder (when inside it) or
+    as $OUT (a report names its own folder's content, never where it was written)."""
+    text = scrub(text, spec)
+    where = Path(out).resolve()
+    try:
+        shown = where.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = "$OUT"
+    for spelling in sorted({str(out), str(where)}, key=len, reverse=True):
+        if Path(spelling).is_absolute():
+            text = text.replace(spelling, shown)
+    return text
+
+
+def portable_command(command: str, spec: StudySpec, out: Path) -> str:
+    """The command as a report prints it: hide_paths, then any other absolute path (e.g. the spec's) as
+    its path from the current folder when inside it, else ".../NAME"."""
+    here = Path.cwd().resolve()
+
+    def short(token: str) -> str:
+        if not Path(token).is_absolute():
+            return token
+        try:
+            return Path(token).resolve().relative_to(here).as_posix()
+        except ValueError:
+            return f".../{Path(token).name}"
+
+    return " ".join(short(t) for t in hide_paths(command, spec, out).split(" "))
 
 
 def clean(obj):
@@ -110,9 +150,12 @@ def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataF
          metas: dict[str, dict]) -> list[tuple]:
     """Write the figures; returns their ("img", path, alt) blocks by name."""
     figs, band = {}, "95% seed-level interval"
-    figs["robustness-paper"] = robustness_figure(paper, labels, metric="top1", band=band)
+    figs["robustness-paper"] = robustness_figure(paper, labels, metric="top1", band=band)  # the dot plot at one eps
     if not strong.empty:
-        figs["robustness-strong"] = robustness_figure(strong, labels, metric="top1", band=band)
+        at = spec.claims.eps if (abs(strong.eps_255 - spec.claims.eps) < 1e-6).any() else None
+        figs["strong-suite"] = dots_figure(strong, labels, metric="top1", band=band, eps=at)
+        if several_eps(strong):
+            figs["robustness-strong"] = robustness_figure(strong, labels, metric="top1", band=band)
     data = out / "data"
     if (data / "figure2.csv").is_file():
         f2 = pd.read_csv(data / "figure2.csv")
@@ -133,48 +176,15 @@ def draw(out: Path, spec: StudySpec, study: Study, labels: dict, paper: pd.DataF
     figs["training-curves"] = curves_figure(frame)
     for name, fig in figs.items():
         save_png(fig, out / "figures" / f"{name}.png")
-    return {name: ("img", f"figures/{name}.png", name.replace("-", " ")) for name in figs}
-
-
-def suites_text(spec: StudySpec) -> list[str]:
-    items = []
-    for suite in SUITES:
-        got = suite_config(spec, suite)
-        if got is None:
-            items.append(f"{suite} suite: not run")
-            continue
-        c, n, seed = got
-        budget = "" if suite == "paper" else (f"; PGD {c.pgd_iters} steps × {c.pgd_restarts} restart(s), APGD {c.apgd_iters} iterations × "
-                                              f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries"
-                                              f"{' on the examples no gradient attack fooled' if c.square_on == 'survivors' else ''}, "
-                                              f"attack seed {c.seed}")
-        items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
-                     f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
-    for t in spec.bench.targets:
-        if t.settings:
-            items.append(f"{t.name}: scored {', '.join(t.settings)} only (its [[targets]] settings in the spec, which says why): "
-                         "its rows are missing from the other settings' tables, and no comparison uses them")
-    return items
-
-
-def uncertainty_text(study: Study) -> list[str]:
-    one = [n for n, s in study.seeds.items() if len(s) == 1]
-    text = [
-        "Every pooled error and every difference treats the **training seed** as the unit of replication "
-        f"(robustmix.analysis.replication, method: {TWO_WAY}): its variance is the between-seed variance of the per-seed results divided "
-        "by the number of seeds plus the test-set variance of the per-example errors averaged over seeds, each part scaled by its "
-        "own t quantile (seeds − 1 degrees of freedom for the seed part). Methods with the same seed list are paired by seed and "
-        "example; the others are compared as independent arms. Where fewer than 10 examples are wrong (or right) the interval is "
-        "exact: Clopper–Pearson for one model, never narrower than it for a rate pooled over seeds.",
-        "Why not a bootstrap over test examples alone: it ignores how much another training run would differ, so it is too narrow "
-        "as soon as seeds disagree; and a cluster bootstrap over 3 seeds has only 10 distinct outcomes.",
-    ]
-    if one:
-        text.append(f"Models with a single seed ({', '.join(one)}): alone, their interval covers test-set noise only ({EXAMPLES_ONLY}). "
-                    f"Compared with a method of several seeds, a claim borrows that method's seed variance ({BORROWED}), so the "
-                    "interval shows how wide a one-seed comparison is; the rule gives such a claim no reproduced / not reproduced "
-                    f"verdict (it needs {study.spec.claims.min_seeds} seeds per arm).")
-    return text
+    for name in FIGURES - set(figs):  # one an earlier report drew (e.g. two-point curves) is not left behind
+        (out / "figures" / f"{name}.png").unlink(missing_ok=True)
+    said = {"robustness-paper": "Paper suite: top-1 error " + ("vs eps" if several_eps(paper) else "per attack") + f", pooled over seeds ({band})",
+            "strong-suite": f"Strong suite: top-1 error per attack and method, pooled over seeds ({band}); the worst case emphasised",
+            "robustness-strong": f"Strong suite: top-1 error vs eps ({band})",
+            "figure2": "Figure 2: (a) misses and (b) input-gradient norms between pairs of training examples, mean over seeds",
+            "calibration": "Reliability diagrams, first seed of each method (examples per bin beneath)",
+            "training-curves": "Training curves per checkpoint, from its training log"}
+    return {name: ("img", f"figures/{name}.png", said[name]) for name in figs}
 
 
 def trained_on(metas: dict[str, dict]) -> dict[str, int]:
@@ -237,7 +247,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
         "models.csv": models_table(study, metas),
     }
     for name, frame in written.items():
-        files.write_text(data / name, scrub(frame.to_csv(index=False), spec))
+        files.write_text(data / name, hide_paths(frame.to_csv(index=False), spec, out))
     imgs = draw(out, spec, study, labels, paper, strong, metas)
 
     probes = json.loads((data / "probes.json").read_text()) if (data / "probes.json").is_file() else {}
@@ -254,16 +264,17 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
     head = headline_blocks(spec, study, claims)
     title = f"robustmix study: {spec.data_label}"
 
-    blocks = [("h1", title), *head,
-              ("p", f"Claims and the rule that judges them: [docs/protocol.md]({proto}#claims). Error rates in %, lower is better; "
-                    f"eps on the 0–255 scale. Total compute {total / 60:.1f} min: "
-                    + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
+    blocks = [("h1", title), verdict_panel(head, claims, proto), *claims_blocks(spec, proto, claims_table(claims, proto)),
               ("h2", "What was run"),
+              ("p", "Error rates in %, lower is better; eps on the 0–255 scale. Total compute "
+                    f"{total / 60:.1f} min: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
               ("list", [f"data: {data_identity(spec, metas, num_classes)}", *suites_text(spec),
-                        f"command: `{scrub(command, spec)}`" + (" (DATA: the data set's folder on your machine)" if "$DATA" in scrub(command, spec) else ""),
+                        f"command: `{portable_command(command, spec, out)}`" + "".join(
+                            f" ({name}: {what})" for name, what in (("DATA", "the data set's folder on your machine"),
+                                                                    ("OUT", "the report's folder"))
+                            if f"${name}" in portable_command(command, spec, out)),
                         f"this report written with robustmix {__version__}, torch {torch.__version__}, Python {platform.python_version()}; "
                         f"the checkpoints were trained with {torch_versions(metas)}",
-
                         f"this report written on: {proc}; device: {device}",
                         f"compute: training {sum(v or 0 for v in compute['train_seconds'].values()):.0f} s (the wall seconds each checkpoint "
                         "recorded, summed over the models: they include any time a run was paused or shared the CPU, "
@@ -281,38 +292,38 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
               ("list", recipe_scope(spec)),
               *([("p", SMOOTHING_NOTE)] if any(c.label_smoothing for c in study.configs.values()) else []),
               ("h2", f"Table 3 at eps {eps:g}/255 (paper suite)"),
-              ("p", "Pooled over each method's seeds, with the 95% seed-level interval (see Uncertainty; clipped to [0, 100]). "
-                    "Per-seed numbers below and in [data/table3-per-seed.csv](data/table3-per-seed.csv); every eps in [data/table3.csv](data/table3.csv)."),
-              ("table", t3_paper), ("h3", "Per seed"), ("table", seed_t)]
+              ("p", "Pooled over each method's seeds, with the 95% seed-level interval (see Uncertainty; clipped to [0, 100]); hover over "
+                    "a cell for its per-seed values. Per-seed numbers also below and in [data/table3-per-seed.csv](data/table3-per-seed.csv); "
+                    "every eps in [data/table3.csv](data/table3.csv)."),
+              ("table", seed_notes(t3_paper, paper_records, study, labels, eps)),
+              ("fold", f"Per seed ({len(seed_t)} rows)", [("table", seed_t)])]
     if not t3_strong.empty:
+        shown = square_honest(seed_notes(t3_strong, strong_records, study, labels, strong_eps), strong_records, study, labels, strong_eps)
         blocks += [("h2", f"Strong suite and worst case at eps {strong_eps:g}/255"),
                    ("p", "Worst case: an example counts as correct only if it is correct under every attack run (the number a robustness "
-                         "claim should quote). Every eps in [data/strong.csv](data/strong.csv)."), ("table", t3_strong)]
-    blocks += [("h2", "Robustness curves"), imgs["robustness-paper"]] + ([imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
+                         "claim should quote)."
+                         + (" Square ran only on the examples no gradient attack fooled (the survivors): its column says how many of "
+                            "them it fooled; its error rate, the clean error by construction, is in data/strong.csv."
+                            if any("survivors" in c for c in t3_strong.columns) else "")
+                         + " Every eps in [data/strong.csv](data/strong.csv)."), ("table", shown), imgs["strong-suite"]]
+    blocks += [("h2", "Robustness curves" if several_eps(paper) else "Paper suite per attack"), imgs["robustness-paper"]] + (
+        [imgs["robustness-strong"]] if "robustness-strong" in imgs else [])
     if "figure2" in imgs:
         blocks += [("h2", "Figure 2 (a) and (b)"), ("p", f"Mean over each method's seeds; pairs of training examples ([docs/protocol.md]({proto}#figure-2))."),
                    imgs["figure2"]]
     if "calibration" in imgs:
         blocks += [("h2", "Calibration"), ("table", ece), imgs["calibration"]]
     blocks += [("h2", "Training curves"), imgs["training-curves"],
-               ("h2", "Soundness checks"),
-               ("p", checks_summary(checks) + f" (per checkpoint and suite; skipped checks are listed in [data/checks.csv](data/checks.csv); "
-                     f"each check is explained in [docs/protocol.md]({proto}#checklist)). A failed check makes every claim about that model "
-                     "\"not reproduced\"."), ("table", checks_table(checks, proto)),
-               ("h2", "Claims C1–C12"),
-               ("p", f"Verdicts by the [rule]({proto}#verdict-rule): difference = method − reference (negative favours the method), "
-                     f"read at eps {eps:g}/255. A directional claim's p tests \"difference = 0\"; a \"no improvement\" claim's tests "
-                     f"\"difference = −{spec.claims.margin:g}\" (the method better by the margin, one-sided: a method that is worse has no "
-                     f"advantage). Not testable: every arm within {spec.claims.margin:g} pp of 100% or of 0%, or the claim's premise fails. "
-                     f"Inconclusive before any test: an arm with fewer than {spec.claims.min_seeds} training seeds. The rows left are "
-                     "judged together: p (Holm) is Holm's adjustment across them, and a verdict needs p (Holm) < 0.05."),
-               ("table", claims_table(claims, proto)),
+               *checks_blocks(checks_summary(checks), checks_grid(checks, proto), checks_table(checks, proto), proto),
                ("h2", "Uncertainty"), *[("p", t) for t in uncertainty_text(study)]]
 
-    files.write_text(out / "README.md", scrub(to_markdown(blocks), spec))
-    files.write_text(out / "report.html", scrub(to_html(blocks, out, title), spec))
+    markdown = to_markdown(blocks)
+    notes = protocol_notes(PROTOCOL, proto, markdown)
+    files.write_text(out / "README.md", hide_paths(markdown, spec, out))
+    page = to_html(blocks, out, title, source=proto, notes=notes, notes_title=NOTES_TITLE)
+    files.write_text(out / "report.html", hide_paths(page, spec, out))
     doc = {
-        "format": "robustmix-study/1", "command": command, "robustmix_version": __version__, "torch_version": torch.__version__,
+        "format": "robustmix-study/1", "command": portable_command(command, spec, out), "robustmix_version": __version__, "torch_version": torch.__version__,
         "python_version": platform.python_version(), "processor": proc, "device": device, "spec": spec.canonical(),
         "timing": {"stages_this_run": walls, "compute": compute, "total_compute_seconds": total},
         "numbers": {
@@ -322,6 +333,6 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
             "ece": ece.to_dict(orient="records"),
         },
     }
-    doc = json.loads(scrub(json.dumps(clean(doc)), spec))  # no machine path: the data's folder is $DATA
+    doc = json.loads(hide_paths(json.dumps(clean(doc)), spec, out))  # no machine path: the data's folder is $DATA
     files.write_json(out / "study.json", doc)
     return doc
