@@ -132,11 +132,17 @@ def test_defaults_are_the_papers():
     assert setting("pgd", adv_mode="eval").mode == "eval"
 
 
-def test_the_guard_detects_a_fall_against_the_best_epoch():
-    assert not overfitting.collapsed([40.0])
-    assert not overfitting.collapsed([40.0, 35.0, 41.0])
-    assert overfitting.collapsed([40.0, 45.0, 20.0])
-    assert overfitting.collapsed([50.0, 38.0, 28.0])  # a slide over two epochs: 22 points below the best
+def rows(*pairs):
+    return [{"epoch": i + 1, "guard_pgd_acc": p, "guard_fgsm_acc": f} for i, (p, f) in enumerate(pairs)]
+
+
+def test_the_guard_detects_a_fall_against_the_best_epoch_and_a_gap_between_fgsm_and_pgd():
+    assert overfitting.collapse(rows((40.0, 45.0))) is None
+    assert overfitting.collapse(rows((40.0, 45.0), (35.0, 44.0), (41.0, 47.0))) is None
+    assert overfitting.collapse(rows((40.0, 45.0), (45.0, 50.0), (20.0, 30.0))) == "guard PGD accuracy fell to 20.0% (best 45.0%)"
+    assert overfitting.collapse(rows((50.0, 55.0), (38.0, 45.0), (28.0, 35.0)))  # a slide over two epochs: 22 below the best
+    # the signature of catastrophic overfitting in the first epoch: FGSM barely hurts, PGD breaks everything
+    assert overfitting.collapse(rows((0.0, 48.5))) == "guard FGSM accuracy 48.5% but PGD accuracy 0.0%"
 
 
 def test_the_guard_fires_on_a_planted_collapse_and_its_warning_reaches_meta(monkeypatch, tmp_path):
@@ -145,17 +151,26 @@ def test_the_guard_fires_on_a_planted_collapse_and_its_warning_reaches_meta(monk
     from robustmix.training.resume import load_state
 
     reads = iter([60.0, 65.0, 5.0, 70.0])
-    monkeypatch.setattr(overfitting, "check", lambda *a, **k: next(reads))
+    monkeypatch.setattr(overfitting, "check", lambda *a, **k: {"guard_pgd_acc": next(reads), "guard_fgsm_acc": 70.0})
     cfg = TrainConfig(adversarial="fgsm-rs", adv_eps=EPS, epochs=4, device="cpu", seed=0, train_subset=400)
     state = tmp_path / "resume.safetensors"
     model, meta = train(cfg, state_path=state)
     assert meta["epochs_trained"] == 2 and len(meta["history"]) == 3 and meta["history"][-1]["rolled_back"]
     assert meta["warnings"] == ["catastrophic overfitting at epoch 3: guard PGD accuracy fell to 5.0% (best 65.0%); "
                                 "rolled back to epoch 2 and stopped"]
+    assert meta["history"][0]["guard_fgsm_acc"] == 70.0
     assert meta["data"]["guard_held_out"] == 40  # a tenth of the 400 training images, never trained on
     tensors, info = load_state(state)  # written after epoch 2, the last good one (not after the collapse)
     assert info["epoch"] == 2
     assert all(torch.equal(v, tensors[f"model.{k}"]) for k, v in model.state_dict().items())
+
+
+def test_a_collapse_in_the_first_epoch_ends_training_with_one_line(monkeypatch):
+    """As seen on CIFAR-10 with fast-cifar's learning rate: after one epoch FGSM accuracy 48.5%, PGD 0%."""
+    monkeypatch.setattr(overfitting, "check", lambda *a, **k: {"guard_pgd_acc": 0.0, "guard_fgsm_acc": 48.5})
+    with pytest.raises(RobustmixError, match="catastrophic overfitting in epoch 1, the first: guard FGSM accuracy 48.5% but PGD "
+                                             "accuracy 0.0%; no epoch to roll back to"):
+        train(TrainConfig(adversarial="fgsm-rs", adv_eps=EPS, epochs=3, device="cpu", seed=0, train_subset=300))
 
 
 def test_weight_average_is_what_is_saved_and_resume_is_bit_identical(tmp_path):
@@ -222,7 +237,8 @@ def test_the_cli_takes_adv_eps_on_the_255_scale_and_refuses_bad_values(tmp_path,
                  "--train-subset", "300", "--out", str(out)]) == 0
     meta = json.loads((out / "meta.json").read_text())
     assert meta["config"]["adv_eps"] == pytest.approx(32 / 255) and meta["adversarial"]["eps_255"] == 32
-    assert (out / "log.csv").read_text().splitlines()[0].endswith("guard_pgd_acc")
+    header = (out / "log.csv").read_text().splitlines()[0].split(",")
+    assert {"guard_pgd_acc", "guard_fgsm_acc"} <= set(header)
     capsys.readouterr()
     assert main(["train", "--dataset", "digits", "--adversarial", "pgd", "--adv-eps", "300", "--out", str(tmp_path / "x")]) == 2
     err = capsys.readouterr().err

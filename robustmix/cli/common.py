@@ -58,6 +58,13 @@ def nonneg_float(text: str) -> float:
     return v
 
 
+def positive_float(text: str) -> float:
+    v = finite_float(text)
+    if v <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+    return v
+
+
 TRUE, FALSE = ("true", "yes", "1"), ("false", "no", "0")
 
 

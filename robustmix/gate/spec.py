@@ -54,7 +54,7 @@ SECTIONS = {
 }
 # Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
 # ignoring them silently.
-STUDY_SECTIONS = ("strong", "figures", "claims")
+STUDY_SECTIONS = ("strong", "figures", "claims", "cluster")
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from ..runtime.errors import RobustmixError
 from .imagenet import TorchvisionResNet
 from .resnets import PreActResNet, WideResNet
 from .small import FastCNN, LeNet5, SmallCNN
-from .whiten import WhitenCNN
+from .whiten import LearnedStemCNN, WhitenCNN
 
 
 def run_stages(model: nn.Module, x: torch.Tensor, *, mix_at: int = -1, mix: Callable | None = None) -> torch.Tensor:
@@ -34,6 +34,7 @@ MODELS: dict[str, ModelFactory] = {
     "fast_cnn": lambda c, k, size, mean, std, **kw: FastCNN(c, k, mean, std, **kw),
     "lenet5": lambda c, k, size, mean, std, **kw: LeNet5(c, k, mean, std, image_size=size, **kw),
     "whiten_cnn": lambda c, k, size, mean, std, **kw: WhitenCNN(c, k, mean, std, **kw),
+    "learned_stem_cnn": lambda c, k, size, mean, std, **kw: LearnedStemCNN(c, k, mean, std, **kw),
     "preact_resnet18": lambda c, k, size, mean, std, **kw: PreActResNet(c, k, mean, std, blocks=(2, 2, 2, 2), **kw),
     "wrn28_10": lambda c, k, size, mean, std, **kw: WideResNet(c, k, mean, std, **kw),
     "resnet18": lambda c, k, size, mean, std, **kw: TorchvisionResNet("resnet18", c, k, mean, std, **kw),

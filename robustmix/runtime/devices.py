@@ -1,8 +1,11 @@
-"""Device choice: `auto` means cuda, then mps, then cpu."""
+"""Device choice (`auto` means cuda, then mps, then cpu), and where a run is: the processor, its kernels,
+the host and the scheduler's job."""
 
 from __future__ import annotations
 
+import os
 import platform
+import socket
 from pathlib import Path
 
 import torch
@@ -39,6 +42,23 @@ def processor(device: torch.device | str = "cpu") -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
+
+
+def host_and_job() -> dict:
+    """{"hostname": this machine's name, "job_id": the scheduler's job this process runs in, or None}:
+    "slurm:1234_5" in a Slurm array task (1234 the array, 5 the task), "slurm:1234" in a plain Slurm job,
+    "submitit-local:PID" in a job of submitit's local executor. Read from the environment the scheduler
+    sets, so recording it needs no scheduler package."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        job = f"slurm:{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    elif env.get("SLURM_JOB_ID"):
+        job = f"slurm:{env['SLURM_JOB_ID']}"
+    elif env.get("SUBMITIT_LOCAL_JOB_ID"):
+        job = f"submitit-local:{env['SUBMITIT_LOCAL_JOB_ID']}"
+    else:
+        job = None
+    return {"hostname": socket.gethostname(), "job_id": job}
 
 
 def resolve_device(name: str = "auto") -> torch.device:

@@ -8,6 +8,8 @@ the training seed as the unit of replication.
     probing.py    the probes stage: Figure 2 and calibration, one file per model
     schedule.py   a whole study model by model (train, attack, probe each before the next), the
                   weights a run needs, and the dry run
+    cluster.py    submitit's executors (local processes, Slurm job arrays) with the [cluster] resources
+    jobs.py       each model as a job of its own (--executor local|slurm): the job, its requeue, the driver
     claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md)
     tables.py     pooled (seed-level) and per-seed tables, models, checks, claims as frames
     render.py     blocks -> README.md and a self-contained report.html

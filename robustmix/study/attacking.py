@@ -41,7 +41,7 @@ from ..evaluation.transfer import (
     transfer_meta,
 )
 from ..runtime import files
-from ..runtime.devices import processor
+from ..runtime.devices import host_and_job, processor
 from ..runtime.errors import RobustmixError
 from ..soundness.checks import soundness_checks
 from ..store.checkpoint import (
@@ -91,7 +91,7 @@ def setup_of(spec: StudySpec, suite: str, target: str | None = None) -> dict:
     return {**config.to_dict(), "suite": suite, "dataset": spec.bench.dataset, "examples": examples, "subset_seed": seed}
 
 
-WHERE = ("processor", "seconds")  # where and how long a suite ran: recorded, never matched
+WHERE = ("processor", "seconds", "hostname", "job_id")  # where and how long a suite ran: recorded, never matched
 
 
 def place(record: dict | None) -> str:
@@ -151,7 +151,7 @@ def suite_transfer(spec: StudySpec, out: Path, suite: str, surrogate: Checkpoint
     start = time.perf_counter()
     transfer = craft_transfer(surrogate, x, y, suite_config(spec, suite)[0], device=device, on_batch=step)
     seconds = time.perf_counter() - start
-    info = {"setup": setup, "device": str(device), "processor": processor(device), "seconds": round(seconds, 3)}
+    info = {"setup": setup, "device": str(device), "processor": processor(device), "seconds": round(seconds, 3), **host_and_job()}
     save_transfer(path, transfer, info)
     files.write_json(path.with_suffix(".json"), {"format": "robustmix-study-transfer/1", "surrogate": surrogate.name,
                                                   "weights_sha256": transfer.weights_sha256, **info})
@@ -239,7 +239,7 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
             seconds = time.perf_counter() - start
             checks = soundness_checks(records + probes)
             save_results(path, records, config={**setup, "device": str(device), "processor": processor(device),
-                                                          "seconds": round(seconds, 3)},
+                                                          "seconds": round(seconds, 3), **host_and_job()},
                          checkpoints=checkpoints, probes=probes, checks=[c.to_dict() for c in checks])
             walls[path.name] = seconds
             stale[m.slot].remove(suite)
@@ -248,3 +248,41 @@ def attack_stage(spec: StudySpec, out: Path, device: torch.device, *, on_progres
             # 1 GB for the CIFAR-10 paper suite) are no longer needed to resume, and stay out of the report folder
             transfer_path(out, suite).unlink(missing_ok=True)
     return walls
+
+
+def black_box_stale(spec: StudySpec, out: Path, suite: str) -> list[Model]:
+    """The targets whose results file of `suite` is missing or stale and scored black-box in it: the ones
+    that need the surrogate's examples of that suite."""
+    surrogate, targets = split_models(models_of(spec, out))
+    return [m for m in targets if surrogate is not None and suite in stale_suites(spec, out, m, surrogate)
+            and "black-box" in suite_config(spec, suite, m.name)[0].settings]
+
+
+def craft_transfers(spec: StudySpec, out: Path, device: torch.device, *, on_progress: Callable[[str], None] = lambda s: None,
+                    on_batch: Callable[[str, int, int], None] | None = None) -> dict[str, float]:
+    """The surrogate's black-box examples of every suite that some target still needs, crafted (or found
+    reusable) in DIR/results/transfer-<suite>.safetensors before the targets are attacked: what the
+    surrogate's job does on a cluster (`robustmix.study.jobs`), so that the target jobs, which may run
+    side by side, read them rather than each crafting its own. Returns {file name: seconds} of those crafted now."""
+    surrogate_m, walls, surrogate, data = split_models(models_of(spec, out))[0], {}, None, None
+    for suite in SUITES:
+        if suite_config(spec, suite) is None or not black_box_stale(spec, out, suite):
+            continue
+        surrogate = surrogate or open_model(surrogate_m, device)
+        data = data or load_dataset(spec.bench.dataset)
+        _, examples, seed = suite_config(spec, suite)
+        x, y = suite_examples(data, examples, seed)
+        step = (lambda done, total, label=f"{suite} surrogate": on_batch(label, done, total)) if on_batch else None
+        _, seconds = suite_transfer(spec, out, suite, surrogate, x, y, device, on_progress, step)
+        walls.update({transfer_path(out, suite).name: seconds} if seconds is not None else {})
+    return walls
+
+
+def tidy_transfers(spec: StudySpec, out: Path) -> list[Path]:
+    """Remove the surrogate's stored examples of each suite no target needs any more (as the attack stage
+    does when it completes a suite itself); returns the files removed."""
+    gone = [transfer_path(out, s) for s in SUITES if suite_config(spec, s) is not None and transfer_path(out, s).is_file()
+            and not black_box_stale(spec, out, s)]
+    for path in gone:
+        path.unlink()
+    return gone

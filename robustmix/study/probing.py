@@ -18,7 +18,7 @@ import torch
 from ..data import load_dataset
 from ..evaluation.probes import calibration_frame, interpolation_metrics, sample_pairs
 from ..runtime import files
-from ..runtime.devices import processor
+from ..runtime.devices import host_and_job, processor
 from .attacking import open_model, recorded, suite_examples
 from .spec import StudySpec
 from .training import Model, models_of, normalised
@@ -65,7 +65,7 @@ def probe_model(spec: StudySpec, m: Model, device: torch.device, data, pairs: tu
     calib = calibration_frame({m.slot: c.model}, x, y, n_bins=f.bins)
     return {
         "format": FORMAT, "checkpoint": m.slot, "setup": probe_setup(spec), "weights_sha256": c.meta.get("weights_sha256"),
-        "device": str(device), "processor": processor(device), "seconds": round(time.perf_counter() - start, 3),
+        "device": str(device), "processor": processor(device), "seconds": round(time.perf_counter() - start, 3), **host_and_job(),
         "figure2": {"lam": lams.tolist(), "miss_rate": np.asarray(met["miss_rate"], dtype=float).tolist(),
                     "grad_norm": np.asarray(met["grad_norm"], dtype=float).tolist()},
         "pairs": {"lam": float(lams[at]), "miss": "".join("1" if b else "0" for b in met["miss"][:, at]),

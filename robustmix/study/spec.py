@@ -11,7 +11,10 @@ optional sections of its own, each validated here with one-line errors naming th
             calibration bins (`bins`);
 - [claims]  `eps` (0–255) at which Table 3 and the claims are read (default 4), `margin` (pp) of the
             "no meaningful difference" claims (C2, C9's PGD part, C11's first part), `broken` (%):
-            the error both models must reach for C2, and `lam`, the λ at which C6/C7 compare.
+            the error both models must reach for C2, and `lam`, the λ at which C6/C7 compare;
+- [cluster] the resources of each model's job under `--executor slurm|local` (ClusterSpec: partition,
+            account, time_min, gpus, cpus, mem_gb, max_parallel, sbatch = {extra options}, setup =
+            [shell lines], retries): where the study runs, never what it computes, so not in `canonical`.
 
 `load_study(path, dataset=None)` returns a StudySpec; `dataset` overrides [data] dataset (e.g.
 imagefolder:/where/cifar10 is), so a committed spec does not hard-wire a machine's paths.
@@ -58,6 +61,26 @@ class ClaimsSpec:
 
 
 @dataclass(frozen=True)
+class ClusterSpec:
+    """Each model's job on a cluster (`robustmix study --executor slurm`, docs/guides/cluster.md)."""
+    partition: str | None = None
+    account: str | None = None
+    time_min: int = 240  # per job: a job that reaches it is requeued (submitit checkpointing), resuming
+    gpus: int = 0  # per job
+    cpus: int | None = None  # per job; also the job's torch threads
+    mem_gb: float | None = None  # per job
+    max_parallel: int | None = None  # the job array's cap (--array=0-N%cap); None: every job at once
+    sbatch: tuple[tuple[str, str | int | bool], ...] = ()  # further sbatch options, e.g. (("qos", "high"),)
+    setup: tuple[str, ...] = ()  # shell lines run before each job (module load ..., source .venv/bin/activate)
+    retries: int = 2  # rounds of resubmitting the models whose job failed (each resumes from disk)
+
+
+# sbatch options that robustmix or submitit set themselves (or that have a key of their own above)
+OWN_SBATCH = ("partition", "account", "time", "gpus-per-node", "cpus-per-task", "mem", "array", "dependency", "output",
+              "error", "job-name", "ntasks-per-node", "nodes", "signal", "open-mode")
+
+
+@dataclass(frozen=True)
 class StudySpec:
     bench: BenchSpec
     strong: EvalConfig | None = None
@@ -66,6 +89,7 @@ class StudySpec:
     figures: FiguresSpec = field(default_factory=FiguresSpec)
     claims: ClaimsSpec = field(default_factory=ClaimsSpec)
     source: str = "spec"
+    cluster: ClusterSpec = field(default_factory=ClusterSpec)
 
     def canonical(self) -> dict:
         """Everything that determines the study's numbers, JSON-ready."""
@@ -119,6 +143,37 @@ def _strong(source: str, table: dict, device: str, n_paper: int | None) -> tuple
     return ev, examples, topk
 
 
+def _text(where: str, table: dict, key: str) -> str | None:
+    v = table.get(key)
+    if v is not None and (not isinstance(v, str) or not v.strip()):
+        raise _bad(where, f"{key} must be a non-empty string, got {v!r}", f'e.g. {key} = "gpu"')
+    return v
+
+
+def _cluster(source: str, table: dict) -> ClusterSpec:
+    where = f"{source} [cluster]"
+    _check_keys(where, table, tuple(ClusterSpec.__dataclass_fields__))
+    sbatch = table.get("sbatch", {})
+    if not isinstance(sbatch, dict) or not all(isinstance(v, (str, int, bool)) and not isinstance(v, float) for v in sbatch.values()):
+        raise _bad(where, f"sbatch must be a table of options, got {sbatch!r}", 'e.g. sbatch = { qos = "high", constraint = "a100" }')
+    own = sorted(k for k in sbatch if k.replace("_", "-") in OWN_SBATCH)
+    if own:
+        raise _bad(where, f"sbatch sets {', '.join(own)}, which robustmix sets itself",
+                   "use the [cluster] keys partition, account, time_min, gpus, cpus, mem_gb, max_parallel instead")
+    setup = table.get("setup", [])
+    if not isinstance(setup, list) or not all(isinstance(line, str) for line in setup):
+        raise _bad(where, f"setup must be a list of shell lines, got {setup!r}", 'e.g. setup = ["source .venv/bin/activate"]')
+    mem = table.get("mem_gb")
+    if mem is not None:
+        mem = _number(where, table, "mem_gb", 16, 0.001, math.inf)
+    return ClusterSpec(
+        partition=_text(where, table, "partition"), account=_text(where, table, "account"),
+        time_min=_int(where, table, "time_min", 240), gpus=_int(where, table, "gpus", 0, 0),
+        cpus=_int(where, table, "cpus", 1) if "cpus" in table else None, mem_gb=mem,
+        max_parallel=_int(where, table, "max_parallel", 8) if "max_parallel" in table else None,
+        sbatch=tuple(sorted(sbatch.items())), setup=tuple(setup), retries=_int(where, table, "retries", 2, 0))
+
+
 def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", dataset: str | None = None) -> StudySpec:
     raw = read_toml(text, source)
     if dataset is not None:
@@ -127,7 +182,7 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
             raise _bad(source, "[data] is not a table", "write it as a [data] section")
         raw["data"] = {**raw["data"], "dataset": dataset}
     bench = parse_spec(raw, base=base, source=source, study=True)
-    for key in ("strong", "figures", "claims"):
+    for key in ("strong", "figures", "claims", "cluster"):
         if not isinstance(raw.get(key, {}), dict):
             raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
     strong = strong_examples = None
@@ -152,7 +207,7 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
                    "read the claims at an eps the paper suite runs")
     if not bench.targets or any(m.checkpoints for m in (*bench.targets, bench.surrogate) if m is not None):
         raise _bad(source, "a study trains its models (checkpoints = [...] is for the gate)", "give method and seeds instead")
-    return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source)
+    return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source, _cluster(source, raw.get("cluster", {})))
 
 
 def load_study(path: str | Path, *, dataset: str | None = None) -> StudySpec:

@@ -1,10 +1,15 @@
 """The catastrophic-overfitting guard of fast adversarial training (Wong, Rice, Kolter 2020).
 
 FGSM-RS training can collapse within an epoch: PGD accuracy falls to about 0 while FGSM accuracy rises.
-The guard holds out a fixed, seeded batch of training images (never trained on), measures PGD accuracy
-on it after every epoch with `robustmix.attacks.pgd`, and when it falls more than GUARD_DROP points below
-the best earlier epoch, puts back the weights of the last epoch that passed and stops, with a one-line
-warning that meta.json records and `robustmix train` prints. On by default for fgsm-rs (`adv_guard`).
+The guard holds out a fixed, seeded batch of training images (never trained on) and measures, after every
+epoch, PGD accuracy (`robustmix.attacks.pgd`, GUARD_ITERS steps) and FGSM accuracy on it. A collapse is
+either sign: PGD accuracy more than GUARD_DROP points below the best earlier epoch's (Wong et al.'s early
+stop), or FGSM accuracy more than GUARD_GAP points above PGD accuracy (the one-step attack fails where
+the iterative one succeeds: the loss surface has bent around the training attack; a sound robust model
+reads FGSM a few points above PGD). On a collapse the guard puts back the weights of the last epoch
+that passed and stops, with a one-line warning that meta.json records and `robustmix train` prints; a
+collapse in the first epoch leaves nothing to put back and ends training with a one-line error. On by
+default for fgsm-rs (`adv_guard`).
 """
 
 from __future__ import annotations
@@ -14,7 +19,8 @@ from dataclasses import replace
 import torch
 from torch import nn
 
-from ..attacks import pgd
+from ..attacks import fgsm, pgd
+from ..runtime.errors import RobustmixError
 from ..data import Dataset, pixels
 from ..models.predict import eval_mode
 from .adversarial import Setting
@@ -23,6 +29,7 @@ from .precision import autocast
 GUARD_EXAMPLES = 512  # held-out training images the guard measures PGD accuracy on (at most 10% of the set)
 GUARD_ITERS = 10  # PGD steps of the guard (step 2.5·eps/10)
 GUARD_DROP = 20.0  # points of PGD accuracy lost since the best epoch that count as a collapse (Wong et al.: 0.2)
+GUARD_GAP = 25.0  # points by which FGSM accuracy may exceed PGD accuracy before it counts as a collapse
 
 
 def hold_out(data: Dataset, info: dict, adv, seed: int) -> tuple[Dataset, tuple | None, dict]:
@@ -46,18 +53,20 @@ def snapshot(t) -> dict[str, torch.Tensor]:
     return state
 
 
-def roll_back(t, last_good: dict[str, torch.Tensor] | None, history: list[dict]) -> str:
-    """Catastrophic overfitting: put back the last epoch that passed the guard and stop. Returns the
-    one-line warning that meta.json records (and `robustmix train` prints)."""
+def roll_back(t, last_good: dict[str, torch.Tensor] | None, history: list[dict], why: str) -> str:
+    """Catastrophic overfitting (`why`): put back the last epoch that passed the guard and stop. Returns the
+    one-line warning that meta.json records (and `robustmix train` prints). In the first epoch there is no
+    epoch to put back: RobustmixError."""
     bad = history[-1]
-    best = max(r["guard_pgd_acc"] for r in history[:-1])
+    if len(history) < 2:
+        raise RobustmixError(f"catastrophic overfitting in epoch {bad['epoch']}, the first: {why}; no epoch to roll back to: "
+                             "lower --lr or --adv-step-size, or train with --adversarial pgd")
     if last_good is not None:
         t.model.load_state_dict({k[6:]: v for k, v in last_good.items() if k.startswith("model.")})
         if t.ema is not None:
             t.ema.load_state_dict({k[4:]: v for k, v in last_good.items() if k.startswith("ema.")})
     bad["rolled_back"] = True
-    return (f"catastrophic overfitting at epoch {bad['epoch']}: guard PGD accuracy fell to {bad['guard_pgd_acc']:.1f}% "
-            f"(best {best:.1f}%); rolled back to epoch {bad['epoch'] - 1} and stopped")
+    return f"catastrophic overfitting at epoch {bad['epoch']}: {why}; rolled back to epoch {bad['epoch'] - 1} and stopped"
 
 
 def held_out_indices(n_train: int, seed: int, guard: bool) -> torch.Tensor | None:
@@ -68,17 +77,27 @@ def held_out_indices(n_train: int, seed: int, guard: bool) -> torch.Tensor | Non
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed + 7919))[:k].sort().values
 
 
-def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, *, amp: str = "none") -> float:
-    """PGD accuracy (%) of `model` on the held-out guard batch: robustmix.attacks.pgd, GUARD_ITERS steps,
-    one restart, a fixed seed (the same examples every epoch), in eval mode."""
-    x_adv = pgd(model, x, y, eps=s.eps, iters=GUARD_ITERS, restarts=1, seed=0, amp=amp)
-    with torch.no_grad(), eval_mode(model), autocast(x.device, amp):
-        right = model(x_adv).argmax(1) == y
-    return 100.0 * float(right.float().mean())
+def check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, s: Setting, *, amp: str = "none") -> dict[str, float]:
+    """{"guard_pgd_acc", "guard_fgsm_acc"} (%) of `model` on the held-out guard batch: robustmix.attacks.pgd
+    (GUARD_ITERS steps, one restart, a fixed seed: the same examples every epoch) and robustmix.attacks.fgsm,
+    in eval mode."""
+    out = {}
+    for name, x_adv in (("guard_pgd_acc", pgd(model, x, y, eps=s.eps, iters=GUARD_ITERS, restarts=1, seed=0, amp=amp)),
+                        ("guard_fgsm_acc", fgsm(model, x, y, eps=s.eps, amp=amp))):
+        with torch.no_grad(), eval_mode(model), autocast(x.device, amp):
+            out[name] = round(100.0 * float((model(x_adv).argmax(1) == y).float().mean()), 3)
+    return out
 
 
-def collapsed(accuracies: list[float]) -> bool:
-    """Catastrophic overfitting: the last epoch's guard PGD accuracy fell more than GUARD_DROP points
-    below the best earlier epoch's (Wong et al.'s early stop compares with the previous epoch; the best
-    one also catches a slide over two epochs)."""
-    return len(accuracies) >= 2 and accuracies[-1] < max(accuracies[:-1]) - GUARD_DROP
+def collapse(history: list[dict]) -> str | None:
+    """Why the last epoch counts as catastrophic overfitting, or None: its guard PGD accuracy fell more than
+    GUARD_DROP points below the best earlier epoch's (Wong et al.'s early stop compares with the previous
+    epoch; the best one also catches a slide over two epochs), or its FGSM accuracy exceeds its PGD
+    accuracy by more than GUARD_GAP points."""
+    last, earlier = history[-1], [r["guard_pgd_acc"] for r in history[:-1]]
+    pgd_acc, fgsm_acc = last["guard_pgd_acc"], last.get("guard_fgsm_acc")
+    if earlier and pgd_acc < max(earlier) - GUARD_DROP:
+        return f"guard PGD accuracy fell to {pgd_acc:.1f}% (best {max(earlier):.1f}%)"
+    if fgsm_acc is not None and fgsm_acc - pgd_acc > GUARD_GAP:
+        return f"guard FGSM accuracy {fgsm_acc:.1f}% but PGD accuracy {pgd_acc:.1f}%"
+    return None

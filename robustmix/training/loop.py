@@ -134,9 +134,9 @@ def train(
     last_good, warnings = overfitting.snapshot(t) if guard is not None else None, []
     for epoch in range(start, config.epochs):
         history.append(run_epoch(t, epoch, on_step))
-        stop = guard is not None and overfitting.collapsed([r["guard_pgd_acc"] for r in history])
+        stop = (why := overfitting.collapse(history) if guard is not None else None) is not None
         if stop:  # catastrophic overfitting: back to the last good epoch, and no further
-            warnings.append(overfitting.roll_back(t, last_good, history))
+            warnings.append(overfitting.roll_back(t, last_good, history, why))
         else:
             last_good = overfitting.snapshot(t) if guard is not None else None
             if state_path is not None and world.is_main:
@@ -293,7 +293,7 @@ def run_epoch(t: Trainer, epoch: int, on_step: Callable[[dict], None] | None) ->
            # cumulative forward+backward passes of a batch (adversarial training: crafting steps included)
            "network_passes": step * adversarial.passes(t.adv, network_passes(t.method))}
     if t.guard is not None:
-        row["guard_pgd_acc"] = round(overfitting.check(t.model, *t.guard, t.adv, amp=t.amp), 3)
+        row.update(overfitting.check(t.model, *t.guard, t.adv, amp=t.amp))
     return row
 
 

@@ -8,7 +8,7 @@ import torch
 
 from ..data import Dataset
 from ..models import model_options
-from ..runtime.devices import cpu_kernels, processor
+from ..runtime.devices import cpu_kernels, host_and_job, processor
 from ..runtime.version import __version__
 from ..store.checkpoint import FORMAT
 from .adversarial import Setting, passes
@@ -66,6 +66,7 @@ def checkpoint_meta(config: TrainConfig, data: Dataset, *, data_info: dict, augm
         "stem": stem or {},  # what a data-initialised stem was computed from (WhitenCNN)
         "world_size": world_size,
         "torch_threads": torch.get_num_threads(),  # CPU results are bit-identical only at the same thread count
+        **host_and_job(),  # the machine and the scheduler's job (Slurm, submitit) that finished the training
         "torch_version": torch.__version__,
         "history": history,
         "config": config.to_dict(),

@@ -23,7 +23,7 @@ AMP_MODES = ("auto", "none", "bf16")
 
 # Models measured faster in channels_last than NCHW on the CPU, float32 (reports/cifar10-cpu.md).
 # "auto" keeps every other model in NCHW on the CPU, so their float32 runs are unchanged.
-CHANNELS_LAST_MODELS = frozenset({"whiten_cnn"})
+CHANNELS_LAST_MODELS = frozenset({"whiten_cnn", "learned_stem_cnn"})  # the same layout
 
 
 def cpu_flags() -> set[str]:
