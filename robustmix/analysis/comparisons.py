@@ -56,14 +56,24 @@ def identity(r: dict) -> dict:
         "iters": r.get("iters"),
         "surrogate": r.get("surrogate"),
         **({"square_on": r["square_on"]} if r.get("square_on") else {}),  # Square made on survivors (labelled so)
+        **({"on_survivors": True} if r.get("on_survivors") else {}),  # an attack in a cascade, after the first (labelled so)
+        **({"standard": r["standard"]} if "standard" in r else {}),  # AutoAttack's record: its standard budget or not
     }
 
 
 def column_label(frame: pd.DataFrame, attack: str) -> str:
     """An attack's column label in a frame of records: `attack_label`, "Square (on survivors)" when
-    its records were made with square_on "survivors" (they carry the marker)."""
-    marked = "square_on" in frame.columns and (frame.loc[frame.attack == attack, "square_on"] == "survivors").any()
-    return attack_label(attack, "survivors" if marked else None)
+    its records were made with square_on "survivors", "APGD-T (on survivors)" when made in a cascade
+    after the first attack (they carry the markers), "AutoAttack (standard)" only for records made
+    with AutoAttack's standard budget."""
+    rows = frame.attack == attack
+
+    def marked(column: str, value) -> bool:
+        return column in frame.columns and bool((frame.loc[rows, column] == value).any())
+
+    standard = not marked("standard", False)
+    return attack_label(attack, "survivors" if marked("square_on", "survivors") else None, on_survivors=marked("on_survivors", True),
+                        standard=standard)
 
 
 def per_example_frame(records: list[dict]) -> pd.DataFrame:

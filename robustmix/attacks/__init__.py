@@ -4,10 +4,13 @@
     fgsm.py       fgsm, ifgsm and their shared-work sweeps
     pgd.py        PGD with random start and restarts (worst case per example, no silent success)
     apgd.py       APGD-CE and APGD-DLR (Croce & Hein 2020), 100 iterations by default
+    apgd_targeted.py  APGD-T: APGD on the targeted DLR loss, the top-9 other classes in turn (AutoAttack)
+    fab.py        FAB-T (Croce & Hein 2020), a minimal-norm attack: one run answers every eps
     square.py     Square (Andriushchenko et al. 2020), gradient-free, 5,000 queries by default
     budget.py     the strong attacks' iterations, restarts, queries and seed (Budget)
     noise.py      seeded per-example random numbers (same seed, same examples, in any batch)
-    rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index
+    rows.py       k eps × N examples stacked as one batch with per-row eps, step and example index;
+                  an attack on a chosen subset of those rows (a cascade's survivors)
     execution.py  the plumbing under them: memory layouts, autocast, the input gradient,
                   projection, input preparation, batch sizing
     inputs.py     the input checks every attack runs on entry (pixels in [0, 1], labels in range)
@@ -20,6 +23,7 @@ May import: runtime, models.
 
 from ..models.predict import eval_mode  # re-exported: attacks run models in eval mode
 from .apgd import apgd, apgd_sweep
+from .apgd_targeted import apgd_targeted, apgd_targeted_sweep
 from .budget import Budget
 from .execution import (
     AMP_MODES,
@@ -41,20 +45,26 @@ from .execution import (
     standard_layout,
     strides,
 )
+from .fab import fab_minimal, fab_targeted, fab_targeted_sweep
 from .fgsm import fgsm, fgsm_sweep, ifgsm, ifgsm_sweep
 from .pgd import pgd, pgd_sweep
 from .registry import (
     ATTACKS,
+    AUTOATTACK,
+    AUTOATTACK_ATTACKS,
     CLEAN,
+    COMBINED,
     DEFAULT_ATTACKS,
     NO_ATTACK,
     RECORD_ATTACKS,
     SETTINGS,
+    SUITE_SETTINGS,
     SUITES,
     WORST,
     Attack,
     Step,
     attack_label,
+    is_standard_autoattack,
 )
 from .square import square, square_sweep
 
@@ -62,7 +72,9 @@ from .square import square, square_sweep
 # layouts, autocast, projection, batch sizing, Crafting) stays importable for robustmix's own stages and
 # tests, but is not listed: the API reference leaves it out.
 __all__ = [
-    "fgsm", "ifgsm", "pgd", "apgd", "square", "fgsm_sweep", "ifgsm_sweep", "pgd_sweep", "apgd_sweep", "square_sweep",
-    "input_gradient", "attack_label", "ATTACKS", "Attack", "Budget", "Step", "SETTINGS", "SUITES", "DEFAULT_ATTACKS",
+    "fgsm", "ifgsm", "pgd", "apgd", "apgd_targeted", "fab_targeted", "square", "fab_minimal",
+    "fgsm_sweep", "ifgsm_sweep", "pgd_sweep", "apgd_sweep", "apgd_targeted_sweep", "fab_targeted_sweep", "square_sweep",
+    "input_gradient", "attack_label", "is_standard_autoattack", "ATTACKS", "Attack", "Budget", "Step", "SETTINGS",
+    "SUITES", "SUITE_SETTINGS", "AUTOATTACK", "AUTOATTACK_ATTACKS", "COMBINED", "DEFAULT_ATTACKS",
     "RECORD_ATTACKS", "CLEAN", "NO_ATTACK", "WORST", "AMP_MODES",
 ]

@@ -28,7 +28,7 @@ tests/test_strong_agreement.py compares its error rates with adv-lib's and torch
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +40,7 @@ from .budget import APGD_ITERS
 from .execution import Crafting, autocast, box, check_eps, check_iters, prepare_inputs
 from .noise import uniform
 from .pgd import check_restarts
-from .rows import Rows, stack_rows, unstack
+from .rows import Rows, on_rows, stack_rows, unstack
 
 APGD_RHO = 0.75
 APGD_LOSSES = ("ce", "dlr")
@@ -56,14 +56,21 @@ def dlr_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return -(z_y - z_other) / (z[:, -1] - z[:, -3] + 1e-12)
 
 
-def _loss_gradient(model, x_adv, y, loss: str, amp):
+def per_example_loss(loss: str, y: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """logits -> the per-example loss APGD ascends: cross-entropy ("ce") or DLR ("dlr") against y."""
+    if loss == "ce":
+        return lambda logits: F.cross_entropy(logits, y, reduction="none")
+    return lambda logits: dlr_loss(logits, y)
+
+
+def _loss_gradient(model, x_adv, loss_fn, amp):
     """(float32 logits, per-example loss, d/dx of the summed loss) at x_adv: one forward + backward."""
     x_adv = x_adv.detach().requires_grad_(True)
     with torch.enable_grad():
         with autocast(x_adv, amp, gradient=True):
             logits = model(x_adv)
         logits = logits.float()
-        per_example = F.cross_entropy(logits, y, reduction="none") if loss == "ce" else dlr_loss(logits, y)
+        per_example = loss_fn(logits)
         (grad,) = torch.autograd.grad(per_example.sum(), x_adv)
     return logits.detach(), per_example.detach(), grad
 
@@ -113,9 +120,11 @@ def apgd_sweep(
     seed: int = 0,
     index: torch.Tensor | None = None,
     amp: str | None = None,
+    only: torch.Tensor | None = None,
 ) -> dict[float, torch.Tensor]:
     """APGD at several eps in one stacked batch; {eps: x_adv}, each equal to `apgd` at that eps.
-    `index`: the examples' positions in the data set (the random start follows the example)."""
+    `index`: the examples' positions in the data set (the random start follows the example).
+    `only`: a len(eps)×N bool mask: APGD runs on those (eps, example) rows alone, the others keep x."""
     eps_list = [check_eps(e) for e in eps]
     _check(loss, iters)
     x, y = prepare_inputs(model, x, y)
@@ -124,17 +133,27 @@ def apgd_sweep(
     restarts = check_restarts(restarts)
     rows = stack_rows(x, y, eps_list, [2 * e for e in eps_list], index)
     with eval_mode(model):
-        result = rows.x.clone()
-        found = torch.zeros(rows.n, dtype=torch.bool, device=x.device)
-        for r in range(restarts):
-            todo = (~found).nonzero().view(-1)
-            if todo.numel() == 0:
-                break
-            sub = rows if r == 0 else rows.select(todo)
-            t = 2 * uniform(seed, r, sub.index, sub.x[0].numel()).view(sub.x.shape).to(sub.x) - 1
-            start = (sub.x + sub.eps * t / t.flatten(1).abs().amax(1).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
-            result[todo], found[todo] = _apgd_run(model, sub, start, loss, iters, amp)
-    return unstack(result, eps_list, x.shape[0])
+        x_adv = on_rows(rows, only, len(eps_list), lambda sub, _: _apgd_restarts(model, sub, loss, iters, restarts, seed, amp))
+    return unstack(x_adv, eps_list, x.shape[0])
+
+
+def random_start(seed: int, stream: int, rows: Rows) -> torch.Tensor:
+    """AutoAttack's L∞ start: x + eps · t / ‖t‖∞, t uniform in [−1, 1] (from `noise.uniform`, per example), clipped."""
+    t = 2 * uniform(seed, stream, rows.index, rows.x[0].numel()).view(rows.x.shape).to(rows.x) - 1
+    return (rows.x + rows.eps * t / t.flatten(1).abs().amax(1).view(-1, 1, 1, 1)).clamp_(0.0, 1.0)
+
+
+def _apgd_restarts(model, rows: Rows, loss: str, iters: int, restarts: int, seed: int, amp) -> torch.Tensor:
+    """APGD with restarts over stacked rows; restart r runs only on the rows no earlier one fooled."""
+    result = rows.x.clone()
+    found = torch.zeros(rows.n, dtype=torch.bool, device=rows.x.device)
+    for r in range(restarts):
+        todo = (~found).nonzero().view(-1)
+        if todo.numel() == 0:
+            break
+        sub = rows if r == 0 else rows.select(todo)
+        result[todo], found[todo] = apgd_run(model, sub, random_start(seed, r, sub), per_example_loss(loss, sub.y), iters, amp)
+    return result
 
 
 def craft_apgd(loss: str):
@@ -143,7 +162,7 @@ def craft_apgd(loss: str):
     def craft(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
         b = job.budget
         adv = apgd_sweep(job.model, job.x, job.y, eps=eps, loss=loss, iters=b.apgd_iters, restarts=b.apgd_restarts,
-                         seed=b.seed, index=job.index, amp=job.amp)
+                         seed=b.seed, index=job.index, amp=job.amp, only=job.only)
         return torch.stack([adv[e] for e in eps])
 
     return craft
@@ -156,13 +175,16 @@ def _oscillating(loss_steps: torch.Tensor, i: int, k: int) -> torch.Tensor:
     return rises <= k * APGD_RHO
 
 
-def _apgd_run(model, rows: Rows, x_adv, loss: str, iters: int, amp) -> tuple[torch.Tensor, torch.Tensor]:
-    """One APGD run from x_adv: (x_adv to return, fooled per row)."""
+def apgd_run(model, rows: Rows, x_adv, loss_fn: Callable[[torch.Tensor], torch.Tensor], iters: int, amp
+             ) -> tuple[torch.Tensor, torch.Tensor]:
+    """One APGD run from x_adv ascending `loss_fn` (logits -> per-example loss): (x_adv to return,
+    fooled per row). Fooled means misclassified (argmax != y), whatever the loss: so the targeted
+    loss of APGD-T runs through it unchanged, as in AutoAttack."""
     x, y = rows.x, rows.y
     lo, hi = box(x, rows.eps)
     p1, k_min, k_decr = max(int(0.22 * iters), 1), max(int(0.06 * iters), 1), max(int(0.03 * iters), 1)
     step = rows.step.clone()  # 2·eps per row
-    logits, loss_now, grad = _loss_gradient(model, x_adv, y, loss, amp)
+    logits, loss_now, grad = _loss_gradient(model, x_adv, loss_fn, amp)
     fooled = logits.argmax(1) != y
     x_best_adv, x_best, grad_best, loss_best = x_adv.clone(), x_adv.clone(), grad.clone(), loss_now.clone()
     loss_steps = torch.zeros(iters, rows.n, device=x.device)
@@ -173,7 +195,7 @@ def _apgd_run(model, rows: Rows, x_adv, loss: str, iters: int, amp) -> tuple[tor
         z = (x_adv + step * grad.sign()).clamp_(lo, hi)
         z = (x_adv + (z - x_adv) * a + (x_adv - x_prev) * (1 - a)).clamp_(lo, hi)
         x_prev, x_adv = x_adv, z
-        logits, loss_now, grad = _loss_gradient(model, x_adv, y, loss, amp)
+        logits, loss_now, grad = _loss_gradient(model, x_adv, loss_fn, amp)
         # per-row bookkeeping with torch.where, not boolean indexing: no host sync per iteration
         wrong = logits.argmax(1) != y
         fooled |= wrong

@@ -38,7 +38,7 @@ from .execution import (
     standard_layout,
 )
 from .noise import uniform
-from .rows import Rows, stack_rows, unstack
+from .rows import Rows, on_rows, stack_rows, unstack
 
 PGD_STEP_SCALE = 2.5  # step = 2.5 · eps / iters: a run can cross the ball and come back (Madry et al.'s robustness library)
 
@@ -100,12 +100,14 @@ def pgd_sweep(
     seed: int = 0,
     index: torch.Tensor | None = None,
     amp: str | None = None,
+    only: torch.Tensor | None = None,
 ) -> dict[float, torch.Tensor]:
     """PGD at several eps in one stacked batch (step 2.5·eps/iters each); {eps: x_adv}, each equal
     bit for bit to ``pgd(model, x, y, eps=e, iters=iters, restarts=restarts, seed=seed)``.
 
     `index`: the examples' positions in the whole data set (default 0..N-1); the random starts
     are a function of (seed, restart, index), so an example gets the same start in any batch.
+    `only`: a len(eps)×N bool mask of the (eps, example) rows to attack; the others keep x.
     """
     eps_list = [check_eps(e) for e in eps]
     iters = check_iters(iters)
@@ -114,7 +116,8 @@ def pgd_sweep(
         return {}
     rows = stack_rows(x, y, eps_list, [PGD_STEP_SCALE * e / iters for e in eps_list], index)
     with eval_mode(model):
-        x_adv = _pgd_rows(model, rows, iters, check_restarts(restarts), seed, None, amp)
+        restarts = check_restarts(restarts)
+        x_adv = on_rows(rows, only, len(eps_list), lambda sub, _: _pgd_rows(model, sub, iters, restarts, seed, None, amp))
     return unstack(x_adv, eps_list, x.shape[0])
 
 
@@ -122,7 +125,8 @@ def craft_pgd(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
     """The evaluator's PGD: every eps stacked, k×N×C×H×W, with the budget's iterations, restarts
     and seed, the random starts following the examples' indices."""
     b = job.budget
-    adv = pgd_sweep(job.model, job.x, job.y, eps=eps, iters=b.pgd_iters, restarts=b.pgd_restarts, seed=b.seed, index=job.index, amp=job.amp)
+    adv = pgd_sweep(job.model, job.x, job.y, eps=eps, iters=b.pgd_iters, restarts=b.pgd_restarts, seed=b.seed, index=job.index, amp=job.amp,
+                    only=job.only)
     return torch.stack([adv[e] for e in eps])
 
 

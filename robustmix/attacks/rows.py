@@ -1,14 +1,17 @@
 """Stacked rows: k eps values × N examples as one batch of k·N rows with a per-row eps, step and
 example index, so an attack runs every eps in one batch and its random numbers follow the
-example, not the row (see `noise`)."""
+example, not the row (see `noise`). `on_rows` runs an attack on a chosen subset of the rows (a
+k×N mask: the survivors of the attacks before it in a cascade, or one eps per example in the
+minimal-perturbation search); the other rows keep x."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 
+from ..runtime.errors import RobustmixError
 from .execution import memory_format, standard_layout
 from .noise import example_index
 
@@ -43,3 +46,19 @@ def stack_rows(x: torch.Tensor, y: torch.Tensor, eps: Sequence[float], step: Seq
 
 def unstack(x_adv: torch.Tensor, eps: Sequence[float], n: int) -> dict[float, torch.Tensor]:
     return {e: x_adv[i * n : (i + 1) * n] for i, e in enumerate(eps)}
+
+
+def on_rows(rows: Rows, only: torch.Tensor | None, k: int, attack: Callable[[Rows, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """`attack` ((the chosen Rows, their row numbers in `rows`) -> x_adv of those rows) run on the
+    rows a k×N bool mask `only` selects, the other rows keeping x (no pass, no perturbation); on
+    every row when `only` is None. An attacked row gets what it gets without the mask: each row's
+    work and random numbers are its own."""
+    if only is None:
+        return attack(rows, torch.arange(rows.n, device=rows.x.device))
+    n = rows.n // max(1, k)
+    if tuple(only.shape) != (k, n):
+        raise RobustmixError(f"only must be a {k}×{n} mask (eps × examples), got shape {tuple(only.shape)}")
+    x_adv, todo = rows.x.clone(), only.to(rows.x.device).reshape(-1).nonzero().view(-1)
+    if todo.numel():
+        x_adv[todo] = attack(rows.select(todo), todo)
+    return x_adv

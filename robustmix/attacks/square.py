@@ -7,7 +7,9 @@ The algorithm, as in the authors' code (AutoAttack's `square.py`, ported by torc
   channel on top of the best point so far, projected to the eps-ball and [0, 1]; kept when the
   margin loss z_y − max_{i≠y} z_i drops (or the example becomes misclassified);
 - p starts at p_init = 0.8 and is halved at queries 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000
-  of a 10,000-query schedule rescaled to the budget;
+  of a 10,000-query schedule, rescaled to the budget (`rescale=True`, the authors' default) or
+  not (`rescale=False`: AutoAttack's standard suite builds Square with resc_schedule=False, so with
+  5,000 queries p halves at queries 10, 50, ..., 4000 as written);
 - a query budget per example (AutoAttack uses 5,000); a fooled example stops being queried.
 
 Where the code comes from: our own. torchattacks' Square is faithful, but it draws one square
@@ -32,15 +34,16 @@ from ..runtime.errors import RobustmixError
 from .budget import SQUARE_QUERIES
 from .execution import Crafting, autocast, check_eps, prepare_inputs
 from .noise import uniform
-from .rows import Rows, stack_rows, unstack
+from .rows import Rows, on_rows, stack_rows, unstack
 
 SQUARE_P_INIT = 0.8
 _SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 queries: p halves after each
 
 
-def square_fraction(i: int, queries: int, p_init: float = SQUARE_P_INIT) -> float:
-    """p at query i: the share of the image a square covers (the authors' p_selection, rescaled)."""
-    it = int(i / queries * 10000)
+def square_fraction(i: int, queries: int, p_init: float = SQUARE_P_INIT, rescale: bool = True) -> float:
+    """p at query i: the share of the image a square covers (the authors' p_selection, rescaled to
+    the budget unless `rescale` is off)."""
+    it = int(i / queries * 10000) if rescale else i
     return p_init / 2 ** sum(it > s for s in _SCHEDULE)
 
 
@@ -52,7 +55,8 @@ def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def square(
-    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, queries: int = SQUARE_QUERIES, seed: int = 0, amp: str | None = None
+    model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, queries: int = SQUARE_QUERIES, seed: int = 0, amp: str | None = None,
+    rescale: bool = True,
 ) -> torch.Tensor:
     """Square attack with a budget of `queries` random-search steps per example (one forward each,
     after one for the start); returns x_adv.
@@ -68,7 +72,7 @@ def square(
         >>> x_adv.shape, bool((x_adv - x).abs().max() <= 8 / 255 + 1e-6)
         (torch.Size([6, 1, 8, 8]), True)
     """
-    return square_sweep(model, x, y, eps=[eps], queries=queries, seed=seed, amp=amp)[check_eps(eps)]
+    return square_sweep(model, x, y, eps=[eps], queries=queries, seed=seed, amp=amp, rescale=rescale)[check_eps(eps)]
 
 
 def square_sweep(
@@ -82,6 +86,7 @@ def square_sweep(
     index: torch.Tensor | None = None,
     amp: str | None = None,
     only: torch.Tensor | None = None,
+    rescale: bool = True,
 ) -> dict[float, torch.Tensor]:
     """Square at several eps in one stacked batch; {eps: x_adv}. `index`: the examples' positions
     in the data set (their random squares follow the example, not the batch). `only`: a
@@ -94,15 +99,9 @@ def square_sweep(
     if not eps_list:
         return {}
     rows = stack_rows(x, y, eps_list, eps_list, index)
-    if only is not None and tuple(only.shape) != (len(eps_list), x.shape[0]):
-        raise RobustmixError(f"only must be a {len(eps_list)}×{x.shape[0]} mask (eps × examples), got shape {tuple(only.shape)}")
     with eval_mode(model), torch.inference_mode():
-        if only is None:
-            x_adv = _square_rows(model, rows, queries, seed, amp)
-        else:  # the rows' noise is keyed by example index, so a subset draws what the full batch would
-            x_adv, todo = rows.x.clone(), only.to(rows.x.device).reshape(-1).nonzero().view(-1)
-            if todo.numel():
-                x_adv[todo] = _square_rows(model, rows.select(todo), queries, seed, amp)
+        # the rows' noise is keyed by example index, so a subset draws what the full batch would
+        x_adv = on_rows(rows, only, len(eps_list), lambda sub, _: _square_rows(model, sub, queries, seed, amp, rescale))
     return unstack(x_adv, eps_list, x.shape[0])
 
 
@@ -111,11 +110,11 @@ def craft_square(job: Crafting, eps: tuple[float, ...]) -> torch.Tensor:
     with `job.only` (square_on="survivors") on those rows alone."""
     b = job.budget
     adv = square_sweep(job.model, job.x, job.y, eps=eps, queries=b.square_queries, seed=b.seed, index=job.index, amp=job.amp,
-                       only=job.only)
+                       only=job.only, rescale=b.square_rescale)
     return torch.stack([adv[e] for e in eps])
 
 
-def _square_rows(model, rows: Rows, queries: int, seed: int, amp) -> torch.Tensor:
+def _square_rows(model, rows: Rows, queries: int, seed: int, amp, rescale: bool = True) -> torch.Tensor:
     x, y, eps = rows.x, rows.y, rows.eps
     n, c, h, w = x.shape
 
@@ -131,7 +130,7 @@ def _square_rows(model, rows: Rows, queries: int, seed: int, amp) -> torch.Tenso
         todo = (best_margin > 0).nonzero().view(-1)
         if todo.numel() == 0:
             break
-        s = max(int(round(math.sqrt(square_fraction(i, queries) * h * w))), 1)
+        s = max(int(round(math.sqrt(square_fraction(i, queries, rescale=rescale) * h * w))), 1)
         s = min(s, h, w)
         u = uniform(seed, i + 1, rows.index[todo], 2 + c)
         top = (u[:, 0] * (h - s)).long().view(-1, 1, 1, 1)  # place: uniform in [0, H − s), as the authors

@@ -32,10 +32,11 @@ from ..store.runs import (
     open_checkpoints,
 )
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
-from .suite import add_suite_arguments, suite_config
+from .suite import add_suite_arguments, suite_config, suite_settings
 
-HELP = ("attack checkpoints (white-box and black-box) with the paper's FGSM / I-FGSM or --suite strong (PGD, APGD-CE, APGD-DLR, "
-        "Square, worst case); print the error table, the soundness checks and the verdicts; --dry-run prints the plan of passes")
+HELP = ("attack checkpoints (white-box and black-box) with the paper's FGSM / I-FGSM, --suite strong (PGD, APGD-CE, APGD-DLR, "
+        "APGD-T, Square, worst case) or --suite autoattack (AutoAttack's standard cascade); print the error table, the soundness "
+        "checks and the verdicts; --dry-run prints the plan of passes")
 D = EvalConfig()
 
 
@@ -46,7 +47,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
     add_suite_arguments(p)
-    p.add_argument("--settings", type=name_list(SETTINGS), default=D.settings, help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)})")
+    p.add_argument("--settings", type=name_list(SETTINGS), default=None,
+                   help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)}; white-box for --suite autoattack)")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
     p.add_argument("--stack-eps", action=argparse.BooleanOptionalAction, default=D.stack_eps, help="run all eps in one stacked batch (per-example eps and step); --no-stack-eps loops over eps (default on)")
     p.add_argument("--amp", choices=AMP_MODES, default=D.amp, help="opt-in bfloat16 autocast, for CUDA and CPUs with AMX/AVX512-BF16: bf16 runs the forward-only passes (clean, scoring) in bf16 and keeps every attack gradient float32; bf16-all runs the gradients in bf16 too (2.5× faster I-FGSM for PreAct ResNet-18 on a Xeon with AMX); logits, loss and gradients are float32 tensors; on trained CIFAR-10 checkpoints error moved by at most 0.12 pp, reports/perf.md (default none)")
@@ -78,6 +80,7 @@ def choose(args: argparse.Namespace) -> tuple[list[Path], Path | None]:
 
 
 def eval_config(args: argparse.Namespace) -> EvalConfig:
+    args.settings = suite_settings(args, D.settings)
     config = EvalConfig(
         eps=args.eps,
         iters=args.iters,
@@ -156,7 +159,8 @@ def dry_run(config: EvalConfig, targets: list[Checkpoint], surrogate: Checkpoint
     for c in used:
         c.model.to(device)
     rows = resolve_batch_size(config, [c.model for c in used], x, device)
-    plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, rows)
+    share = min(1.0, config.probe_examples / x.shape[0]) if config.probe_examples else 1.0
+    plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, rows, probe_share=share)
     naive = naive_cost(len(targets), attacks=config.attacks, n_eps=len(config.eps), iters=config.iters, settings=config.settings,
                        budget=config.budget)
     return render_plan(plan, n_examples=x.shape[0], chunk=chunk, naive=naive) + f"\n(dry run on {device}: nothing attacked, nothing written)"

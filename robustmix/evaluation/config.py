@@ -15,9 +15,11 @@ from torch import nn
 from ..attacks import (
     AMP_MODES,
     ATTACKS,
+    AUTOATTACK,
+    AUTOATTACK_ATTACKS,
+    COMBINED,
     DEFAULT_ATTACKS,
     SETTINGS,
-    WORST,
     Budget,
     auto_batch_size,
     standard_layout,
@@ -25,9 +27,11 @@ from ..attacks import (
 from ..attacks.budget import (
     APGD_ITERS,
     APGD_RESTARTS,
+    FAB_ITERS,
     PGD_ITERS,
     PGD_RESTARTS,
     SQUARE_QUERIES,
+    TARGETS,
 )
 from ..data import pixels
 from ..runtime.errors import RobustmixError
@@ -59,6 +63,19 @@ class EvalConfig:
     # fooled (AutoAttack's order; the worst case is the same, at a fraction of the queries). White-box only.
     square_on: str = "all"
     checks: bool = True  # soundness checks (and their probes) on a run with more than one attack
+    target_classes: int = TARGETS  # APGD-T and FAB-T: the top-k other classes attacked in turn (AutoAttack: 9)
+    fab_iters: int = FAB_ITERS
+    square_rescale: bool = True  # False: Square's p schedule as AutoAttack's standard suite builds it
+    # True: each attack runs on the examples (per eps) no attack before it fooled, white-box, in the
+    # order of `attacks`: AutoAttack's cascade (`--suite autoattack`); each record counts what its attack adds
+    cascade: bool = False
+    # the checks' PGD probes (unbounded, converged) on a seeded subset of this many examples (None: all);
+    # docs/guides/sound-evaluation.md says why the checks stay sound on it
+    probe_examples: int | None = None
+
+    # fields added after results files and gate baselines were first written: a file or spec without
+    # them means their defaults (robustmix.gate.spec drops them from its hash while at the default)
+    LATER = ("target_classes", "fab_iters", "square_rescale", "cascade", "probe_examples")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +83,7 @@ class EvalConfig:
     @property
     def budget(self) -> Budget:
         return Budget(self.iters, self.pgd_iters, self.pgd_restarts, self.apgd_iters, self.apgd_restarts, self.square_queries, self.seed,
-                      self.square_on)
+                      self.square_on, self.target_classes, self.fab_iters, self.square_rescale, self.cascade)
 
     def validate(self) -> None:
         if not self.eps:
@@ -75,8 +92,11 @@ class EvalConfig:
             if not (math.isfinite(e) and 0 <= e <= 1):
                 raise RobustmixError(f"eps {e!r} is outside [0, 1] pixel units (0–255 on the CLI)")
         for a in self.attacks:
-            if a not in ATTACKS and a != WORST:
-                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join([*ATTACKS, WORST])}")
+            if a not in ATTACKS and a not in COMBINED:
+                raise RobustmixError(f"unknown attack {a!r}: choose from {', '.join([*ATTACKS, *COMBINED])}")
+        if AUTOATTACK in self.attacks and not set(AUTOATTACK_ATTACKS) <= set(self.attacks):
+            raise RobustmixError(f"the {AUTOATTACK} record needs all of AutoAttack's attacks ({', '.join(AUTOATTACK_ATTACKS)}): "
+                                 "use --suite autoattack")
         self.budget.validate()
         for s in self.settings:
             if s not in SETTINGS:
@@ -86,6 +106,13 @@ class EvalConfig:
             # study's examples once for all of its targets), so there is no one target whose survivors it could attack.
             raise RobustmixError("square_on 'survivors' is white-box only (black-box Square is crafted once on the surrogate "
                                  "for every target): use settings white-box, or square_on 'all'")
+        if self.cascade and "black-box" in self.settings:
+            # a cascade attacks what a target's own white-box attacks left; black-box examples are crafted
+            # once on the surrogate for every target, so there is no one target's survivors to attack
+            raise RobustmixError("a cascade (--suite autoattack) is white-box only: use --settings white-box")
+        if self.probe_examples is not None and (isinstance(self.probe_examples, bool) or not isinstance(self.probe_examples, int)
+                                                or self.probe_examples < 1):
+            raise RobustmixError(f"probe examples must be an integer >= 1 (or all), got {self.probe_examples!r}")
         if self.iters < 1:
             raise RobustmixError(f"iters must be >= 1, got {self.iters}")
         if self.batch_size != "auto" and (isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or self.batch_size < 1):

@@ -24,6 +24,7 @@ from torch import nn
 
 from ..attacks import (
     ATTACKS,
+    AUTOATTACK,
     CLEAN,
     NO_ATTACK,
     WORST,
@@ -45,8 +46,8 @@ from ..store.checkpoint import Checkpoint
 from .config import EvalConfig, channels_last_for, place_models, resolve_batch_size  # noqa: F401 (API)
 from .guards import check_evaluation
 from .plan import Pass, build_plan
-from .probes import checks_on, model_record, probe_budget, probe_plan
-from .records import worst_case_records
+from .probes import checks_on, model_record, probe_budget, probe_plan, probe_subset
+from .records import autoattack_records, bits, worst_case_records
 from .tally import Tally
 
 if TYPE_CHECKING:  # transfer.py imports this module
@@ -54,9 +55,10 @@ if TYPE_CHECKING:  # transfer.py imports this module
 
 
 def plan_evaluation(
-    target_names: Sequence[str], surrogate_name: str | None, config: EvalConfig, batch_size: int
+    target_names: Sequence[str], surrogate_name: str | None, config: EvalConfig, batch_size: int, probe_share: float = 1.0
 ) -> tuple[list[Pass], int]:
-    """(plan for one chunk, examples per chunk) for a request; batch_size already resolved."""
+    """(plan for one chunk, examples per chunk) for a request; batch_size already resolved;
+    `probe_share`: the share of the examples the checks' probes run on (config.probe_examples)."""
     chunk, per_pass = chunking(batch_size, len(config.eps), config.stack_eps)
     plan = build_plan(
         target_names,
@@ -67,8 +69,9 @@ def plan_evaluation(
         settings=config.settings,
         eps_per_pass=per_pass,
         budget=config.budget,
+        gradients=checks_on(config),
     )
-    return plan + probe_plan(target_names, config, per_pass), chunk
+    return plan + probe_plan(target_names, config, per_pass, probe_share), chunk
 
 
 def _stack(t: torch.Tensor, fmt) -> torch.Tensor:
@@ -125,13 +128,16 @@ def evaluate(
         del checkpoints[surrogate.name]  # its examples are given: it runs no pass
     run = place_models(checkpoints, config, device)
     findings = check_evaluation(targets, x, y, surrogate)
+    probe_mask = probe_subset(y, config.probe_examples, config.seed)  # over the whole set, before sharding
     first = 0  # this process's first example in the whole set: random numbers follow the example
     if world.distributed:
         part = distributed.shard(x.shape[0], world)
         x, y, first = x[part], y[part], part.start
+        probe_mask = probe_mask[part]
 
     batch_size = resolve_batch_size(config, [c.model for c in checkpoints.values()], x, device)
-    plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size)
+    plan, chunk = plan_evaluation([t.name for t in targets], surrogate.name if surrogate else None, config, batch_size,
+                                  probe_share=float(probe_mask.float().mean()) if probe_mask.numel() else 1.0)
     plan = [p for p in plan if p.model in checkpoints]  # with transfer: not the surrogate's gradient and craft passes
     fmt = torch.channels_last if channels_last_for(config, device) else torch.contiguous_format
     tally = Tally(checks_on(config))
@@ -143,14 +149,17 @@ def evaluate(
         for b, (xb, yb) in enumerate(zip(x.split(chunk), y.split(chunk))):
             xb, yb = prepare_inputs(None, standard_layout(pixels(xb.to(device)), fmt), yb.to(device))
             index = torch.arange(first + b * chunk, first + b * chunk + xb.shape[0], device=device)
-            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets}, index, transfer)
+            rows = probe_mask[b * chunk : b * chunk + xb.shape[0]].to(device)
+            run_chunk(plan, run, xb, yb, config, tally, {t.name for t in targets}, index, transfer, rows)
             if on_batch is not None:
                 on_batch(b + 1, n_chunks)
     records = tally.records(targets, surrogate, config, world)
     if checks_on(config):
-        probes += [r for r in records if r.get("probe")] + [model_record(t.name, findings[t.name]) for t in targets]
+        subset = {"probe_subset": bits(distributed.gather_cat(probe_mask.to(device), world).cpu())} if config.probe_examples else {}
+        probes += [{**r, **subset} for r in records if r.get("probe")] + [model_record(t.name, findings[t.name]) for t in targets]
         records = [r for r in records if not r.get("probe")]
-    return records + (worst_case_records(records) if WORST in config.attacks else [])
+    combined = autoattack_records(records, config) if AUTOATTACK in config.attacks else []
+    return records + combined + (worst_case_records(records) if WORST in config.attacks else [])
 
 
 def models_to_run(targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig) -> dict[str, Checkpoint]:
@@ -166,19 +175,23 @@ def models_to_run(targets: list[Checkpoint], surrogate: Checkpoint | None, confi
 
 
 def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: torch.Tensor, config: EvalConfig,
-              tally: Tally, targets: set[str], index: torch.Tensor | None = None, transfer: Transfer | None = None) -> None:
+              tally: Tally, targets: set[str], index: torch.Tensor | None = None, transfer: Transfer | None = None,
+              probe_rows: torch.Tensor | None = None) -> None:
     """Run one chunk's plan, pass by pass, into `tally`. Adversarial examples are crafted at their
     attack's `craft` pass (or, made from the shared gradient alone, where first scored) and
     dropped after their last scoring; black-box ones come from `transfer` when given. With
     config.square_on "survivors", Square crafts only the rows (eps, example) that every white-box
-    gradient attack scored before it left correctly classified (top-1); the others keep x."""
+    gradient attack scored before it left correctly classified (top-1); the others keep x. With
+    config.cascade, every white-box attack does so after the ones before it (AutoAttack's cascade).
+    `probe_rows` (N bool): the examples the checks' probes run on (None: all)."""
     n, layout = x.shape[0], memory_format(x)
     jobs: dict[str, Crafting] = {}
     crafted: dict[tuple, torch.Tensor] = {}
     last_use = {(p.source, p.attack, p.eps, p.probe): i for i, p in enumerate(plan) if p.kind == "score"}
     clean_done: set[str] = set()
-    survivors = config.square_on == "survivors"
-    alive: dict[tuple[str, float], torch.Tensor] = {}  # (model, eps) -> correct under every white-box gradient attack so far
+    survivors, cascade = config.square_on == "survivors", config.cascade
+    alive: dict[tuple[str, float], torch.Tensor] = {}  # (model, eps) -> correct under every white-box (gradient) attack so far
+    probing = probe_rows if probe_rows is not None and not bool(probe_rows.all()) else None  # the probes' subset, if any
 
     def job(name: str, probe: str = "") -> Crafting:
         j = jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp, budget=config.budget, index=index)
@@ -186,9 +199,11 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
 
     def craft(attack: str, name: str, eps: tuple[float, ...], probe: str) -> torch.Tensor:
         j = job(name, probe)
-        if survivors and ATTACKS[attack].gradient_free and not probe:
+        if (cascade or (survivors and ATTACKS[attack].gradient_free)) and not probe:
             everyone = torch.ones(n, dtype=torch.bool, device=x.device)
             j = replace(j, only=torch.stack([alive.get((name, e), everyone) for e in eps]))
+        elif probe and probing is not None:
+            j = replace(j, only=probing.expand(len(eps), n))
         return ATTACKS[attack].craft(j, eps)
 
     for i, p in enumerate(plan):
@@ -213,10 +228,13 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
                 crafted[key] = transfer.rows(p.attack, p.eps, index) if given else craft(p.attack, p.source, p.eps, p.probe)
             adv = crafted.pop(key) if last_use[key] == i else crafted[key]
             logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
-            gradient_attack = survivors and p.setting == "white-box" and not p.probe and not ATTACKS[p.attack].gradient_free
+            narrows = (cascade or (survivors and not ATTACKS[p.attack].gradient_free)) and p.setting == "white-box" and not p.probe
             for j, e in enumerate(p.eps):
+                if p.probe and probing is not None:
+                    tally.add((p.model, p.setting, p.attack, e), logits[j][probing], y[probing], p.probe)
+                    continue
                 tally.add((p.model, p.setting, p.attack, e), logits[j], y, p.probe)
-                if gradient_attack:
+                if narrows:
                     ok = topk_correct(logits[j], y, 1)
                     alive[(p.model, e)] = ok & alive.get((p.model, e), ok)
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from ..attacks import ATTACKS, WORST, Budget
+from ..attacks import ATTACKS, COMBINED, Budget
 
 
 @dataclass(frozen=True)
@@ -45,19 +45,27 @@ class Pass:
     backwards: int = 0
     what: str = ""  # gradient, craft: what the pass computes, in words
     probe: str = ""  # craft, score: the soundness check this pass serves ("unbounded", "converged"), else ""
+    eps_free: bool = False  # craft: one run answers every eps stacked (FAB-T): costs one stack's rows, not k
+    share: float = 1.0  # the share of the chunk's examples the pass runs on (the checks' probes on a subset)
 
     @property
     def stack(self) -> int:
         return max(1, len(self.eps))
 
     @property
-    def forward_cost(self) -> int:
-        """Forward passes over one chunk of examples (rows / N)."""
-        return self.forwards * self.stack
+    def rows(self) -> float:
+        """Rows per example of the chunk this pass runs over: the stacked eps (1 for an eps-free
+        attack) times the share of examples it runs on."""
+        return (1 if self.eps_free else self.stack) * self.share
 
     @property
-    def backward_cost(self) -> int:
-        return self.backwards * self.stack
+    def forward_cost(self) -> float:
+        """Forward passes over one chunk of examples (rows / N)."""
+        return self.forwards * self.rows
+
+    @property
+    def backward_cost(self) -> float:
+        return self.backwards * self.rows
 
     def describe(self) -> str:
         eps = ",".join(f"{e * 255:g}" for e in self.eps)
@@ -69,6 +77,10 @@ class Pass:
             return f"{self.model}: clean predictions"
         check = f" (check {self.probe})" if self.probe else ""
         return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255{check}"
+
+    def tail(self) -> str:
+        """What follows the description on a plan line when the pass runs on a part of the chunk."""
+        return f" [{100 * self.share:g}% of the examples]" if self.share < 1 else ""
 
 
 def eps_groups(eps: Sequence[float], group: int) -> list[tuple[float, ...]]:
@@ -87,15 +99,17 @@ def build_plan(
     settings: Sequence[str],
     eps_per_pass: int | None = None,
     budget: Budget | None = None,
+    gradients: bool = False,
 ) -> list[Pass]:
     """The passes for one chunk of examples, in the order they run.
 
     `attacks` are ATTACKS names (WORST, computed from the others' records, costs no pass);
     `eps_per_pass` caps how many eps are stacked in one pass (None: all); `budget` sets the strong
-    attacks' work (default: Budget(iters=iters)).
+    attacks' work (default: Budget(iters=iters)); `gradients`: a gradient pass at x for every
+    white-box target even when no attack starts from it (the checks' gradients probe).
     """
     budget = budget or Budget(iters=iters)
-    attacks = [a for a in attacks if a != WORST]
+    attacks = [a for a in attacks if a not in COMBINED]
     groups = eps_groups(eps, eps_per_pass or len(eps))
     chosen = [ATTACKS[a] for a in attacks]
     if budget.square_on == "survivors":  # Square attacks what the gradient attacks left: it runs after them
@@ -104,26 +118,28 @@ def build_plan(
     if "black-box" in settings and surrogate is not None:
         crafters.append((surrogate, "black-box"))
     uses = ", ".join(a.direction for a in chosen if a.direction)
-    gradient = {name for name, _ in crafters} if uses else set()
+    # the soundness checks' gradients probe needs the input gradient at x of each white-box target
+    probe = {name for name, setting in crafters if gradients and setting == "white-box"}
+    gradient = {name for name, _ in crafters} if uses else probe
     plan = [Pass("clean", t, forwards=1) for t in targets if t not in gradient]
     for name, setting in crafters:
-        if uses:
-            plan.append(Pass("gradient", name, forwards=1, backwards=1, what=uses))
+        if uses or name in probe:
+            plan.append(Pass("gradient", name, forwards=1, backwards=1, what=uses or "for check gradients"))
         scored = [name] if setting == "white-box" else list(targets)
         for attack in chosen:
             step = attack.plan(budget)
             for group in groups:
                 if step is not None:
                     plan.append(Pass("craft", name, attack=attack.name, eps=group, forwards=step.forwards,
-                                     backwards=step.backwards, what=step.what))
+                                     backwards=step.backwards, what=step.what, eps_free=step.eps_free))
                 for t in scored:
                     plan.append(Pass("score", t, source=name, setting=setting, attack=attack.name, eps=group, forwards=1))
     return plan
 
 
 def total_cost(plan: Sequence[Pass]) -> tuple[int, int]:
-    """(forward, backward) passes over one chunk of examples."""
-    return sum(p.forward_cost for p in plan), sum(p.backward_cost for p in plan)
+    """(forward, backward) passes over one chunk of examples: passes per example, at most."""
+    return round(sum(p.forward_cost for p in plan)), round(sum(p.backward_cost for p in plan))
 
 
 def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int, settings: Sequence[str],
@@ -132,7 +148,7 @@ def naive_cost(n_targets: int, *, attacks: Sequence[str], n_eps: int, iters: int
     and per target × setting × attack × eps a fresh attack (its registry `cost`: FGSM 1 + 1,
     I-FGSM iters + iters) and a scoring forward."""
     budget = budget or Budget(iters=iters)
-    attacks = [a for a in attacks if a != WORST]
+    attacks = [a for a in attacks if a not in COMBINED]
     f, b = n_targets, 0
     cells = n_targets * len(settings) * n_eps
     for attack in attacks:
@@ -148,10 +164,12 @@ def render_plan(plan: Sequence[Pass], *, n_examples: int, chunk: int, naive: tup
     lines = [f"plan per chunk of {chunk} examples ({chunks} chunk(s), {n_examples} examples):"]
     w = max((len(p.describe()) for p in plan), default=0)
     for i, p in enumerate(plan, 1):
-        rows = p.stack * chunk
-        lines.append(f"{i:3d}. {p.describe():<{w}}  {p.forward_cost:3d} fwd {p.backward_cost:3d} bwd  ({rows} rows/call)")
+        rows = round(p.rows * chunk)
+        lines.append(f"{i:3d}. {p.describe():<{w}}  {p.forward_cost:4.0f} fwd {p.backward_cost:4.0f} bwd  ({rows} rows/call){p.tail()}")
     f, b = total_cost(plan)
     lines.append(f"total: {f} forward + {b} backward passes per chunk; {f * chunks} + {b * chunks} over all chunks")
+    lines.append(f"per example: {f} forward + {b} backward passes at most (a pass over a chunk is one pass per example; "
+                 "attacks that stop once an example is fooled, and a cascade's later attacks, cost less on a model that breaks)")
     if naive is not None:
         nf, nb = naive
         lines.append(

@@ -12,7 +12,11 @@ target (key "probe"):
   from the once-per-evaluation model probe (`probe_model`, free; check 8).
 The PGD probes run only when PGD is among the attacks (the strong suite) and white-box is a
 setting; `--dry-run` counts their passes. Checks run on every evaluation with more than one
-attack unless `EvalConfig.checks` is off.
+attack unless `EvalConfig.checks` is off. With `EvalConfig.probe_examples` = m the two PGD probes
+run on a seeded, stratified subset of m examples (`probe_subset`; their records carry it as the
+bit-string "probe_subset") and check 6 compares the run's PGD with the doubled one on those same
+examples: the comparison stays paired, so the subset only widens its noise (see
+docs/guides/sound-evaluation.md#probes-on-a-subset).
 
 The model probes: the paper's Figure 2 quantities between pairs of training examples, and
 calibration (reliability diagrams, ECE); the figures are drawn by `robustmix.reporting.figures`.
@@ -36,7 +40,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..attacks import ATTACKS, WORST, Budget
-from ..data import pixels
+from ..data import pixels, stratified_subset
 from ..models.predict import eval_mode, predict_logits
 from ..runtime.errors import RobustmixError, RobustmixWarning
 from .plan import Pass, eps_groups
@@ -54,8 +58,21 @@ def probe_budget(budget: Budget, probe: str) -> Budget:
     return budget.doubled() if probe == "converged" else budget
 
 
-def probe_plan(targets: Sequence[str], config, per_pass: int) -> list[Pass]:
-    """The probes' passes for one chunk: per target, PGD at 128/255 and PGD doubled at every eps."""
+def probe_subset(y: torch.Tensor, examples: int | None, seed: int) -> torch.Tensor:
+    """N bools: the examples the checks' PGD probes run on; every example when `examples` is None or
+    at least N, else a stratified subset of that many drawn with `seed` (the same examples every run)."""
+    n = int(y.numel())
+    mask = torch.ones(n, dtype=torch.bool)
+    if examples is None or examples >= n:
+        return mask
+    mask[:] = False
+    mask[stratified_subset(torch.as_tensor(y).cpu(), examples, seed)] = True
+    return mask
+
+
+def probe_plan(targets: Sequence[str], config, per_pass: int, share: float = 1.0) -> list[Pass]:
+    """The probes' passes for one chunk: per target, PGD at 128/255 and PGD doubled at every eps;
+    `share`: the part of the examples they run on (config.probe_examples)."""
     if not checks_on(config) or PROBE_ATTACK not in config.attacks or "white-box" not in config.settings:
         return []
     plan = []
@@ -64,8 +81,9 @@ def probe_plan(targets: Sequence[str], config, per_pass: int) -> list[Pass]:
             step = ATTACKS[PROBE_ATTACK].plan(probe_budget(config.budget, probe))
             for group in groups:
                 plan.append(Pass("craft", t, attack=PROBE_ATTACK, eps=group, forwards=step.forwards, backwards=step.backwards,
-                                 what=f"check {probe}: {step.what}", probe=probe))
-                plan.append(Pass("score", t, source=t, setting="white-box", attack=PROBE_ATTACK, eps=group, forwards=1, probe=probe))
+                                 what=f"check {probe}: {step.what}", probe=probe, share=share))
+                plan.append(Pass("score", t, source=t, setting="white-box", attack=PROBE_ATTACK, eps=group, forwards=1, probe=probe,
+                                 share=share))
     return plan
 
 

@@ -1,12 +1,14 @@
 """Records: one per target × setting × attack × eps, with the per-example correctness behind its
-error rates as '0101…' bit-strings. Decoding them, the error rate of one, and the per-example worst
-case over attacks (`worst_case_records`: the number a robustness claim should quote)."""
+error rates as '0101…' bit-strings. Decoding them, the error rate of one, the per-example worst
+case over attacks (`worst_case_records`: the number a robustness claim should quote) and
+AutoAttack's record (`autoattack_records`: wrong under any of its four attacks, the number to quote
+as "AutoAttack (standard)")."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..attacks import WORST
+from ..attacks import AUTOATTACK, AUTOATTACK_ATTACKS, COMBINED, WORST, is_standard_autoattack
 from ..models.predict import percent_wrong
 
 
@@ -25,16 +27,35 @@ def error_rate(correct) -> float:
     return percent_wrong(int(c.size - np.count_nonzero(c)), c.size)
 
 
-def _bits(c) -> str:
-    return "".join("1" if b else "0" for b in c)
+def bits(c) -> str:
+    """Per-example booleans (a bool array or tensor) as a '0101…' bit-string."""
+    return "".join("1" if b else "0" for b in (c.tolist() if hasattr(c, "tolist") else c))
+
+
+_bits = bits
 
 
 def worst_case_records(records: list[dict]) -> list[dict]:
     """Per target × setting × eps with two or more attacks: correct only if correct under every
-    attack. Probe records and existing worst-case records are ignored."""
+    attack. Probe records and existing combined records (worst case, AutoAttack) are ignored."""
+    return combined_records(records, WORST)
+
+
+def autoattack_records(records: list[dict], config) -> list[dict]:
+    """AutoAttack's record per target × eps (white-box): correct only if correct under each of its
+    four attacks, as AutoAttack's robust accuracy counts; "standard" says whether `config` held
+    AutoAttack's standard budget and cascade (the only case its label claims the name)."""
+    standard = bool(config.cascade) and is_standard_autoattack(config.budget)
+    return [{**r, "standard": standard} for r in combined_records(records, AUTOATTACK, AUTOATTACK_ATTACKS)
+            if r["setting"] == "white-box"]
+
+
+def combined_records(records: list[dict], name: str, attacks: tuple[str, ...] | None = None) -> list[dict]:
+    """Per target × setting × eps with two or more of `attacks` (None: every attack run): a record
+    `name` correct only where every one of them is. Probe records and combined records are ignored."""
     groups: dict[tuple, list[dict]] = {}
     for r in records:
-        if r["setting"] == "clean" or r.get("probe") or r["attack"] == WORST:
+        if r["setting"] == "clean" or r.get("probe") or r["attack"] in COMBINED or (attacks is not None and r["attack"] not in attacks):
             continue
         groups.setdefault((r["target"], r["setting"], r["eps_255"]), []).append(r)
     out = []
@@ -50,7 +71,8 @@ def worst_case_records(records: list[dict]) -> list[dict]:
         keep = {k: first.get(k) for k in ("target", "method", "alpha", "seed", "setting", "eps", "eps_255", "surrogate", "n", "amp")}
         keep.update({"adversarial": first["adversarial"]} if first.get("adversarial") else {})
         on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
-        out.append({**keep, **on, "attack": WORST, "iters": None, "attacks": [r["attack"] for r in recs],
+        on.update({"cascade": True} if any(r.get("on_survivors") for r in recs) else {})
+        out.append({**keep, **on, "attack": name, "iters": None, "attacks": [r["attack"] for r in recs],
                     "top1_err": error_rate(c1), "top5_err": error_rate(c5),
                     "top1_correct": _bits(c1), "top5_correct": _bits(c5)})
     return out

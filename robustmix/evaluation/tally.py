@@ -55,6 +55,7 @@ class Tally:
     def records(self, targets: list[Checkpoint], surrogate: Checkpoint | None, config: EvalConfig,
                 world: distributed.World) -> list[dict]:
         metas = {t.name: t.meta for t in targets}
+        crafted = [a for a in config.attacks if a in ATTACKS]
         records = []
         for key in self.top1:
             name, setting, attack, e, probe = key
@@ -83,6 +84,8 @@ class Tally:
                     "amp": config.amp,
                     **({} if attack == NO_ATTACK else ATTACKS[attack].settings(probe_budget(config.budget, probe))),
                     **({"probe": probe, "num_classes": self.classes[key]} if probe else {}),
+                    # in a cascade, an attack after the first ran on the examples the ones before it left (it counts what it adds)
+                    **({"on_survivors": True} if config.cascade and setting == "white-box" and not probe and attack != crafted[0] else {}),
                     **adversarial_of(meta),
                 }
             )

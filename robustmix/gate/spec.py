@@ -18,9 +18,10 @@ import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 
-from ..attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITES
+from ..attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITE_SETTINGS, SUITES
 
 BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
+LATER_KEYS = ("target_classes", "fab_iters", "probe_examples")  # budget keys added with APGD-T and FAB-T (issue 36)
 from ..data import DATASETS
 from ..data.sources import IMAGEFOLDER
 from ..evaluation.evaluator import EvalConfig
@@ -48,7 +49,7 @@ SECTIONS = {
     "train": TRAIN_KEYS,
     "targets": MODEL_KEYS,
     "surrogate": MODEL_KEYS,
-    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS, "square_on"),
+    "attack": ("suite", "attacks", "eps", "iters", "settings", "topk", "batch_size", *BUDGET_KEYS, *LATER_KEYS, "square_on"),
     "tolerance": None,  # metric id or glob -> percentage points
 }
 # Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
@@ -94,6 +95,10 @@ class BenchSpec:
                 ev.pop(k)
         if ev["square_on"] == "all":  # the default: a spec (and its hash) as before the option existed
             ev.pop("square_on")
+        defaults = EvalConfig()
+        for k in EvalConfig.LATER:  # at the default: a spec (and its hash) as before these options existed
+            if ev.get(k) == getattr(defaults, k):
+                ev.pop(k)
         return {
             "data": {"dataset": self.dataset, "examples": self.examples},
             "targets": [model(m) for m in self.targets],
@@ -289,15 +294,17 @@ def _attack(source: str, attack: dict, device: str, section: str = "attack") -> 
     topk = tuple(attack.get("topk", [1]))
     if not topk or any(k not in TOPK for k in topk):
         raise _bad(where, f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
+    preset = {k: v for k, v in SUITE_SETTINGS.get(attack.get("suite", ""), {}).items() if k != "settings"}  # autoattack's budget
+    suite_settings = SUITE_SETTINGS.get(attack.get("suite", ""), {}).get("settings", SETTINGS)
     try:
         ev = EvalConfig(
             eps=tuple(dict.fromkeys(e / 255 for e in eps)),
             attacks=tuple(attack.get("attacks", SUITES[attack["suite"]] if "suite" in attack else DEFAULT_ATTACKS)),
             iters=attack.get("iters", 10),
-            settings=tuple(attack.get("settings", list(SETTINGS))),
+            settings=tuple(attack.get("settings", list(suite_settings))),
             batch_size=attack.get("batch_size", 500),
             device=device,
-            **{k: attack[k] for k in (*BUDGET_KEYS, "square_on") if k in attack},
+            **{**preset, **{k: attack[k] for k in (*BUDGET_KEYS, *LATER_KEYS, "square_on") if k in attack}},
         )
         ev.validate()
     except RobustmixError as e:

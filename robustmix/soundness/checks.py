@@ -2,7 +2,10 @@
 
 Eight checks per target, from the field's checklist (Carlini et al. 2019, Athalye et al. 2018,
 AutoAttack's flags; see docs/protocol.md), each `pass`, `warn` or `fail` with the numbers behind
-it, or `skip` when the records cannot say (e.g. one eps only):
+it, `skip` when the records cannot say (e.g. one eps only), or `not informative` where the model
+sits at the ceiling and the check could not fail whatever the attacks did (e.g. "converged" when
+PGD already fools every example: doubling it cannot move the error up; a model broken at every
+eps passes checks 1–6 trivially, and a pass there would read as evidence it is not):
 
 1. iterative      white-box iterative attacks on the same loss (I-FGSM, PGD, APGD-CE) reach at
                   least FGSM's error
@@ -26,12 +29,13 @@ from dataclasses import asdict, dataclass, field
 
 from ..evaluation.records import as_bool
 
-STATUSES = ("pass", "warn", "fail", "skip")
+NOT_INFORMATIVE = "not informative"
+STATUSES = ("pass", "warn", "fail", "skip", NOT_INFORMATIVE)
 CHECKS = ("iterative", "transfer", "gradient-free", "monotone", "unbounded", "converged", "gradients", "deterministic")
 PROTOCOL = "docs/protocol.md"
 SINGLE_STEP = ("fgsm",)
 ITERATIVE = ("ifgsm", "pgd", "apgd-ce")  # iterative attacks on FGSM's own loss (cross-entropy)
-GRADIENT = SINGLE_STEP + ITERATIVE + ("apgd-dlr",)  # every gradient attack
+GRADIENT = SINGLE_STEP + ITERATIVE + ("apgd-dlr", "apgd-t", "fab-t")  # every gradient attack
 GRADIENT_FREE = ("square",)
 WORST = "worst-case"
 UNBOUNDED_EPS = 128 / 255
@@ -90,13 +94,32 @@ def _grade(violation: float, margin: float) -> str:
     return "pass" if violation <= 1e-9 else "warn" if violation <= margin + 1e-9 else "fail"
 
 
+def at_ceiling(err_pp: float, margin: float) -> bool:
+    """An error so close to 100% that a check needing it to fall short by more than `margin` cannot fail."""
+    return err_pp >= 100.0 - margin - 1e-9
+
+
+def _case(status: str, violation: float, detail: str, numbers: dict, ceiling: bool) -> tuple:
+    """One case of a check; at the ceiling it is not informative (and says why)."""
+    if ceiling:
+        return (NOT_INFORMATIVE, float("-inf"), f"{detail} — at the ceiling: this check could not fail here", numbers)
+    return (status, violation, detail, numbers)
+
+
 def _worst(checks: list[tuple[str, float, str, dict]], name: str, target: str, empty: str) -> Check:
-    """The check's result: the worst (status, violation) over its cases, with that case's numbers."""
+    """The check's result: the worst (status, violation) over its informative cases, with that case's
+    numbers; "not informative" when no case is."""
     if not checks:
         return Check(name, target, "skip", empty)
-    order = {"pass": 0, "warn": 1, "fail": 2}
+    order = {NOT_INFORMATIVE: -1, "pass": 0, "warn": 1, "fail": 2}
     status, _, detail, numbers = max(checks, key=lambda c: (order[c[0]], c[1]))
     return Check(name, target, status, detail, numbers)
+
+
+def on_survivors(r: dict) -> bool:
+    """A record of an attack that ran only on the examples the attacks before it left (Square with
+    square_on "survivors", or any attack after the first in a cascade): its error is not a stand-alone attack's."""
+    return r.get("square_on") == "survivors" or bool(r.get("on_survivors"))
 
 
 def _attack_records(records: list[dict], target: str) -> dict[tuple, dict]:
@@ -117,12 +140,13 @@ def check_iterative(recs: dict, target: str, m: Margins) -> Check:
             continue
         for it in ITERATIVE:
             ri = recs.get((setting, it, e))
-            if ri is None:
+            if ri is None or on_survivors(ri):
                 continue
             only = int((fooled(r) & ~fooled(ri)).sum())
             d = err(r) - err(ri)
             nums = {"eps_255": e, "attack": it, "err_fgsm": err(r), "err_iterative": err(ri), "fgsm_only": only}
-            cases.append((_grade(d, m.iterative_pp), d, f"eps {_e(e)}: FGSM {err(r):.1f}%, {it} {err(ri):.1f}%; FGSM fools {only} example(s) {it} does not", nums))
+            cases.append(_case(_grade(d, m.iterative_pp), d, f"eps {_e(e)}: FGSM {err(r):.1f}%, {it} {err(ri):.1f}%; FGSM fools {only} example(s) {it} does not",
+                               nums, at_ceiling(err(ri), m.iterative_pp)))
     return _worst(cases, "iterative", target, "needs white-box FGSM and an iterative attack at the same eps")
 
 
@@ -132,9 +156,9 @@ def check_transfer(recs: dict, target: str, m: Margins) -> Check:
     """
     cases = []
     for (setting, attack, e), r in recs.items():
-        if setting != "black-box" or attack == WORST:
+        if setting != "black-box" or attack_is_combined(attack):
             continue
-        white = [w for (s, a, ee), w in recs.items() if s == "white-box" and ee == e and a != WORST]
+        white = [w for (s, a, ee), w in recs.items() if s == "white-box" and ee == e and not attack_is_combined(a)]
         if not white:
             continue
         missed = fooled(r).copy()
@@ -143,7 +167,8 @@ def check_transfer(recs: dict, target: str, m: Margins) -> Check:
         best = max(white, key=err)
         d = err(r) - err(best)
         nums = {"eps_255": e, "attack": attack, "err_black_box": err(r), "err_white_box": err(best), "black_box_only": int(missed.sum())}
-        cases.append((_grade(d, m.transfer_pp), d, f"eps {_e(e)}: black-box {attack} {err(r):.1f}% vs white-box {best['attack']} {err(best):.1f}%; {int(missed.sum())} example(s) fooled by transfer and by no white-box attack", nums))
+        cases.append(_case(_grade(d, m.transfer_pp), d, f"eps {_e(e)}: black-box {attack} {err(r):.1f}% vs white-box {best['attack']} {err(best):.1f}%; {int(missed.sum())} example(s) fooled by transfer and by no white-box attack",
+                           nums, at_ceiling(err(best), m.transfer_pp)))
     return _worst(cases, "transfer", target, "needs white-box and black-box records at the same eps")
 
 
@@ -165,28 +190,43 @@ def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
         for g in grads:
             only &= ~fooled(g)
         nums = {"eps_255": e, "err_gradient_free": err(r), "err_gradient": err(best), "best_gradient_attack": best["attack"], "gradient_free_only": int(only.sum())}
-        if r.get("square_on") == "survivors":
+        if on_survivors(r):
             d = 100.0 * float(only.sum()) / max(1, only.size)
-            cases.append((_grade(d, m.gradient_free_pp), d,
-                          f"eps {_e(e)}: {attack} on the survivors of the gradient attacks fooled {int(only.sum())} example(s) none of them did "
-                          f"({d:.1f}% of {only.size}; margin {m.gradient_free_pp:g} pp)", {**nums, "square_on": "survivors", "only_pp": d}))
+            cases.append(_case(_grade(d, m.gradient_free_pp), d,
+                               f"eps {_e(e)}: {attack} on the survivors of the gradient attacks fooled {int(only.sum())} example(s) none of them did "
+                               f"({d:.1f}% of {only.size}; margin {m.gradient_free_pp:g} pp)", {**nums, "square_on": "survivors", "only_pp": d},
+                               at_ceiling(_union_err(grads), m.gradient_free_pp)))
             continue
         d = err(r) - err(best)
-        cases.append((_grade(d, m.gradient_free_pp), d,
-                      f"eps {_e(e)}: {attack} {err(r):.1f}% vs best gradient attack {best['attack']} {err(best):.1f}% (margin {m.gradient_free_pp:g} pp); {int(only.sum())} example(s) fooled only without gradients", nums))
+        cases.append(_case(_grade(d, m.gradient_free_pp), d,
+                           f"eps {_e(e)}: {attack} {err(r):.1f}% vs best gradient attack {best['attack']} {err(best):.1f}% (margin {m.gradient_free_pp:g} pp); {int(only.sum())} example(s) fooled only without gradients",
+                           nums, at_ceiling(err(best), m.gradient_free_pp)))
     return _worst(cases, "gradient-free", target, "needs Square and a gradient attack at the same eps (--suite strong)")
 
 
 def check_monotone(recs: dict, target: str, m: Margins) -> Check:
     """Check 4 (docs/protocol.md#check-monotone): error does not fall as eps grows, per setting and attack."""
     cases = []
-    for setting, attack in sorted({(s, a) for s, a, _ in recs}):
+    for setting, attack in sorted({(s, a) for (s, a, _), r in recs.items() if not on_survivors(r) or attack_is_combined(a)}):
         series = sorted((e, err(r)) for (s, a, e), r in recs.items() if (s, a) == (setting, attack))
         for (e0, a0), (e1, a1) in zip(series, series[1:]):
             d = a0 - a1
             nums = {"setting": setting, "attack": attack, "eps_255": [e0, e1], "err": [a0, a1]}
-            cases.append((_grade(d, m.monotone_pp), d, f"{setting} {attack}: {a0:.1f}% at eps {_e(e0)}, {a1:.1f}% at eps {_e(e1)}", nums))
+            cases.append(_case(_grade(d, m.monotone_pp), d, f"{setting} {attack}: {a0:.1f}% at eps {_e(e0)}, {a1:.1f}% at eps {_e(e1)}", nums,
+                               at_ceiling(a1, m.monotone_pp)))
     return _worst(cases, "monotone", target, "needs two or more eps")
+
+
+def _union_err(recs: list[dict]) -> float:
+    """% of examples at least one of these records fools (their per-example union)."""
+    wrong = fooled(recs[0]).copy()
+    for r in recs[1:]:
+        wrong |= fooled(r)
+    return float(100.0 * wrong.sum() / max(1, wrong.size))
+
+
+def attack_is_combined(attack: str) -> bool:
+    return attack in (WORST, "autoattack")
 
 
 def _probe(records: list[dict], target: str, kind: str) -> dict | None:
@@ -201,8 +241,14 @@ def check_unbounded(records: list[dict], target: str, m: Margins) -> Check:
     chance = 100.0 * (1 - 1 / r["num_classes"])
     e = err(r)
     status = "pass" if e >= 100 - m.unbounded_pp else "warn" if e >= chance else "fail"
-    return Check("unbounded", target, status, f"{r['attack']} at eps {_e(r['eps_255'])}: {e:.1f}% error (pass >= {100 - m.unbounded_pp:g}%, chance {chance:.1f}%)",
-                 {"eps_255": r["eps_255"], "err": e, "chance": chance})
+    of = f" on {r['n']} examples (a subset)" if r.get("probe_subset") else ""
+    detail = f"{r['attack']} at eps {_e(r['eps_255'])}: {e:.1f}% error{of} (pass >= {100 - m.unbounded_pp:g}%, chance {chance:.1f}%)"
+    numbers = {"eps_255": r["eps_255"], "err": e, "chance": chance, "n": r["n"]}
+    worst = max((err(a) for (s, _, _), a in _attack_records(records, target).items() if s == "white-box"), default=0.0)
+    if status == "pass" and at_ceiling(worst, m.unbounded_pp):  # the run's own attacks already break it: nothing left to show
+        return Check("unbounded", target, NOT_INFORMATIVE, f"{detail} — the run's attacks already reach {worst:.1f}%: this check "
+                     "could not fail here", numbers)
+    return Check("unbounded", target, status, detail, numbers)
 
 
 def check_converged(records: list[dict], target: str, m: Margins) -> Check:
@@ -217,10 +263,14 @@ def check_converged(records: list[dict], target: str, m: Margins) -> Check:
         base = recs.get((r["setting"], r["attack"], r["eps_255"]))
         if base is None:
             continue
+        if r.get("probe_subset"):  # the probe ran on a subset: compare on those same examples (paired)
+            base = {**base, "top1_correct": "".join(c for c, k in zip(base["top1_correct"], r["probe_subset"]) if k == "1")}
         d = abs(err(r) - err(base))
-        nums = {"eps_255": r["eps_255"], "attack": r["attack"], "err": err(base), "err_doubled": err(r), "iters": [base.get("iters"), r.get("iters")], "restarts": [base.get("restarts"), r.get("restarts")]}
-        cases.append((_grade(d - m.converged_pp, m.converged_pp), d,
-                      f"eps {_e(r['eps_255'])}: {r['attack']} {err(base):.1f}% ({base.get('iters')} iters × {base.get('restarts')}) vs {err(r):.1f}% ({r.get('iters')} × {r.get('restarts')}); margin {m.converged_pp:g} pp", nums))
+        of = f" on the same {r['n']} examples (a subset)" if r.get("probe_subset") else ""
+        nums = {"eps_255": r["eps_255"], "attack": r["attack"], "err": err(base), "err_doubled": err(r), "iters": [base.get("iters"), r.get("iters")], "restarts": [base.get("restarts"), r.get("restarts")], "n": r["n"]}
+        cases.append(_case(_grade(d - m.converged_pp, m.converged_pp), d,
+                           f"eps {_e(r['eps_255'])}: {r['attack']} {err(base):.1f}% ({base.get('iters')} iters × {base.get('restarts')}) vs {err(r):.1f}% ({r.get('iters')} × {r.get('restarts')}){of}; margin {m.converged_pp:g} pp",
+                           nums, at_ceiling(err(base), m.converged_pp)))
     return _worst(cases, "converged", target, "no convergence probe in these records (run with --suite strong)")
 
 

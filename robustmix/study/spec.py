@@ -45,7 +45,8 @@ from ..gate.spec import (
 )
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
-               "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on")
+               "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on", "target_classes", "fab_iters",
+               "probe_examples")
 
 
 @dataclass(frozen=True)
