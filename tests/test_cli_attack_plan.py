@@ -84,7 +84,7 @@ def test_strong_suite_prints_checks_and_verdicts_and_saves_them(ckpts, capsys, m
     for needle in ("| PGD |", "APGD-CE", "APGD-DLR", "Square", "Worst case", "## Soundness checks", "docs/protocol.md#check-unbounded", "## Verdicts"):
         assert needle in out, needle
     doc = load_results(d / "s.json")
-    assert {r["attack"] for r in doc["records"]} == {"none", "fgsm", "ifgsm", "pgd", "apgd-ce", "apgd-dlr", "square", "worst-case"}
+    assert {r["attack"] for r in doc["records"]} == {"none", "fgsm", "ifgsm", "pgd", "apgd-ce", "apgd-dlr", "apgd-t", "square", "worst-case"}
     assert {p["probe"] for p in doc["probes"]} == {"unbounded", "converged", "gradients", "model"}
     assert {c["check"] for c in doc["checks"]} >= {"iterative", "transfer", "gradient-free", "unbounded", "converged", "gradients"}
     assert doc["config"]["pgd_restarts"] == 2 and doc["config"]["seed"] == 0

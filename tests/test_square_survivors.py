@@ -32,7 +32,7 @@ from robustmix.evaluation.transfer import crafting_of
 
 ROOT = Path(__file__).resolve().parents[1]
 GRADIENT_FREE = [a for a, at in ATTACKS.items() if at.gradient_free]  # Square
-GRADIENT = [a for a, at in ATTACKS.items() if not at.gradient_free]  # what runs before it on survivors
+GRADIENT = [a for a in SUITES["strong"] if a in ATTACKS and not ATTACKS[a].gradient_free]  # what runs before it on survivors
 EPS = (8 / 255, 16 / 255)
 N = 60
 BUDGET = dict(pgd_iters=5, pgd_restarts=1, apgd_iters=5, square_queries=150)

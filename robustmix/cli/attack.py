@@ -32,6 +32,7 @@ from ..store.runs import (
     open_checkpoints,
 )
 from .common import EPS_HELP, bar, eps_list, name_list, positive_int, say, writable_path
+from .minimal import add_minimal_arguments, run_minimal
 from .suite import add_suite_arguments, suite_config, suite_settings
 
 HELP = ("attack checkpoints (white-box and black-box) with the paper's FGSM / I-FGSM, --suite strong (PGD, APGD-CE, APGD-DLR, "
@@ -47,6 +48,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eps", type=eps_list, default=(4 / 255,), help=f"maximum L∞ perturbation, {EPS_HELP} (default 4)")
     p.add_argument("--iters", type=positive_int, default=D.iters, help=f"I-FGSM iterations with step eps/iters; --iters 1 is FGSM (default {D.iters})")
     add_suite_arguments(p)
+    add_minimal_arguments(p)
     p.add_argument("--settings", type=name_list(SETTINGS), default=None,
                    help=f"comma-separated: {', '.join(SETTINGS)} (default {','.join(D.settings)}; white-box for --suite autoattack)")
     p.add_argument("--batch-size", type=batch_size, default=D.batch_size, help=f"most rows in one forward/backward pass (with several eps stacked, examples per pass = this / number of eps), or 'auto': the largest that fits on CUDA, {CPU_AUTO_BATCH} elsewhere (default {D.batch_size})")
@@ -115,10 +117,16 @@ def load_models(args: argparse.Namespace, device) -> tuple[list[Checkpoint], Che
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.minimal:  # white-box: the search attacks each target itself
+        if args.settings not in (None, ("white-box",)):
+            raise RobustmixError("--minimal is white-box only: drop --settings or use --settings white-box")
+        args.settings = ("white-box",)
     config = eval_config(args)
     world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank
     targets, surrogate, data = load_models(args, device)
     x, y = evaluation_examples(data, args.examples)
+    if args.minimal:
+        return run_minimal(args, config, targets, x, y, data, device)
     if args.dry_run:
         print(dry_run(config, targets, surrogate, x, device))
         return 0

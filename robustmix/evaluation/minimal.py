@@ -125,7 +125,7 @@ def minimal_eps(model: nn.Module, x: torch.Tensor, y: torch.Tensor, search: Sear
         fooled = _fooled_at(model, x, y, mid, active, attacks, search, budget, index, amp)
         hi = torch.where(active & fooled, mid, hi)
         lo = torch.where(active & ~fooled, mid, lo)
-    values = torch.tensor([search.value(j) for j in range(top + 1)] + [float("inf")], device=x.device)
+    values = torch.tensor([search.value(j) for j in range(top + 1)] + [float("inf")], dtype=torch.float64, device=x.device)
     return values[hi.clamp(max=top + 1)]
 
 
