@@ -123,13 +123,18 @@ def excerpts(document: str, anchors: list[str]) -> dict[str, tuple[str, list[tup
     text from that heading to the next heading of any level, as blocks (paragraphs, lists, tables,
     code). Anchors the document lacks are left out."""
     lines = document.splitlines()
-    starts = {m.group(2): i for i, line in enumerate(lines) if (m := HEADING.match(line)) and m.group(2)}
+    fenced, heads = False, []  # the headings' line numbers, never a "# comment" inside a code block
+    for i, line in enumerate(lines):
+        fenced ^= line.startswith("```")
+        if not fenced and HEADING.match(line):
+            heads.append(i)
+    starts = {m.group(2): i for i in heads if (m := HEADING.match(lines[i])) and m.group(2)}
     out = {}
     for a in anchors:
         if a not in starts:
             continue
         i = starts[a]
-        end = next((j for j in range(i + 1, len(lines)) if HEADING.match(lines[j]) and not lines[j].startswith("#!")), len(lines))
+        end = next((j for j in heads if j > i), len(lines))
         out[a] = (HEADING.match(lines[i]).group(3).strip(), _blocks(lines[i + 1:end]))
     return out
 
