@@ -32,9 +32,10 @@ API_MODULES = (
     "robustmix.training.guard",
     "robustmix.training.methods.registry", "robustmix.training.methods.mixing",
     "robustmix.evaluation", "robustmix.evaluation.config", "robustmix.evaluation.records", "robustmix.evaluation.guards",
+    "robustmix.evaluation.minimal",
     "robustmix.soundness", "robustmix.soundness.verdicts",
     "robustmix.analysis", "robustmix.analysis.comparisons", "robustmix.analysis.stats", "robustmix.analysis.replication",
-    "robustmix.analysis.curves",
+    "robustmix.analysis.curves", "robustmix.analysis.minimal",
     "robustmix.reporting", "robustmix.reporting.tables", "robustmix.reporting.text", "robustmix.reporting.figures",
     "robustmix.importing", "robustmix.importing.importer", "robustmix.importing.sources",
 )
@@ -42,7 +43,7 @@ API_MODULES = (
 WITH_EXAMPLES = (
     "robustmix.TrainConfig", "robustmix.train", "robustmix.save_checkpoint", "robustmix.load_checkpoint",
     "robustmix.import_model", "robustmix.attacks.fgsm", "robustmix.attacks.ifgsm", "robustmix.attacks.pgd",
-    "robustmix.attacks.apgd", "robustmix.attacks.square", "robustmix.attacks.fgsm_sweep",
+    "robustmix.attacks.apgd", "robustmix.attacks.apgd_targeted", "robustmix.attacks.fab_targeted", "robustmix.attacks.square", "robustmix.attacks.fgsm_sweep",
     "robustmix.models.build_model", "robustmix.data.load_dataset", "robustmix.data.pixels",
     "robustmix.evaluation.evaluator.evaluate", "robustmix.reporting.tables.evidence",
 )

@@ -4,6 +4,7 @@
     comparisons.py  per-example frames, error rates with intervals, paired tests between targets (Holm)
     replication.py  intervals with the training seed as the unit of replication
     curves.py       training curves from the checkpoints' per-epoch logs
+    minimal.py      minimal-perturbation records (eps* per example): the error at any eps, median eps*
 
 May import: runtime, data, models, attacks, store, training, evaluation, soundness.
 """

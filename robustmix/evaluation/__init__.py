@@ -6,9 +6,10 @@ be shared planned once, and the probes the soundness checks and the figures need
     evaluator.py  evaluate(targets, x, y, config) -> records; plan_evaluation
     tally.py      per-example correctness, chunk after chunk, into records
     transfer.py   a surrogate's black-box examples, crafted once and scored on many targets
-    records.py    what a record holds: bit-strings, error rates, the per-example worst case
+    records.py    what a record holds: bit-strings, error rates, the per-example worst case, AutoAttack's record
     guards.py     what is refused before any attack runs (inputs, labels, models)
     probes.py     measurements besides the attack table: the checks' probes, Figure 2, calibration
+    minimal.py    minimal-perturbation robustness: per example the smallest eps the attacks fool it at
 
 May import: runtime, data, models, attacks, store.
 """
