@@ -307,8 +307,9 @@ def test_code_blocks_fit_or_scroll_with_a_visible_cue(site):
 def test_the_api_reference_puts_the_attacks_first_with_their_defaults_and_hides_the_plumbing(site):
     page = (site / "reference" / "api" / "attacks" / "index.html").read_text(encoding="utf-8")
     ids = [i for i in re.findall(r'<h[23] id="(robustmix\.attacks\.[^"]+)"', page)]
-    assert ids[:5] == ["robustmix.attacks.fgsm.fgsm", "robustmix.attacks.fgsm.ifgsm", "robustmix.attacks.pgd.pgd",
-                       "robustmix.attacks.apgd.apgd", "robustmix.attacks.square.square"], ids[:8]
+    assert ids[:6] == ["robustmix.attacks.fgsm.fgsm", "robustmix.attacks.fgsm.ifgsm", "robustmix.attacks.pgd.pgd",
+                       "robustmix.attacks.apgd.apgd", "robustmix.attacks.apgd_targeted.apgd_targeted",
+                       "robustmix.attacks.square.square"], ids[:8]
     text = re.sub(r"<[^>]+>", "", page)
     assert "PGD_ITERS" not in text and "iters: int = 40" in text  # defaults as values, not names
     registry = text[text.index("ATTACKS: dict[str, Attack]"):][:400]

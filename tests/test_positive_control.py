@@ -70,4 +70,6 @@ def test_a_broken_pgd_step_makes_converged_fail_on_the_positive_control(control,
     converged = next(c for c in checks if c.check == "converged")
     assert converged.status == "fail", converged.detail
     assert converged.numbers["err_doubled"] > converged.numbers["err"] + 1
-    assert next(c for c in checks if c.check == "unbounded").status == "pass"  # the broken step still breaks it at 128/255
+    unbounded = next(c for c in checks if c.check == "unbounded")
+    # the broken step still breaks it at 128/255; "not informative" when APGD-T already reached ~100% at 64/255
+    assert unbounded.status in ("pass", "not informative") and unbounded.numbers["err"] >= 99, (unbounded.status, unbounded.detail)
