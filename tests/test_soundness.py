@@ -108,3 +108,20 @@ def test_randomized_or_probability_outputs_fail(kw):
 def test_checks_that_cannot_be_computed_are_skipped():
     checks = by_name(soundness_checks([rec("fgsm", 4, 10)]))
     assert {k: c.status for k, c in checks.items()} == {k: "skip" for k in CHECKS}
+
+
+def test_a_model_at_the_ceiling_reads_not_informative_and_a_study_s_checks_grid_shows_it():
+    """Every attack fools every example: checks 1, 5 and 6 could not fail, so they are "not informative";
+    the study report's grid and summary (robustmix.study.tables) show it (they raised on it before)."""
+    from robustmix.study.tables import checks_grid, checks_summary
+
+    recs = [rec("fgsm", 8, N), rec("pgd", 8, N), *probes(converged=N)]
+    checks = soundness_checks(recs)
+    status = {c.check: c.status for c in checks}
+    assert status["iterative"] == status["converged"] == status["unbounded"] == "not informative", status
+    rows = [{**c.to_dict(), "suite": suite} for suite in ("paper", "strong") for c in checks]
+    rows[0] = {**rows[0], "status": "pass"}  # one suite informative: the grid shows its status
+    cells = {k.split("]")[0][1:]: v for k, v in checks_grid(rows, "docs/protocol.md").iloc[0].items() if k != "Checkpoint"}
+    assert cells["iterative"] == "pass" and cells["converged"] == "not informative"
+    assert cells["converged"].cls == "st st-not-informative" and "strong suite: not informative" in cells["converged"].tip
+    assert ", 5 not informative (at the ceiling, where the check could not fail)" in checks_summary(rows)

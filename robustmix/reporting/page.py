@@ -92,7 +92,7 @@ ol.rows .sub { grid-column: 3 / -1; color: var(--muted); font-size: 13px; }
 .v-not-tested { background: #f6f8fa; color: #6e7781; border: 1px solid var(--line); }
 td.st { text-align: center; font-weight: 600; }
 table td.st-pass { background: #dafbe1; color: #116329; } table td.st-warn { background: #fff8c5; color: #7d4e00; }
-table td.st-fail { background: #ffebe9; color: #a40e26; } table td.st-skip { color: #8c959f; }
+table td.st-fail { background: #ffebe9; color: #a40e26; } table td.st-skip { color: #8c959f; } table td.st-not-informative { color: #8c959f; }
 .note { border-left: 3px solid var(--line); padding-left: .9em; margin: 1em 0; }
 .note:target { border-left-color: var(--link); }
 #tip { position: fixed; z-index: 10; max-width: min(26em, 90vw); background: #24292f; color: #fff; font-size: 12.5px;

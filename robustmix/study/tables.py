@@ -18,7 +18,7 @@ from ..analysis.replication import error_interval
 from ..attacks import CLEAN, NO_ATTACK, attack_label
 from ..reporting.blocks import Tip
 from ..reporting.tables import table3, with_intervals
-from ..soundness.checks import CHECKS, GRADIENT
+from ..soundness.checks import CHECKS, GRADIENT, NOT_INFORMATIVE
 from ..training.adversarial import resolve as resolve_adversarial
 from ..evaluation.records import as_bool
 from .claims import Claim, Study
@@ -118,8 +118,8 @@ def checks_table(checks: list[dict], protocol: str) -> pd.DataFrame:
                          for c in checks if c["status"] != "skip"])
 
 
-SEVERITY = ("skip", "pass", "warn", "fail")
-MARK = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "–"}
+SEVERITY = ("skip", NOT_INFORMATIVE, "pass", "warn", "fail")  # a suite where the check could not fail shows only if no other ran it
+MARK = {"pass": "pass", "warn": "warn", "fail": "FAIL", "skip": "–", NOT_INFORMATIVE: "not informative"}
 
 
 def checks_grid(checks: list[dict], protocol: str) -> pd.DataFrame:
@@ -135,7 +135,7 @@ def checks_grid(checks: list[dict], protocol: str) -> pd.DataFrame:
             mine = [c for c in checks if c["target"] == t and c["check"] == k]
             status = max((c["status"] for c in mine), key=SEVERITY.index, default="skip")
             note = "\n".join(f"{c['suite']} suite: {c['status']}: {c['detail']}" for c in mine)
-            row[f"[{k}]({protocol}#check-{k})"] = Tip(MARK[status], note, f"st st-{status}")
+            row[f"[{k}]({protocol}#check-{k})"] = Tip(MARK[status], note, f"st st-{status.replace(' ', '-')}")
         rows.append(row)
     return pd.DataFrame(rows, dtype=object)
 
@@ -209,6 +209,7 @@ def checks_summary(checks: list[dict]) -> str:
     counts = pd.Series([c["status"] for c in checks]).value_counts().to_dict() if checks else {}
     failed = sorted({f"{c['check']} ({c['target']}, {c['suite']})" for c in checks if c["status"] == "fail"})
     return (f"{counts.get('pass', 0)} pass, {counts.get('warn', 0)} warn, {counts.get('fail', 0)} fail, {counts.get('skip', 0)} skipped"
+            + (f", {counts[NOT_INFORMATIVE]} not informative (at the ceiling, where the check could not fail)" if counts.get(NOT_INFORMATIVE) else "")
             + (f"; failed: {', '.join(failed)}" if failed else ""))
 
 
