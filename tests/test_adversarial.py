@@ -274,8 +274,8 @@ def test_the_guard_warning_reaches_the_study_models_table():
     warn = "catastrophic overfitting at epoch 9: guard PGD accuracy fell to 2.0% (best 41.0%); rolled back to epoch 8 and stopped"
     metas = {"adv-s0": {**base, "seed": 0, "warnings": [warn], "adversarial": {"label": "FGSM-RS (ε = 8/255)"}},
              "adv-s1": {**base, "seed": 1, "warnings": []}, "erm-s0": {**base, "seed": 0}}
-    frame = models_table(SimpleNamespace(slots={"adv": ["adv-s0", "adv-s1"], "erm": ["erm-s0"]}), metas)
+    frame = models_table(SimpleNamespace(slots={"adv": ["adv-s0", "adv-s1"], "erm": ["erm-s0"]}, controls={}), metas)
     assert frame.loc[0, "Training warnings"] == f"seed 0: {warn}" and frame.loc[1, "Training warnings"] == ""
     assert frame.loc[0, "Method"] == "ERM + FGSM-RS (ε = 8/255)"
-    quiet = models_table(SimpleNamespace(slots={"erm": ["erm-s0"]}), metas)
+    quiet = models_table(SimpleNamespace(slots={"erm": ["erm-s0"]}, controls={}), metas)
     assert "Training warnings" not in quiet  # reports without a warning keep their columns

@@ -202,6 +202,8 @@ def test_the_study_guide_shows_the_committed_spec_and_the_report_it_makes():
     page = (ROOT / "docs" / "guides" / "study.md").read_text(encoding="utf-8")
     spec = (ROOT / "benchmarks" / "study-digits.toml").read_text(encoding="utf-8")
     assert f"```toml\n{spec.rstrip()}\n```" in page, "the study guide's spec is not benchmarks/study-digits.toml: copy it again"
+    controls = page.split("## Controls")[1].split("```toml\n")[1].split("```")[0]  # the controls' two tables, as committed
+    assert controls.startswith("[[targets]]") and controls in (ROOT / "benchmarks" / "study-controls.toml").read_text(encoding="utf-8")
     for shot in ("report-1400.png", "report-390.png"):
         assert f"(../assets/study/{shot})" in page  # refcheck: allow (a link of docs/guides/study.md)
         assert (ROOT / "docs" / "assets" / "study" / shot).read_bytes() == (ROOT / "reports" / "cifar10" / shot).read_bytes()

@@ -1,4 +1,5 @@
-"""Generated from the MODELS and METHODS registries: every entry trains a step on CPU."""
+"""Generated from the MODELS and METHODS registries: every entry trains a step on CPU (and every model's head
+scales, as a study's negative control needs)."""
 
 import pytest
 import torch
@@ -6,7 +7,7 @@ import torch
 from robustmix.data import pixels
 from robustmix.training.methods import METHODS, apply_method, soft_cross_entropy
 from robustmix.training.methods.mixing import cross_class_partner, sample_lam
-from robustmix.models import MODELS, Normalize, build_model, run_stages
+from robustmix.models import MODELS, Normalize, build_model, run_stages, scale_head
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -23,6 +24,8 @@ def test_model_forward_backward_and_stages(name, digits):
     model.eval()
     with torch.no_grad():  # the stages manifold mixup uses compose to the model
         assert torch.allclose(run_stages(model, x), model(x), atol=1e-5)
+        before = model(x)  # a study's negative control: the head scaled after training multiplies the logits
+        assert torch.allclose(scale_head(model, 1e4)(x), before * 1e4, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("name,options", [("wrn28_10", {"depth": 10, "width": 1, "dropout": 0.3}),

@@ -26,6 +26,7 @@ from ..data import DATASETS
 from ..data.sources import IMAGEFOLDER
 from ..evaluation.evaluator import EvalConfig
 from ..runtime.errors import RobustmixError
+from ..soundness.verdicts import CONTROLS
 from ..training.config import TrainConfig
 from ..training.recipes import RECIPES, resolve_config
 
@@ -42,7 +43,7 @@ DATA_OPTIONS = ("image_size", "data_dir", "download", "cache_dir")
 TRAIN_KEYS = tuple(
     f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
 )
-MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings") + TRAIN_KEYS
+MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings", "role") + TRAIN_KEYS
 SCALED_KEYS = ("adv_eps", "adv_step_size")  # TrainConfig keys a spec writes on the 0–255 scale, as the CLI does
 SECTIONS = {
     "data": ("dataset", "examples"),
@@ -65,6 +66,7 @@ class ModelSpec:
     configs: tuple[TrainConfig, ...] = ()
     checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
     settings: tuple[str, ...] = ()  # a study target scored in only these settings ("white-box"); () = every suite's own
+    role: str = "target"  # a study's target, or one of its controls (CONTROLS): attacked like a target, in no claim's arms
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,8 @@ class BenchSpec:
             if m is None:
                 return None
             out = {"name": m.name, "configs": [c.canonical() for c in m.configs], "checkpoints": list(m.checkpoints)}
-            return {**out, "settings": list(m.settings)} if m.settings else out  # a spec (and its hash) as before the key
+            out = {**out, "settings": list(m.settings)} if m.settings else out  # a spec (and its hash) as before the key
+            return {**out, "role": m.role} if m.role != "target" else out  # likewise
 
         ev = self.eval.to_dict()
         ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
@@ -163,7 +166,10 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
                            or not all(s in SETTINGS for s in settings) or len(set(settings)) != len(settings)):
         raise _bad(where, f"settings {settings!r} is not a non-empty list of distinct settings of a target",
                    f"e.g. settings = [\"white-box\"] (among {', '.join(SETTINGS)}), or leave it out to score the target in every suite's settings")
-    name = raw.get("name", role)
+    name, kind = raw.get("name", role), raw.pop("role", "target")
+    if kind != "target" and (role != "target" or kind not in CONTROLS):
+        raise _bad(where, f"role {kind!r} is not {'a role of a target' if role == 'target' else 'a key of the surrogate'}", 'give a [[targets]] '
+                   'table role = "positive-control" (an adversarially trained model) or "negative-control" (a planted masked model), or none')
     if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
         raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
     if "checkpoints" in raw:
@@ -173,8 +179,8 @@ def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str)
         paths = [paths] if isinstance(paths, str) else paths
         if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
             raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
-        return ModelSpec(name, checkpoints=tuple(paths), settings=tuple(settings))
-    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role), settings=tuple(settings))
+        return ModelSpec(name, checkpoints=tuple(paths), settings=tuple(settings), role=kind)
+    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role), settings=tuple(settings), role=kind)
 
 
 def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> tuple[TrainConfig, ...]:
@@ -243,10 +249,10 @@ def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec"
     # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
     train_defaults = {"device": "cpu", **raw.get("train", {})}
     targets = _targets(source, raw.get("targets"), train_defaults, dataset)
-    limited = [t.name for t in targets if t.settings]
-    if limited and not study:
-        raise _bad(source, f"target(s) {', '.join(limited)} set settings, a robustmix study key: the gate scores every target "
-                           "in [attack] settings", "remove settings from the [[targets]] table, or set [attack] settings")
+    for key, names in {k: [t.name for t in targets if getattr(t, k) not in ((), "target")] for k in ("settings", "role")}.items():
+        if names and not study:  # study keys: a target's own settings, and the controls
+            raise _bad(source, f"target(s) {', '.join(names)} set {key}, a robustmix study key: the gate scores every target in [attack] "
+                       "settings and has no controls", f"remove {key} from the [[targets]] table" + " or set [attack] settings" * (key == "settings"))
     ev, topk = _attack(source, raw.get("attack", {}), train_defaults["device"])
     surrogate = _surrogate(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
     spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))

@@ -9,7 +9,7 @@ input is the image itself). This follows the Manifold Mixup authors' choice of m
 (input, after the first and second residual groups) without the model knowing about mixing.
 
     normalize.py Normalize, the first layer of every model
-    core.py      the registry, build_model, run_stages
+    core.py      the registry, build_model, run_stages, scale_head (a planted masked model)
     small.py     SmallCNN (foundation), LeNet-5
     resnets.py   PreAct ResNet-18 (the mixup paper's CIFAR model), WideResNet-28-10
     imagenet.py  torchvision's ImageNet ResNets (18/50/101) for ImageFolder data at larger sizes
@@ -22,11 +22,11 @@ input is the image itself). This follows the Manifold Mixup authors' choice of m
 May import: runtime, data.
 """
 
-from .core import MODELS, build_model, model_options, run_stages
+from .core import MODELS, build_model, model_options, run_stages, scale_head
 from .imagenet import TorchvisionResNet
 from .normalize import Normalize
 from .resnets import PreActBlock, PreActResNet, WideResNet
 from .small import FastCNN, LeNet5, SmallCNN
 
-__all__ = ["MODELS", "Normalize", "build_model", "model_options", "run_stages", "TorchvisionResNet",
+__all__ = ["MODELS", "Normalize", "build_model", "model_options", "run_stages", "scale_head", "TorchvisionResNet",
            "PreActBlock", "PreActResNet", "WideResNet", "LeNet5", "SmallCNN", "FastCNN"]

@@ -1,4 +1,5 @@
-"""The MODELS registry, build_model, model_options and run_stages (manifold mixup's stage runner)."""
+"""The MODELS registry, build_model, model_options, run_stages (manifold mixup's stage runner) and
+scale_head (a study's planted masked model)."""
 
 from __future__ import annotations
 
@@ -79,3 +80,21 @@ def build_model(name: str, *, in_channels: int, num_classes: int, image_size: in
             raise
         bad = str(e).split("'")[-2] if "'" in str(e) else "?"
         raise RobustmixError(f"model {name!r} has no --{bad} option: drop it or choose another --model") from None
+
+
+def scale_head(model: nn.Module, factor: float) -> nn.Module:
+    """`model` with its head (its last linear layer) multiplied by `factor` in place, so its logits are
+    multiplied by `factor` and its predictions unchanged; returned. A study's negative control is made so
+    (TrainConfig.head_scale): at × 1e4 the float32 softmax saturates and the cross-entropy's input
+    gradient is exactly zero on every example classified with a logit margin above about 0.01, which
+    is gradient masking, planted. `factor` 1: the model as it is."""
+    if factor == 1:
+        return model
+    heads = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not heads:
+        raise RobustmixError(f"{type(model).__name__} has no linear layer to scale: head_scale needs a model whose head is one")
+    with torch.no_grad():
+        heads[-1].weight.mul_(factor)
+        if heads[-1].bias is not None:
+            heads[-1].bias.mul_(factor)
+    return model

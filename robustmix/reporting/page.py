@@ -90,6 +90,7 @@ ol.rows .sub { grid-column: 3 / -1; color: var(--muted); font-size: 13px; }
 .v-reproduced { background: #dafbe1; color: #116329; } .v-not-reproduced { background: #ffebe9; color: #a40e26; }
 .v-inconclusive { background: #fff8c5; color: #7d4e00; } .v-not-testable { background: #eaeef2; color: #424a53; }
 .v-not-tested { background: #f6f8fa; color: #6e7781; border: 1px solid var(--line); }
+.v-not-valid { background: #a40e26; color: #fff; }
 td.st { text-align: center; font-weight: 600; }
 table td.st-pass { background: #dafbe1; color: #116329; } table td.st-warn { background: #fff8c5; color: #7d4e00; }
 table td.st-fail { background: #ffebe9; color: #a40e26; } table td.st-skip { color: #8c959f; } table td.st-not-informative { color: #8c959f; }

@@ -3,7 +3,8 @@
     checks.py    the eight checks over records and probe records (pass, warn, fail, skip)
     verdicts.py  every verdict, in one place: the paired-test sentence (about checkpoints), verdicts
                  that obey the checks, the worst case and the ceiling, a claim's rule (reproduced / not
-                 reproduced / inconclusive / not testable: one-sided margins, minimum seeds, Holm)
+                 reproduced / inconclusive / not testable: one-sided margins, minimum seeds, Holm), a
+                 study's controls (does each read as its role says? else every claim is not valid)
 
 May import: runtime, attacks, evaluation.
 """

@@ -10,7 +10,12 @@ Claims (robustmix.study.claims builds the evidence, these functions decide):
 - `too_few_seeds(seeds, required)`: "inconclusive: 1 seed" when an arm has fewer seeds than required
   (never fewer than MIN_SEEDS: one seed has no seed variance);
 - ALPHA: the family-wise level; the p-values these functions read are Holm-adjusted across the
-  claims a study judges.
+  claims a study judges;
+- the controls (docs/protocol.md#controls): `read_positive_control` (an adversarially trained model
+  must read clearly robust: its worst case at least `gap` pp below the ERM target's, off the ceiling,
+  no masking check failed), `read_negative_control` (a planted masked model must be flagged: a masking
+  check failed on every checkpoint of it) and `controls_misread`: the reason every claim of a study
+  is NOT_VALID when a control misreads.
 
 Paired verdicts (two checkpoints on the same examples; outside a study):
 - `paired_verdict(row)`: "checkpoint A (ERM) has a lower ... than checkpoint B (mixup)": about two
@@ -32,8 +37,10 @@ from __future__ import annotations
 
 import pandas as pd
 
+from dataclasses import dataclass
+
 from ..attacks import CLEAN, attack_label
-from .checks import WORST, Check
+from .checks import CHECKS, WORST, Check
 
 PAPER_ATTACKS = ("fgsm", "ifgsm")
 
@@ -41,7 +48,9 @@ PAPER_ATTACKS = ("fgsm", "ifgsm")
 # a claim's verdict (robustmix.study.claims; docs/protocol.md#verdict-rule)
 REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE = "reproduced", "not reproduced", "inconclusive"
 NOT_TESTABLE, NOT_TESTED = "not testable", "not tested"  # the data cannot decide it / the study lacks a model or attack
-VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_TESTED)
+NOT_VALID = "not valid"  # a control of the study misread: the evaluation itself is in doubt, so no claim is judged
+VERDICTS = (REPRODUCED, NOT_REPRODUCED, INCONCLUSIVE, NOT_TESTABLE, NOT_TESTED, NOT_VALID)
+SHOWN_IF_ANY = (NOT_TESTED, NOT_VALID)  # a tally names these only when some claim has them
 ALPHA = 0.05  # family-wise error rate of a study's claims (Holm)
 MIN_SEEDS = 2  # an arm with fewer training seeds has no seed variance: no reproduced / not reproduced
 FEW_CLASSES = 10  # top-5 on this many classes or fewer asks only whether the true class is in the top half
@@ -201,3 +210,82 @@ def gate_verdict(diff: float, lo: float, hi: float, up: float, down: float, *, s
     worse = diff > up and (lo > 0 or not significant)
     better = -diff > down and (hi < 0 or not significant)
     return "regression" if worse else "improved" if better else "pass"
+
+
+# a study's controls (robustmix.study.claims reads the evidence; docs/protocol.md#controls)
+POSITIVE_CONTROL, NEGATIVE_CONTROL = "positive-control", "negative-control"
+CONTROLS = (POSITIVE_CONTROL, NEGATIVE_CONTROL)
+CONTROL_GAP = 10.0  # pp a positive control's worst case must lie below the ERM target's ([claims] control_gap)
+# The checks whose failure is a sign of gradient masking (Athalye et al. 2018; AutoAttack's flags): every
+# check but "converged", which tests the attack's budget, not the model (with a small budget it fails on
+# honest models too), so it cannot tell a masked model from an honest one.
+MASKING_CHECKS = tuple(c for c in CHECKS if c != "converged")
+
+
+@dataclass(frozen=True)
+class ControlReading:
+    """How one control of a study read: `reads` is True when it reads as its role says (a positive control
+    robust, a negative control flagged); `said` is the evidence in one line."""
+
+    name: str
+    role: str
+    reads: bool
+    said: str
+
+    @property
+    def verdict(self) -> str:
+        """"reads robust" / "does not read robust" (positive), "is flagged" / "is not flagged" (negative)."""
+        if self.role == POSITIVE_CONTROL:
+            return "reads robust" if self.reads else "does not read robust"
+        return "is flagged" if self.reads else "is not flagged"
+
+    def sentence(self) -> str:
+        """"the negative control 'masked' is flagged: ...": the reading in words, with its evidence."""
+        return f"the {self.role.replace('-', ' ')} '{self.name}' {self.verdict}: {self.said}"
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "role": self.role, "reads": self.reads, "verdict": self.verdict, "said": self.said}
+
+
+def read_positive_control(name: str, worst: float | None, reference: float | None, failed: dict[str, list[str]], *,
+                          gap: float = CONTROL_GAP, margin: float = BOUND_PP, where: str = "") -> ControlReading:
+    """A positive control (an adversarially trained model) reads robust when its white-box worst-case
+    error under the strongest suite (`worst`, %, pooled over its seeds) is at least `gap` pp below the ERM
+    target's (`reference`), is not within `margin` pp of 100% (the ceiling), and no masking check
+    (MASKING_CHECKS) failed on any of its checkpoints (`failed`: checkpoint -> the checks that failed
+    there, every suite): its robust reading is not masking's. A failed "converged" is said, not counted:
+    it tests the attack's budget (judged per model wherever a claim rests on one), and the control is
+    read by its worst case over every attack, which goes beyond the PGD that check doubles."""
+    if worst is None or reference is None:
+        return ControlReading(name, POSITIVE_CONTROL, False, "no white-box worst case of it and of the ERM target under the "
+                                                             "strong suite: it cannot show that the attacks read robustness")
+    masking = [f"{c} failed for {slot}" for slot, checks in failed.items() for c in dict.fromkeys(checks) if c in MASKING_CHECKS]
+    other = [f"{c} failed for {slot}" for slot, checks in failed.items() for c in dict.fromkeys(checks) if c not in MASKING_CHECKS]
+    below = reference - worst
+    said = (f"white-box worst-case error {worst:.1f}% vs the ERM target's {reference:.1f}%{where}: {below:.1f} pp below "
+            f"(it must be at least {gap:g} pp below, and more than {margin:g} pp from 100%); "
+            + (f"masking check(s) failed: {'; '.join(masking)}" if masking else "no masking check failed")
+            + (f" (also {'; '.join(other)}: the attack's budget, not counted)" if other else ""))
+    return ControlReading(name, POSITIVE_CONTROL, below >= gap and worst < 100 - margin and not masking, said)
+
+
+def read_negative_control(name: str, failed: dict[str, list[str]]) -> ControlReading:
+    """A negative control (a planted masked model) is flagged when a masking check (MASKING_CHECKS) failed on
+    every one of its checkpoints (`failed`: checkpoint -> the checks that failed there, every suite)."""
+    flags = {slot: [c for c in dict.fromkeys(checks) if c in MASKING_CHECKS] for slot, checks in failed.items()}
+    missed = [slot for slot, f in flags.items() if not f]
+    found = "; ".join(f"{slot}: {', '.join(f)}" for slot, f in flags.items() if f)
+    if flags and not missed:
+        return ControlReading(name, NEGATIVE_CONTROL, True, f"masking checks failed ({found})")
+    return ControlReading(name, NEGATIVE_CONTROL, False,
+                          f"no masking check failed for {', '.join(missed) or name}" + (f" (they failed for {found})" if found else "")
+                          + "; \"converged\" does not count: it tests the attack's budget, not the model")
+
+
+def controls_misread(readings: list[ControlReading]) -> str | None:
+    """Why every claim of the study is NOT_VALID: the controls that misread (their evidence is in their
+    readings); None when every control reads as its role says (or there are none)."""
+    bad = [r for r in readings if not r.reads]
+    if not bad:
+        return None
+    return "the controls misread: " + "; ".join(f"the {r.role.replace('-', ' ')} '{r.name}' {r.verdict}" for r in bad)

@@ -51,6 +51,9 @@ def provenance(meta: dict) -> dict:
     """The part of a checkpoint's metadata that a result quotes to say which model it measured
     (for a model brought in by `robustmix import`, also where it came from and how it was wrapped)."""
     out = {k: meta.get(k) for k in PROVENANCE}
+    scale = (meta.get("config") or {}).get("head_scale", 1)
+    if scale != 1:  # a planted masked model (a study's negative control): its head scaled after training
+        out["head_scale"] = scale
     if isinstance(meta.get("import"), dict):
         out["import"] = {k: meta["import"].get(k) for k in IMPORT_PROVENANCE}
     return out

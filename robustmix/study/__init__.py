@@ -11,7 +11,8 @@ the training seed as the unit of replication.
     cluster.py    submitit's executors (local processes, Slurm job arrays) with the [cluster] resources
     jobs.py       each model as a job of its own (--executor local|slurm): the job, its requeue, the driver
     claims.py     C1–C12 judged by the verdict rule (robustmix.soundness.verdicts; docs/protocol.md):
-                  not tested / not testable / too few seeds / Holm across the rows left
+                  not tested / not testable / too few seeds / Holm across the rows left; the controls
+                  read first (a positive or negative control that misreads: every claim not valid)
     headline.py   the report's first lines (the claims table in words, the ceiling, the tally), the data set
                   named without its path, torch per checkpoint, what the recipes add to the paper's ERM
     tables.py     pooled (seed-level) and per-seed tables, models, checks, claims as frames

@@ -14,6 +14,9 @@ this order (every rule is robustmix.soundness.verdicts'):
    directional claim, −margin for a "no improvement" claim), Holm-adjusted across the family, and
    its verdict is judge_sign / judge_no_improvement of the adjusted p (`decide`); C2 also needs both
    errors ≥ `broken` %, else a reproduced C2 is inconclusive.
+Before all of them, the controls (docs/protocol.md#controls): a spec's positive and negative controls
+are read (`read_controls`) and, when one misreads, every row is "not valid" with the reason.
+Controls are attacked like targets and enter no claim's arms.
 Pure functions of records, probe data and the spec.
 """
 
@@ -37,12 +40,18 @@ from ..soundness.verdicts import (
     NOT_REPRODUCED,
     NOT_TESTABLE,
     NOT_TESTED,
+    NOT_VALID,
+    POSITIVE_CONTROL,
     REPRODUCED,
+    ControlReading,
     at_bound,
+    controls_misread,
     few_classes,
     judge_no_improvement,
     judge_sign,
     no_improvement_null,
+    read_negative_control,
+    read_positive_control,
     too_few_seeds,
 )
 from .spec import StudySpec
@@ -97,10 +106,13 @@ class Study:
         self.slots = {t.name: [f"{t.name}-s{c.seed}" for c in t.configs] for t in spec.bench.targets}
         self.seeds = {t.name: [c.seed for c in t.configs] for t in spec.bench.targets}
         self.configs = {t.name: t.configs[0] for t in spec.bench.targets}
+        self.controls = spec.controls  # {name: role}: attacked like targets, in no claim's arms
 
     def role(self, method: str, adv: bool | None = None) -> str | None:
-        """The first target trained with `method` (puzzle-mix: with or without its adv option)."""
+        """The first target (not a control) trained with `method` (puzzle-mix: with or without its adv option)."""
         for name, c in self.configs.items():
+            if name in self.controls:
+                continue
             if c.method == method and (adv is None or bool(c.method_options.get("adv_p", 0)) == adv):
                 return name
         return None
@@ -250,8 +262,38 @@ def broken_check(study: Study, row: Claim, erm: str, mixup: str) -> Claim:
     return replace(row, note=_join(said, row.note))
 
 
+def strong_eps(study: Study) -> float | None:
+    """The eps at which the strong suite's white-box worst case is read: the claims eps when it ran there, else
+    its largest; None without such records."""
+    eps = [r["eps_255"] for r in study.strong if r["attack"] == "worst-case" and r["setting"] == "white-box"]
+    return None if not eps else study.eps if any(abs(e - study.eps) < 1e-6 for e in eps) else max(eps)
+
+
+def read_controls(study: Study) -> list[ControlReading]:
+    """Each control of the spec, read by its rule (robustmix.soundness.verdicts): a positive control's pooled
+    white-box worst case under the strong suite against the ERM target's, and every control's failed checks."""
+    at, erm, out = strong_eps(study), study.role("erm"), []
+    for name, role in study.controls.items():
+        failed = {slot: study.failed.get(slot, []) for slot in study.slots[name]}
+        if role != POSITIVE_CONTROL:
+            out.append(read_negative_control(name, failed))
+            continue
+        worst = {n: study.bits(study.strong, n, "white-box", "worst-case", at) if at is not None and n else None for n in (name, erm)}
+        err = {n: pooled_error(b) if b is not None else None for n, b in worst.items()}
+        where = f" (eps {at:g}/255, strong suite, {len(worst[name][0])} examples)" if worst[name] is not None else ""
+        out.append(read_positive_control(name, err[name], err.get(erm), {s: f for s, f in failed.items() if f},
+                                         gap=study.spec.claims.control_gap, margin=study.spec.claims.margin, where=where))
+    return out
+
+
+def invalidate(rows: list[Claim], readings: list[ControlReading]) -> list[Claim]:
+    """Every row "not valid" (its numbers kept, no Holm family) when a control misreads; else the rows as they are."""
+    why = controls_misread(readings)
+    return rows if why is None else [replace(r, verdict=NOT_VALID, reason=why, p_holm=None) for r in rows]
+
+
 def judge_claims(study: Study) -> list[Claim]:
-    """Every claim C1–C12, one row per part, in order, judged."""
+    """Every claim C1–C12, one row per part, in order, judged; all "not valid" when a control misreads."""
     erm, mixup = study.role("erm"), study.role("mixup")
     wb, bb, wf, wi = "white-box", "black-box", "fgsm", "ifgsm"
     margin = study.spec.claims.margin
@@ -286,4 +328,5 @@ def judge_claims(study: Study) -> list[Claim]:
                         needs="Puzzle Mix adv (adv_p > 0)"))
     rows.append(claim_c12(study, erm, mixup, rows[0]))
     rows = decide(rows)
-    return [broken_check(study, r, erm, mixup) if r.claim == "C2" and r.difference is not None else r for r in rows]
+    rows = [broken_check(study, r, erm, mixup) if r.claim == "C2" and r.difference is not None else r for r in rows]
+    return invalidate(rows, read_controls(study))

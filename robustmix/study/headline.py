@@ -12,7 +12,8 @@ from pathlib import Path
 
 from ..data.imagefolder import tree_sha256
 from ..data.sources import IMAGEFOLDER
-from ..soundness.verdicts import VERDICTS
+from ..soundness.verdicts import NEGATIVE_CONTROL, POSITIVE_CONTROL, SHOWN_IF_ANY, VERDICTS, ControlReading
+from ..training.adversarial import resolve as resolve_adversarial
 from ..training.recipes import RECIPES
 from .claims import Claim, Study, pooled_error
 from .spec import StudySpec
@@ -78,6 +79,10 @@ def _extras(config) -> list[str]:
         out.append(f"dropout {config.dropout:g}")
     if config.label_noise:
         out.append(f"{config.label_noise:.0%} corrupted labels")
+    if config.adversarial:
+        out.append(f"adversarial training, {resolve_adversarial(config).label}")
+    if config.head_scale != 1:
+        out.append(f"head ×{config.head_scale:g} after training (planted gradient masking: a negative control)")
     if config.method_options.get("adv_p"):
         out.append(f"adversarial inputs (adv_p {config.method_options['adv_p']:g})")
     if config.augment not in (paper["augment"], "auto"):
@@ -107,9 +112,14 @@ SMOOTHING_NOTE = ("Label smoothing changes the loss surface an attack climbs (a 
                   "model's), so where the recipe has it, \"ERM\" here is not the paper's ERM.")
 
 
-def tally(claims: list[Claim]) -> str:
+def tally_counts(claims: list[Claim]) -> dict[str, int]:
+    """{verdict: number of claim rows}, in VERDICTS order; "not tested" and "not valid" only when some row has them."""
     counts = {v: sum(c.verdict == v for c in claims) for v in VERDICTS}
-    return ", ".join(f"{n} {v}" for v, n in counts.items() if n or v != VERDICTS[-1])
+    return {v: n for v, n in counts.items() if n or v not in SHOWN_IF_ANY}
+
+
+def tally(claims: list[Claim]) -> str:
+    return ", ".join(f"{n} {v}" for v, n in tally_counts(claims).items())
 
 
 def claim_sentence(c: Claim) -> str:
@@ -129,31 +139,54 @@ def ceiling_finding(study: Study) -> str | None:
         return None
     at = study.eps if any(abs(r["eps_255"] - study.eps) < 1e-6 for r in worst) else max(r["eps_255"] for r in worst)
     level = 100 - study.spec.claims.margin
-    per_slot = [r for r in worst if abs(r["eps_255"] - at) < 1e-6]
+    controls = {s for n in study.controls for s in study.slots[n]}
+    per_slot = [r for r in worst if abs(r["eps_255"] - at) < 1e-6 and r["target"] not in controls]
     if not per_slot or any(r["top1_err"] < level for r in per_slot):
         return None
     labels = method_labels(study)
-    arms = {labels[n]: study.bits(study.strong, n, "white-box", "worst-case", at) for n in study.slots}
+    arms = {labels[n]: study.bits(study.strong, n, "white-box", "worst-case", at) for n in study.slots if n not in study.controls}
     shown = ", ".join(f"{k} {pooled_error(b):.1f}%" for k, b in arms.items() if b is not None)
-    return (f"**Under strong attacks no model is robust.** White-box worst-case top-1 error at eps {at:g}/255 (strong suite, "
-            f"{per_slot[0]['n']:,} test examples): {shown}. Every one of the {len(per_slot)} checkpoints is within "
+    aside = " (the controls aside)" if study.controls else ""
+    return (f"**Under strong attacks no model{aside} is robust.** White-box worst-case top-1 error at eps {at:g}/255 (strong suite, "
+            f"{per_slot[0]['n']:,} test examples): {shown}. Every one of the {len(per_slot)} checkpoints{aside} is within "
             f"{study.spec.claims.margin:g} pp of 100% (the ceiling), so no difference between the methods under strong attacks "
             "is testable here.")
 
 
-def headline_blocks(spec: StudySpec, study: Study, claims: list[Claim]) -> list[tuple]:
-    """The report's first blocks: the ceiling finding (when it holds), the tally, the claims in words."""
+CONTROLS_MISREAD = "**The controls misread: every claim is not valid.**"
+
+
+def controls_finding(readings: list[ControlReading]) -> str | None:
+    """The controls in one paragraph (None without controls): misread first, as the report's first line."""
+    if not readings:
+        return None
+    said = " ".join(r.sentence()[0].upper() + r.sentence()[1:] + "." for r in readings)
+    if any(not r.reads for r in readings):
+        return f"{CONTROLS_MISREAD} The study's evidence cannot be trusted until they read as their roles say. {said}"
+    shown = [what for role, what in ((POSITIVE_CONTROL, "the attacks read robustness where it exists"),
+                                     (NEGATIVE_CONTROL, "the checks catch planted gradient masking"))
+             if any(r.role == role for r in readings)]
+    return f"**The controls read correctly**: {' and '.join(shown)}. {said}"
+
+
+def headline_blocks(spec: StudySpec, study: Study, claims: list[Claim], readings: list[ControlReading] = ()) -> list[tuple]:
+    """The report's first blocks: the controls when one misreads, the ceiling finding (when it holds), the controls
+    when they read correctly, the tally, the claims in words."""
     seeds = {}
     for name, s in study.seeds.items():
+        if name in study.controls:
+            continue
         seeds.setdefault(len(s), []).append(name)
     arms = "; ".join(f"{n} training seed{'s' if n != 1 else ''} for {', '.join(names)}" for n, names in sorted(seeds.items(), reverse=True))
     judged = sum(c.p_holm is not None for c in claims)
     blocks = [("p", f"**The claims C1–C12 on {spec.data_label}** ({arms}): {tally(claims)}. A verdict needs "
                     f"{spec.claims.min_seeds} training seeds per arm; the {judged} row(s) judged share a family-wise 5% level "
                     "(Holm's adjustment). Row by row, as in the claims table below:")]
-    ceiling = ceiling_finding(study)
-    if ceiling:
-        blocks.insert(0, ("p", ceiling))
+    ceiling, controls = ceiling_finding(study), controls_finding(list(readings))
+    misread = bool(controls) and controls.startswith(CONTROLS_MISREAD)
+    for finding in (controls if not misread else None, ceiling, controls if misread else None):
+        if finding:
+            blocks.insert(0, ("p", finding))
     blocks.append(("list", [claim_sentence(c) for c in claims]))
     return blocks
 

@@ -12,11 +12,14 @@ import html
 import re
 from pathlib import Path
 
+import pandas as pd
+
 from ..analysis.replication import BORROWED, EXAMPLES_ONLY, TWO_WAY
 from ..reporting.blocks import excerpts, inline
-from ..soundness.verdicts import VERDICTS
+from ..soundness.verdicts import ControlReading
 from .attacking import SUITES, suite_config
 from .claims import Claim, Study
+from .headline import CONTROLS_MISREAD, tally_counts
 from .spec import StudySpec
 from .tables import fmt, p_text
 
@@ -35,11 +38,12 @@ def verdict_panel(head: list[tuple], claims: list[Claim], proto: str) -> tuple:
     def page(links) -> str:
         out = ['<section class="panel" id="verdicts" aria-label="Verdicts">']
         for b in head:
-            if b[0] == "p" and b[1].startswith("**Under strong attacks"):
+            if b[0] == "p" and b[1].startswith(("**Under strong attacks", CONTROLS_MISREAD)):
                 out.append(f'<p class="callout">{inline(b[1], links)}</p>')
+            elif b[0] == "p" and b[1].startswith("**The controls read"):
+                out.append(f"<p>{inline(b[1], links)}</p>")
             elif b[0] == "p":
-                chips = " ".join(f'<span class="chip {css_verdict(v)}">{n} {v}</span>'
-                                 for v, n in ((v, sum(c.verdict == v for c in claims)) for v in VERDICTS) if n or v != VERDICTS[-1])
+                chips = " ".join(f'<span class="chip {css_verdict(v)}">{n} {v}</span>' for v, n in tally_counts(claims).items())
                 out.append(f'<p class="tally">{chips}</p><p>{inline(b[1], links)}</p>')
         out.append('<ol class="rows">' + "".join(claim_row(c, proto, links) for c in claims) + "</ol></section>")
         return "\n".join(out)
@@ -77,7 +81,7 @@ def protocol_notes(protocol: Path, proto: str, markdown: str) -> dict[str, tuple
     return dict(sorted(notes.items(), key=lambda kv: order.get(kv[0], 0)))
 
 
-def suites_text(spec: StudySpec) -> list[str]:
+def suites_text(spec: StudySpec, proto: str = "docs/protocol.md") -> list[str]:
     items = []
     for suite in SUITES:
         got = suite_config(spec, suite)
@@ -95,6 +99,11 @@ def suites_text(spec: StudySpec) -> list[str]:
         if t.settings:
             items.append(f"{t.name}: scored {', '.join(t.settings)} only (its [[targets]] settings in the spec, which says why): "
                          "its rows are missing from the other settings' tables, and no comparison uses them")
+    controls = ", ".join(f"{name} ({role.replace('-', ' ')})" for name, role in spec.controls.items())
+    items.append(f"controls: {controls}, attacked like the targets and in no claim's arms (see Controls)" if controls else
+                 "controls: none. Missing from the evidence: no positive control (an adversarially trained model) shows that "
+                 "these attacks read robustness where it exists, and no negative control (a planted masked model) shows that "
+                 f"the checks catch gradient masking ([controls]({proto}#controls))")
     return items
 
 
@@ -127,8 +136,25 @@ def claims_blocks(spec: StudySpec, proto: str, table) -> list[tuple]:
                   f"worse has no advantage). Not testable: every arm within {margin:g} pp of 100% or of 0%, or the claim's premise fails. "
                   f"Inconclusive before any test: an arm with fewer than {spec.claims.min_seeds} training seeds. The rows left are "
                   "judged together: p (Holm) is Holm's adjustment across them, and a verdict needs p (Holm) < 0.05. "
-                  "Every number of this table is in [data/claims.csv](data/claims.csv)."),
+                  + (f"Not valid, before all of these: a [control]({proto}#controls) of the study misread (see Controls), so "
+                     "no claim is judged; its numbers are still shown. " if spec.controls else "")
+                  + "Every number of this table is in [data/claims.csv](data/claims.csv)."),
             ("table", table)]
+
+
+def controls_blocks(readings: list[ControlReading], proto: str) -> list[tuple]:
+    """The Controls section: one row per control, how it read and why ([] without controls)."""
+    if not readings:
+        return []
+    rows = [{"Control": r.name, "Role": r.role.replace("-", " "), "Reads": r.verdict, "The evidence": r.said} for r in readings]
+    return [("h2", "Controls"),
+            ("p", f"Each control is attacked like a target and enters no claim ([the rule]({proto}#controls)). A positive control "
+                  "(an adversarially trained model) must read robust: its white-box worst case under the strong suite clearly "
+                  "below the ERM target's, off the ceiling, and no masking check failed. A negative control (a planted masked model) "
+                  "must be flagged: a masking check failed on each of its checkpoints. The masking checks are every check but "
+                  "\"converged\", which tests the attack's budget and fails on honest models too when it is small. If either "
+                  "control misreads, every claim is \"not valid\"."),
+            ("table", pd.DataFrame(rows))]
 
 
 def checks_blocks(summary: str, grid, table, proto: str) -> list[tuple]:

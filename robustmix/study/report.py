@@ -31,7 +31,7 @@ from ..soundness.checks import soundness_checks
 from ..store.checkpoint import read_meta
 from ..store.results import load_results
 from .attacking import models_of, place, results_path, transfer_seconds
-from .claims import Study, judge_claims
+from .claims import Study, judge_claims, read_controls
 from .headline import (
     SMOOTHING_NOTE,
     data_identity,
@@ -46,6 +46,7 @@ from .render import (
     NOTES_TITLE,
     checks_blocks,
     claims_blocks,
+    controls_blocks,
     protocol_notes,
     suites_text,
     uncertainty_text,
@@ -261,14 +262,16 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
              + compute["rebuild_seconds"])
     proc = f"{processor(device)}, {torch.get_num_threads()} torch threads"
     lanes = sorted({m["torch_threads"] for m in metas.values() if m.get("torch_threads")})  # `--jobs N` trains at fewer
-    head = headline_blocks(spec, study, claims)
+    readings = read_controls(study)
+    head = headline_blocks(spec, study, claims, readings)
     title = f"robustmix study: {spec.data_label}"
 
     blocks = [("h1", title), verdict_panel(head, claims, proto), *claims_blocks(spec, proto, claims_table(claims, proto)),
+              *controls_blocks(readings, proto),
               ("h2", "What was run"),
               ("p", "Error rates in %, lower is better; eps on the 0–255 scale. Total compute "
                     f"{total / 60:.1f} min: " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in compute["by_place"].items()) + "."),
-              ("list", [f"data: {data_identity(spec, metas, num_classes)}", *suites_text(spec),
+              ("list", [f"data: {data_identity(spec, metas, num_classes)}", *suites_text(spec, proto),
                         f"command: `{portable_command(command, spec, out)}`" + "".join(
                             f" ({name}: {what})" for name, what in (("DATA", "the data set's folder on your machine"),
                                                                     ("OUT", "the report's folder"))
@@ -330,7 +333,7 @@ def build_report(spec: StudySpec, out: Path, *, command: str, device: str, walls
             "headline": headline_text(head), "models": models_table(study, metas).to_dict(orient="records"),
             "paper": paper.to_dict(orient="records"), "strong": strong.to_dict(orient="records"),
             "claims": [c.to_dict() for c in claims], "checks": checks,
-            "ece": ece.to_dict(orient="records"),
+            "ece": ece.to_dict(orient="records"), **({"controls": [r.to_dict() for r in readings]} if readings else {}),
         },
     }
     doc = json.loads(hide_paths(json.dumps(clean(doc)), spec, out))  # no machine path: the data's folder is $DATA

@@ -93,6 +93,9 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
         c = m.config
         lines.append(f"  {status:8} {m.folder}  {c.method}{'' if c.method == 'erm' else f' α={c.alpha:g}'}, seed {c.seed}, "
                      f"{c.model}, {c.epochs} epochs, batch {c.batch_size}, recipe {c.recipe or 'none'}, augment {c.augment}"
+                     + (f", adversarial {c.adversarial} at {c.adv_eps * 255:g}/255" if c.adversarial else "")
+                     + (f", head ×{c.head_scale:g} after training" if c.head_scale != 1 else "")
+                     + (f"; {spec.controls[m.name].replace('-', ' ')}" if m.name in spec.controls else "")
                      + (f"; scored {', '.join(spec.settings_of(m.name))} only" if spec.settings_of(m.name) else ""))
     targets = [m for m in models if m.name != "surrogate"]
     surrogate = models[0].slot if models and models[0].name == "surrogate" else None

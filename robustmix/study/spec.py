@@ -14,10 +14,17 @@ optional sections of its own, each validated here with one-line errors naming th
             or 100% within which a claim is not testable), `broken` (%): the error both models must
             reach for C2, `lam`, the λ at which C6/C7 compare, and `min_seeds`: the training seeds
             every arm of a claim needs for a reproduced / not reproduced verdict (default 3, at
-            least 2: one seed has no seed variance);
+            least 2: one seed has no seed variance); `control_gap` (pp, default 10): how far below the
+            ERM target's worst case a positive control's must lie;
 - [cluster] the resources of each model's job under `--executor slurm|local` (ClusterSpec: partition,
             account, time_min, gpus, cpus, mem_gb, max_parallel, sbatch = {extra options}, setup =
             [shell lines], retries): where the study runs, never what it computes, so not in `canonical`.
+
+A [[targets]] table may be a control (`role = "positive-control"`: an adversarially trained model that
+must read robust; `role = "negative-control"`: a planted masked model, e.g. `head_scale = 10000`, that
+the checks must flag; docs/protocol.md#controls): attacked like a target, in no claim's arms. Only a
+negative control may set `head_scale`; a positive control needs the strong suite's white-box worst case
+and an ERM target to be read against.
 
 A study spec's [data] may also give `name`: the data set as a report names it (e.g. "CIFAR-10,
 JPEG-recompressed copy"), so the report need not print the machine path of an imagefolder tree.
@@ -32,7 +39,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path, PurePath
 
-from ..attacks import SUITES
+from ..attacks import SUITES, WORST
 from ..evaluation.evaluator import EvalConfig
 from ..gate.spec import (
     BenchSpec,
@@ -43,6 +50,7 @@ from ..gate.spec import (
     read_spec,
     read_toml,
 )
+from ..soundness.verdicts import CONTROL_GAP, NEGATIVE_CONTROL, POSITIVE_CONTROL
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
                "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on", "target_classes", "fab_iters",
@@ -65,6 +73,7 @@ class ClaimsSpec:
     broken: float = 90.0  # % error both models reach for C2
     lam: float = 0.5
     min_seeds: int = 3  # training seeds per arm for a reproduced / not reproduced verdict (>= 2)
+    control_gap: float = CONTROL_GAP  # pp a positive control's worst case must lie below the ERM target's
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,15 @@ class StudySpec:
             ev = self.strong.to_dict()
             ev["eps_255"] = [round(e * 255, 6) for e in ev.pop("eps")]
             strong = {**ev, "examples": self.strong_examples, "topk": list(self.strong_topk)}
-        return {**self.bench.canonical(), "strong": strong, "figures": asdict(self.figures), "claims": asdict(self.claims)}
+        claims = asdict(self.claims)
+        if not self.controls:  # a spec without controls (and its canonical form) as before the key
+            claims.pop("control_gap")
+        return {**self.bench.canonical(), "strong": strong, "figures": asdict(self.figures), "claims": claims}
+
+    @property
+    def controls(self) -> dict[str, str]:
+        """{name: role} of the [[targets]] that are controls (role "positive-control" or "negative-control")."""
+        return {t.name: t.role for t in self.bench.targets if t.role != "target"}
 
     @property
     def data_label(self) -> str:
@@ -224,14 +241,35 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
     _check_keys(where, cl, tuple(ClaimsSpec.__dataclass_fields__))
     claims = ClaimsSpec(_number(where, cl, "eps", 4, 0, 255), _number(where, cl, "margin", 2, 0, 100),
                         _number(where, cl, "broken", 90, 0, 100), _number(where, cl, "lam", 0.5, 0, 1),
-                        _int(where, cl, "min_seeds", 3, 2))
+                        _int(where, cl, "min_seeds", 3, 2), _number(where, cl, "control_gap", CONTROL_GAP, 0, 100))
     if not any(abs(e * 255 - claims.eps) < 1e-6 for e in bench.eval.eps):
         raise _bad(where, f"eps {claims.eps:g} is not among [attack] eps {[round(e * 255, 6) for e in bench.eval.eps]}",
                    "read the claims at an eps the paper suite runs")
     if not bench.targets or any(m.checkpoints for m in (*bench.targets, bench.surrogate) if m is not None):
         raise _bad(source, "a study trains its models (checkpoints = [...] is for the gate)", "give method and seeds instead")
+    _check_controls(source, bench, strong)
     return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source, data_name=data_name,
                      cluster=_cluster(source, raw.get("cluster", {})))
+
+
+def _check_controls(source: str, bench: BenchSpec, strong: EvalConfig | None) -> None:
+    """Only a negative control plants masking (head_scale); a positive control can be read: the strong suite
+    has a white-box worst case for it, and the study has an ERM target (not a control) to read it against."""
+    for m in (*bench.targets, bench.surrogate):
+        if m is not None and m.role != NEGATIVE_CONTROL and any(c.head_scale != 1 for c in m.configs):
+            where = f"{source} [[targets]] {m.name}" if m in bench.targets else f"{source} [surrogate]"
+            raise _bad(where, "sets head_scale, which plants gradient masking", 'set it only on a [[targets]] table with '
+                       'role = "negative-control" (and not in [train], which every model shares)')
+    for t in bench.targets:
+        if t.role != POSITIVE_CONTROL:
+            continue
+        where = f"{source} [[targets]] {t.name}"
+        if strong is None or WORST not in strong.attacks or "white-box" not in strong.settings or "white-box" not in (t.settings or ("white-box",)):
+            raise _bad(where, "a positive control is read by its white-box worst case under the strong suite, which this "
+                       "study does not run", 'add [strong] (suite = "strong", settings = ["white-box"])')
+        if not any(u.role == "target" and u.configs and u.configs[0].method == "erm" for u in bench.targets):
+            raise _bad(where, "a positive control is read against the ERM target, and the study has none",
+                       'add a [[targets]] table with method = "erm"')
 
 
 def load_study(path: str | Path, *, dataset: str | None = None) -> StudySpec:

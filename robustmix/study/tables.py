@@ -37,6 +37,8 @@ def method_labels(study: Study) -> dict[str, str]:
     for n, c in study.configs.items():
         if c.epochs != usual:  # e.g. Puzzle Mix's "half" variant: half the epochs, the same network evaluations
             labels[n] += f", {c.epochs} epochs"
+        if n in study.controls:  # e.g. "ERM, head ×10000 (negative control)": a control is no method arm
+            labels[n] += (f", head ×{c.head_scale:g}" if c.head_scale != 1 else "") + f" ({study.controls[n].replace('-', ' ')})"
     counts = pd.Series(list(labels.values())).value_counts()
     return {n: (m if counts[m] == 1 else f"{m} [{n}]") for n, m in labels.items()}
 
@@ -96,7 +98,8 @@ def models_table(study: Study, metas: dict[str, dict]) -> pd.DataFrame:
         ms = [metas[s] for s in slots]
         m = ms[0]
         rows.append({
-            "Model": name, "Method": method_label(m), "Role": m.get("role"), "Recipe": m.get("recipe") or "none",
+            "Model": name, "Method": method_label(m), "Role": study.controls.get(name, "").replace("-", " ") or m.get("role"),
+            "Recipe": m.get("recipe") or "none",
             "Network": m.get("model"), "Augment": m.get("augment"), "Epochs": m.get("epochs"),
             "Seeds": ", ".join(str(x.get("seed")) for x in ms),
             "Clean top-1 error per seed (%)": ", ".join(f"{x['clean_top1_err']:.2f}" for x in ms),

@@ -20,7 +20,7 @@ AMP_MODES = ("auto", "none", "bf16")
 # defaults keep the earlier behaviour, so `TrainConfig.canonical` leaves them out at the default.
 LATER_KEYS = ("amp", "channels_last", "optimizer", "label_smoothing", "lookahead_after", "whiten_bias_epochs",
               "recipe_reason", "adversarial", "adv_eps", "adv_steps", "adv_step_size", "adv_mode", "adv_random_start",
-              "adv_compose", "trades_beta", "adv_guard", "ema_decay")
+              "adv_compose", "trades_beta", "adv_guard", "ema_decay", "head_scale")
 
 
 @dataclass(frozen=True)
@@ -88,6 +88,8 @@ class TrainConfig:
     trades_beta: float = 6.0  # TRADES's β (the authors' CIFAR-10 value)
     adv_guard: str = "auto"  # the catastrophic-overfitting guard: auto (on for fgsm-rs) | on | off
     ema_decay: float = 0.0  # weight averaging: EMA of the weights (and BN statistics), evaluated and saved; 0 = none
+    # --- added with issue 36: a study's negative control (robustmix.models.core.scale_head) ---
+    head_scale: float = 1.0  # after training, the head (last linear layer) × this: logits × it; 1e4 plants gradient masking; 1 = none
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -143,6 +145,9 @@ class TrainConfig:
             raise RobustmixError("lookahead_after and whiten_bias_epochs must be >= 0 (epochs)")
         if not 0.0 <= self.ema_decay < 1.0:
             raise RobustmixError(f"ema_decay must be in [0, 1) (0: no weight averaging), got {self.ema_decay}")
+        if isinstance(self.head_scale, bool) or not isinstance(self.head_scale, (int, float)) or not (
+                math.isfinite(self.head_scale) and self.head_scale > 0):
+            raise RobustmixError(f"head_scale must be a positive number (1: the head as trained), got {self.head_scale!r}")
         get_method(self.method, self.method_options)
         resolve_adversarial(self)
 

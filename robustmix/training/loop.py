@@ -31,7 +31,7 @@ from ..data import (
     shuffled_batches,
 )
 from ..data.sources import default_augment
-from ..models import build_model, model_options
+from ..models import build_model, model_options, scale_head
 from ..models.predict import predict_logits, topk_error
 from ..runtime import distributed
 from ..runtime.devices import resolve_device
@@ -146,7 +146,7 @@ def train(
             on_epoch(history[-1], history)
         if stop:
             break
-    final = t.evaluated.eval().to(memory_format=torch.contiguous_format)  # returned (and scored) in the usual layout
+    final = scale_head(t.evaluated.eval().to(memory_format=torch.contiguous_format), config.head_scale)  # usual layout; a planted mask
     meta = checkpoint_meta(config, data, data_info=data_info, augment=t.augment, clean_errors=clean_errors(final, data),
                            history=history, resumed_at_epoch=start, device=device, world_size=world.size,
                            amp=amp, channels_last=channels_last, stem=stem, adversarial=adv, warnings=warnings)
