@@ -5,6 +5,7 @@ interruption only from the same surrogate), and the report opened in a real (hea
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -23,6 +24,7 @@ from robustmix.evaluation.evaluator import evaluate
 from robustmix.study import load_study, parse_study, status_of
 from robustmix.study.claims import INCONCLUSIVE, NOT_REPRODUCED, REPRODUCED
 from robustmix.soundness.verdicts import judge_no_improvement, judge_sign
+from robustmix.study.attacking import same_setup, setup_of
 from robustmix.study.training import config_differs, models_of
 from robustmix.evaluation.transfer import Transfer, craft_transfer, load_transfer, save_transfer, transfer_meta
 
@@ -209,6 +211,15 @@ def test_config_matching_rules():
     assert config_differs({k: v for k, v in saved.items() if k != "label_smoothing"}, c) == []  # older meta: default
     assert config_differs(dict(saved, label_smoothing=0.1), c) == ["label_smoothing"]
     assert config_differs(dict(saved, epochs=9, lr=1.0), c) == ["epochs", "lr"]
+    # a committed study names its image folder without this machine's path: it matches any folder, no other data set
+    folder = dataclasses.replace(c, dataset="imagefolder:/data/cifar10")
+    for named in ("imagefolder:$DATA", "imagefolder:DATA", "imagefolder:/data/cifar10"):
+        assert config_differs(dict(saved, dataset=named), folder) == []
+    assert config_differs(dict(saved, dataset="imagefolder:/elsewhere/cifar10"), folder) == ["dataset"]
+    assert config_differs(dict(saved, dataset="imagefolder:$DATA"), c) == ["dataset"]  # digits is not an image folder
+    setup = setup_of(spec, "paper")
+    assert same_setup(dict(setup, dataset="imagefolder:$DATA"), dict(setup, dataset="imagefolder:/data/cifar10"))
+    assert not same_setup(dict(setup, dataset="imagefolder:$DATA"), setup)
 
 
 def test_recipe_gives_the_config_robustmix_train_records(tmp_path):

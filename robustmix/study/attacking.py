@@ -54,7 +54,7 @@ from ..store.checkpoint import (
 )
 from ..store.results import load_results, save_results
 from .spec import StudySpec
-from .training import IGNORED, Model, models_of, normalised, split_models
+from .training import IGNORED, Model, models_of, normalised, same_data, split_models
 
 SUITES = ("paper", "strong")
 
@@ -110,10 +110,11 @@ def results_path(out: Path, suite: str, slot: str) -> Path:
 
 def same_setup(saved: dict | None, setup: dict) -> bool:
     """A recorded setup equals `setup`, device, processor and timing aside; an EvalConfig key a file older
-    than it lacks counts as its default (so adding an option does not invalidate results on disk)."""
+    than it lacks counts as its default (so adding an option does not invalidate results on disk), and an image
+    folder named without its path matches any (`same_data`)."""
     defaults = normalised(EvalConfig().to_dict())
-    strip = lambda d: {k: v for k, v in {**defaults, **normalised(d)}.items() if k not in (*IGNORED, *WHERE)}  # noqa: E731
-    return strip(saved or {}) == strip(setup)
+    strip = lambda d: {k: v for k, v in {**defaults, **normalised(d)}.items() if k not in (*IGNORED, *WHERE, "dataset")}  # noqa: E731
+    return strip(saved or {}) == strip(setup) and same_data((saved or {}).get("dataset"), setup.get("dataset"))
 
 
 def reusable(path: Path, setup: dict, checkpoints: dict) -> bool:

@@ -21,7 +21,7 @@ from ..runtime import files
 from ..runtime.devices import host_and_job, processor
 from .attacking import open_model, recorded, suite_examples
 from .spec import StudySpec
-from .training import Model, models_of, normalised
+from .training import Model, models_of, normalised, same_data
 
 FORMAT = "robustmix-study-probe/1"
 
@@ -46,7 +46,10 @@ def read_probe(out: Path, slot: str) -> dict | None:
 def probes_reusable(spec: StudySpec, out: Path, m: Model) -> bool:
     doc = read_probe(out, m.slot)
     sha = recorded(m).get("weights_sha256")
-    return doc is not None and sha is not None and doc.get("setup") == probe_setup(spec) and doc.get("weights_sha256") == sha
+    if doc is None or sha is None or doc.get("weights_sha256") != sha:
+        return False
+    saved, now = dict(doc.get("setup") or {}), probe_setup(spec)
+    return same_data(saved.pop("dataset", None), now.pop("dataset")) and saved == now
 
 
 def lam_grid(spec: StudySpec) -> np.ndarray:

@@ -36,6 +36,7 @@ from ..store.checkpoint import META, WEIGHTS, read_meta
 from ..training.config import TrainConfig
 from ..training.methods import get_method, network_passes
 from ..training.save import train_and_save
+from .headline import DATA
 from .spec import StudySpec
 
 STATE = "resume.safetensors"  # the resume state `robustmix train` writes into a checkpoint folder
@@ -75,13 +76,22 @@ def normalised(d: dict) -> dict:
     return json.loads(json.dumps(d))
 
 
+def same_data(saved: str | None, given: str | None) -> bool:
+    """A committed study names an image folder without this machine's path ("imagefolder:$DATA", or
+    "imagefolder:DATA"): it matches the folder `--dataset` gives, wherever that lies."""
+    kind, _, where = str(saved).partition(":")
+    return saved == given or (kind == "imagefolder" and where in (DATA, DATA.lstrip("$")) and str(given).startswith("imagefolder:"))
+
+
 def config_differs(saved: dict, config: TrainConfig) -> list[str]:
     """Keys in which a saved config differs from `config`: compared as JSON stores them, `device`
-    ignored, alpha ignored when both are ERM (which ignores it), and a key an older checkpoint lacks
+    ignored, an image folder named without its path matches any (`same_data`), alpha ignored when both are ERM (which ignores it), and a key an older checkpoint lacks
     counts as TrainConfig's default (so adding a field later does not invalidate old checkpoints)."""
     now = normalised(config.to_dict())
     then = {**normalised(TrainConfig().to_dict()), **normalised(saved)}
     keys = sorted(k for k in set(now) | set(then) if k not in IGNORED and now.get(k) != then.get(k))
+    if "dataset" in keys and same_data(then.get("dataset"), now.get("dataset")):
+        keys.remove("dataset")
     if now.get("method") == "erm" and then.get("method") == "erm":
         keys = [k for k in keys if k != "alpha"]
     return keys
