@@ -36,6 +36,12 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
                         "then counts only what it adds (labelled 'Square (on survivors)'). Square makes up to 5,000 forward passes "
                         "per example it cannot fool: on CIFAR-10 on 2 CPU cores, over 25 min for 200 examples of one model. "
                         "White-box only (default all)")
+    p.add_argument("--nest-eps", action=argparse.BooleanOptionalAction, default=False,
+                   help="several eps for the price of about one: white-box, each strong attack with passes of its own (PGD, APGD-CE, "
+                        "APGD-DLR, APGD-T, Square) runs the eps in increasing order, at each eps only on the examples it left at the "
+                        "smaller one (the others keep the image that fooled them there, inside the larger ball); records above the "
+                        "smallest eps say \"nested\": top-1 error at least a stand-alone run's per example (docs/protocol.md#nested-eps) "
+                        "(default off: every eps attacked in full)")
     p.add_argument("--seed", type=nonneg_int, default=B.seed, help="seed of the random starts and of Square's search: same seed, same examples (default 0)")
     p.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
                    help="soundness checks (docs/protocol.md) on a run with more than one attack; with PGD among the attacks they add "
@@ -54,7 +60,7 @@ def suite_config(args: argparse.Namespace) -> dict:
     preset.pop("settings", None)  # the command decides the settings (see suite_settings)
     given = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k, None) is not None}
     return {"attacks": tuple(attacks), **preset, **given, "square_on": args.square_on, "seed": args.seed, "checks": args.checks,
-            "probe_examples": args.probe_examples}
+            "probe_examples": args.probe_examples, "nest_eps": args.nest_eps}
 
 
 def suite_settings(args: argparse.Namespace, default: tuple[str, ...]) -> tuple[str, ...]:

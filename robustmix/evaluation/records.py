@@ -44,9 +44,10 @@ def worst_case_records(records: list[dict]) -> list[dict]:
 def autoattack_records(records: list[dict], config) -> list[dict]:
     """AutoAttack's record per target × eps (white-box): correct only if correct under each of its
     four attacks, as AutoAttack's robust accuracy counts; "standard" says whether `config` held
-    AutoAttack's standard budget and cascade (the only case its label claims the name)."""
+    AutoAttack's standard budget and cascade, and the eps was not nested (the only case its label
+    claims the name)."""
     standard = bool(config.cascade) and is_standard_autoattack(config.budget)
-    return [{**r, "standard": standard} for r in combined_records(records, AUTOATTACK, AUTOATTACK_ATTACKS)
+    return [{**r, "standard": standard and not r.get("nested")} for r in combined_records(records, AUTOATTACK, AUTOATTACK_ATTACKS)
             if r["setting"] == "white-box"]
 
 
@@ -72,6 +73,7 @@ def combined_records(records: list[dict], name: str, attacks: tuple[str, ...] | 
         keep.update({"adversarial": first["adversarial"]} if first.get("adversarial") else {})
         on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
         on.update({"cascade": True} if any(r.get("on_survivors") for r in recs) else {})
+        on.update({"nested": True} if any(r.get("nested") for r in recs) else {})  # some attack nested over eps
         out.append({**keep, **on, "attack": name, "iters": None, "attacks": [r["attack"] for r in recs],
                     "top1_err": error_rate(c1), "top5_err": error_rate(c5),
                     "top1_correct": _bits(c1), "top5_correct": _bits(c5)})
