@@ -1,8 +1,9 @@
 """The strong suite at several eps: looped, stacked and nested, side by side in one run.
 
 What `robustmix attack --suite strong --settings white-box --eps 16,24,32` does three ways, on the
-quickstart's digits targets, the three alternated round by round (the CPU may be shared: the median
-of the rounds is what to quote):
+quickstart's digits targets (or any checkpoints: --targets, their own data set, a stratified subset
+with --examples), the three alternated round by round (the CPU may be shared: the median of the
+rounds is what to quote):
 
 - looped   `--no-stack-eps`: one eps after the other, every attack in full at each;
 - stacked  the default: every eps in one batch (per-example eps, step sizes, random starts);
@@ -18,6 +19,7 @@ stacked run's records equal the looped run's.
 
     robustmix quickstart --runs runs          # the checkpoints (once)
     python benchmarks/nested_eps.py --runs runs --eps 16,24,32 --rounds 3 --threads 1
+    python benchmarks/nested_eps.py --targets CIFAR_CHECKPOINT --eps 2,4,8 --examples 100 --rounds 3
 """
 
 from __future__ import annotations
@@ -33,12 +35,11 @@ import torch
 
 from robustmix.attacks import SUITES, WORST
 from robustmix.cli.common import eps_list
-from robustmix.data import load_dataset
 from robustmix.evaluation.evaluator import EvalConfig, evaluate, plan_evaluation
 from robustmix.evaluation.plan import total_cost
 from robustmix.evaluation.records import as_bool
 from robustmix.runtime.devices import processor
-from robustmix.store.runs import find_targets, open_checkpoints
+from robustmix.store.runs import evaluation_examples, find_targets, load_data_of, open_checkpoints
 
 MODES = ("looped", "stacked", "nested")
 
@@ -63,23 +64,25 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=Path, default=Path("runs"), help="the folder `robustmix quickstart` wrote (its targets are attacked)")
     p.add_argument("--eps", type=eps_list, default=(16 / 255, 24 / 255, 32 / 255), help="0–255 scale (default 16,24,32)")
-    p.add_argument("--examples", type=int, default=None, help="the first N test examples (default all 360)")
+    p.add_argument("--targets", type=Path, nargs="+", default=None, help="checkpoint folders to attack instead of --runs' targets")
+    p.add_argument("--examples", type=int, default=None, help="a stratified subset of N test examples, seed 0 (default all)")
     p.add_argument("--rounds", type=int, default=3, help="alternated rounds of looped, stacked, nested (default 3)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
     p.add_argument("--no-checks", action="store_true", help="leave the soundness checks' PGD probes out")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    targets = open_checkpoints(find_targets(args.runs), torch.device("cpu"))
-    data = load_dataset("digits")
-    x, y = data.x_test[: args.examples], data.y_test[: args.examples]
+    targets = open_checkpoints(args.targets or find_targets(args.runs), torch.device("cpu"))
+    data = load_data_of(targets[0].meta)
+    x, y = evaluation_examples(data, args.examples)
     n = x.shape[0]
     base = EvalConfig(eps=args.eps, attacks=SUITES["strong"], settings=("white-box",), square_on="survivors", device="cpu",
                       checks=not args.no_checks)
     seen, hooks = count_rows([t.model for t in targets])
     load = os.getloadavg()[0]
     print(f"processor: {processor('cpu')}, {os.cpu_count()} logical cores, {torch.get_num_threads()} torch thread(s); torch {torch.__version__}")
-    print(f"{len(targets)} targets, {n} digits test examples, eps {', '.join(f'{e * 255:g}' for e in args.eps)}/255; strong suite, "
+    name = data.name if not data.name.startswith("imagefolder:") else f"the image folder {Path(data.name.split(':', 1)[1]).name}"
+    print(f"{len(targets)} target(s) ({', '.join(t.name for t in targets)}), {n} test examples of {name}, eps {', '.join(f'{e * 255:g}' for e in args.eps)}/255; strong suite, "
           f"white-box, default budget, Square on survivors, checks {'off' if args.no_checks else 'on (their PGD probes included)'}")
     walls: dict[str, list[float]] = {m: [] for m in MODES}
     passes: dict[str, tuple[float, float]] = {}
@@ -117,8 +120,9 @@ def main() -> None:
     print(f"nested vs looped: {med['looped'] / med['nested']:.2f}× faster; nested vs stacked: {med['stacked'] / med['nested']:.2f}× faster; "
           f"stacked vs looped: {med['looped'] / med['stacked']:.2f}×")
     print("passes per example (forward, of them with backward): " + ", ".join(f"{m} {passes[m][0]:.0f}, {passes[m][1]:.0f}" for m in MODES)
-          + f"; the nested run's plan for these targets: at most {most[0]}, {most[1]}, at least {least[0]}, {least[1]} "
-            "(the plan leaves out the once-per-run model check, 2 × 64 forward rows per target)")
+          + f"; the nested run's plan for these targets, at most: {most[0]}, {most[1]} (no example fooled at the smallest eps), "
+            f"{least[0]}, {least[1]} (every one fooled there); it counts every restart, target and query, and leaves out the "
+            "once-per-run model check (2 × 64 forward rows per target)")
     print(f"stacked records equal the looped ones (top-1, every record): {same}; nested worst case ⊇ looped worst case per example "
           f"(top-1): {stronger}; load average before / after: {load:.2f} / {os.getloadavg()[0]:.2f}")
 

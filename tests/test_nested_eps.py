@@ -150,8 +150,9 @@ def test_the_same_seed_gives_the_same_nested_records(trained, digits, runs):
 
 def test_the_plan_counts_the_passes_that_run(trained, digits):
     """APGD-CE (one restart) does iters + 1 forward+backward passes per row it attacks: the nested run
-    does them on every example at the smallest eps and on the survivors above it, between the plan's
-    least and most."""
+    does them on every example at the smallest eps and on the survivors above it: between the plan's
+    count for "every example fooled at the smallest eps" and its count for "none" (APGD-CE stops for
+    nothing, so both are exact counts)."""
     model, meta = trained
     counting = Counting(model).eval()
     x, y = digits.x_test[:N], digits.y_test[:N]
@@ -168,7 +169,7 @@ def test_the_plan_counts_the_passes_that_run(trained, digits):
     text = render_plan(plan, n_examples=N, chunk=chunk)
     assert "eps 24/255 on the examples it left at 16/255" in text
     (f, b), (sf, sb) = total_cost(plan), total_cost([p for p in crafts if p.after is not None])
-    assert f"nested eps (APGD-CE): the passes 'on the examples it left' run only on those, so the total is {f - sf} forward + {b - sb} backward" in text
+    assert f"nested eps (APGD-CE): the passes 'on the examples it left' run only on those: at most {f - sf} forward + {b - sb} backward" in text
 
 
 def test_nothing_nests_without_the_option_with_one_eps_or_black_box(trained, digits):

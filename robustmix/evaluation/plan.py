@@ -21,7 +21,7 @@ A request is targets × surrogate × attacks × eps × settings. Per chunk of ex
   score, and at each eps above the smallest crafts only the examples its score at the next smaller
   eps left correctly classified (top-1): the others carry that eps's adversarial image, which lies
   in the larger ball. Those passes are counted at most (every example left); `render_plan` also
-  gives the least, when the smallest eps fools every example.
+  gives the most when the smallest eps fools every example (those passes then skip every example).
 
 Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).
 
@@ -202,9 +202,8 @@ def render_plan(plan: Sequence[Pass], *, n_examples: int, chunk: int, naive: tup
     if skippable:
         sf, sb = total_cost(skippable)
         names = ", ".join(dict.fromkeys(ATTACKS[p.attack].label for p in skippable))
-        lines.append(f"nested eps ({names}): the passes 'on the examples it left' run only on those, so the total is "
-                     f"{f - sf} forward + {b - sb} backward per chunk when the smallest eps fools every example, "
-                     f"up to {f} + {b} when it fools none")
+        lines.append(f"nested eps ({names}): the passes 'on the examples it left' run only on those: at most {f - sf} forward + "
+                     f"{b - sb} backward per chunk when the smallest eps fools every example, {f} + {b} when it fools none")
     if naive is not None:
         nf, nb = naive
         lines.append(
