@@ -15,11 +15,11 @@ import dataclasses
 import pytest
 import torch
 
-from robustmix.attacks import ATTACKS, AUTOATTACK, SUITES, WORST, Crafting
+from robustmix.attacks import ATTACKS, SUITES, WORST, Crafting
 from robustmix.cli import main
 from robustmix.evaluation.evaluator import EvalConfig, evaluate, plan_evaluation
 from robustmix.evaluation.plan import render_plan, total_cost
-from robustmix.evaluation.records import as_bool, autoattack_records
+from robustmix.evaluation.records import as_bool
 from robustmix.evaluation.transfer import crafting_of
 from robustmix.gate.spec import parse_spec
 from robustmix.runtime.errors import RobustmixError
@@ -184,7 +184,7 @@ def test_nothing_nests_without_the_option_with_one_eps_or_black_box(trained, dig
     assert "nest_eps" not in crafting_of(bb)  # a surrogate's (black-box) examples do not depend on it
 
 
-def test_monotone_leaves_nested_records_out_and_autoattack_is_standard_only_where_not_nested():
+def test_monotone_leaves_nested_records_out_and_a_cascade_is_not_nested():
     def rec(attack, e, wrong, **extra):
         return {"target": "t", "setting": "white-box", "attack": attack, "eps_255": e, "n": 4, "top1_correct": "1" * (4 - wrong) + "0" * wrong,
                 "top5_correct": "1111", **extra}
@@ -194,12 +194,8 @@ def test_monotone_leaves_nested_records_out_and_autoattack_is_standard_only_wher
     assert check_monotone(recs, "t", Margins()).status == "fail"
     recs[("white-box", "pgd", 16)] = {**falling[1], "nested": True}
     assert check_monotone(recs, "t", Margins()).status == "skip"  # nothing left to compare
-    aa = [rec(a, e, 1, eps=e / 255, **({"nested": True} if e > 8 else {})) for a in ("apgd-ce", "apgd-t", "fab-t", "square") for e in (8, 16)]
-    config = EvalConfig(eps=(8 / 255, 16 / 255), attacks=SUITES["autoattack"], settings=("white-box",), cascade=True, square_rescale=False,
-                        nest_eps=True)
-    standard = {r["eps_255"]: r["standard"] for r in autoattack_records(aa, config)}
-    assert standard == {8: True, 16: False}
-    assert all(r["attack"] == AUTOATTACK for r in autoattack_records(aa, config))
+    with pytest.raises(RobustmixError, match="nest_eps does not combine with a cascade"):  # AutoAttack runs every eps in full
+        EvalConfig(eps=(8 / 255, 16 / 255), attacks=SUITES["autoattack"], settings=("white-box",), cascade=True, nest_eps=True).validate()
 
 
 def test_the_option_on_the_command_line_and_in_specs(trained, tmp_path, monkeypatch, capsys):

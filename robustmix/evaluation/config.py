@@ -105,6 +105,10 @@ class EvalConfig:
         self.budget.validate()
         if not isinstance(self.nest_eps, bool):
             raise RobustmixError(f"nest_eps must be true or false, got {self.nest_eps!r}")
+        if self.nest_eps and self.cascade:
+            # AutoAttack's cascade runs every eps in full; nested, its record would no longer be AutoAttack's
+            raise RobustmixError("nest_eps does not combine with a cascade (--suite autoattack runs AutoAttack's standard version, "
+                                 "every eps in full): drop --nest-eps, or use --suite strong")
         for s in self.settings:
             if s not in SETTINGS:
                 raise RobustmixError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")

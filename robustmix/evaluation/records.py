@@ -44,10 +44,9 @@ def worst_case_records(records: list[dict]) -> list[dict]:
 def autoattack_records(records: list[dict], config) -> list[dict]:
     """AutoAttack's record per target × eps (white-box): correct only if correct under each of its
     four attacks, as AutoAttack's robust accuracy counts; "standard" says whether `config` held
-    AutoAttack's standard budget and cascade, and the eps was not nested (the only case its label
-    claims the name)."""
+    AutoAttack's standard budget and cascade (the only case its label claims the name)."""
     standard = bool(config.cascade) and is_standard_autoattack(config.budget)
-    return [{**r, "standard": standard and not r.get("nested")} for r in combined_records(records, AUTOATTACK, AUTOATTACK_ATTACKS)
+    return [{**r, "standard": standard} for r in combined_records(records, AUTOATTACK, AUTOATTACK_ATTACKS)
             if r["setting"] == "white-box"]
 
 
