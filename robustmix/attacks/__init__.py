@@ -65,6 +65,7 @@ from .registry import (
     Step,
     attack_label,
     is_standard_autoattack,
+    suite_text,
 )
 from .square import square, square_sweep
 

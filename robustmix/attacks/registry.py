@@ -58,6 +58,11 @@ class Attack:
     iterative  takes `iters`; records carry them
     gradient_free, randomized (uses a seeded random start: same seed, same x_adv)
     minimal_norm  a minimal-norm attack: x_adv is x unless it found an adversarial point within eps
+    nests      with `nest_eps` (white-box), runs at a larger eps only on the examples it left at the
+               next smaller one, carrying the adversarial images it found there (they lie in the
+               larger ball): a strong attack with passes of its own per eps. Not FGSM (no pass of its
+               own), not I-FGSM (every eps starts from the shared gradient at x, stacked: the paper's
+               attack stays stand-alone), not FAB-T (one run answers every eps already)
     """
 
     name: str
@@ -72,6 +77,7 @@ class Attack:
     randomized: bool = False
     settings: Callable[[Budget], dict] = lambda b: {}
     minimal_norm: bool = False
+    nests: bool = False
 
     def record_iters(self, budget: Budget) -> int:
         """The iterations a record of this attack states."""
@@ -141,19 +147,21 @@ ATTACKS: dict[str, Attack] = {
     ),
     "pgd": Attack(
         "pgd", "PGD", pgd, craft_pgd, plan=_pgd_step, cost=_steps(_pgd_step), iterative=True, randomized=True,
-        settings=lambda b: {"iters": b.pgd_iters, "restarts": b.pgd_restarts, "attack_seed": b.seed},
+        settings=lambda b: {"iters": b.pgd_iters, "restarts": b.pgd_restarts, "attack_seed": b.seed}, nests=True,
     ),
     "apgd-ce": Attack(
         "apgd-ce", "APGD-CE", partial(apgd, loss="ce"), craft_apgd("ce"), plan=_apgd_step("ce"), cost=_steps(_apgd_step("ce")),
         iterative=True, randomized=True, settings=lambda b: {"iters": b.apgd_iters, "restarts": b.apgd_restarts, "attack_seed": b.seed},
+        nests=True,
     ),
     "apgd-dlr": Attack(
         "apgd-dlr", "APGD-DLR", partial(apgd, loss="dlr"), craft_apgd("dlr"), plan=_apgd_step("dlr"), cost=_steps(_apgd_step("dlr")),
         iterative=True, randomized=True, settings=lambda b: {"iters": b.apgd_iters, "restarts": b.apgd_restarts, "attack_seed": b.seed},
+        nests=True,
     ),
     "apgd-t": Attack(
         "apgd-t", "APGD-T", apgd_targeted, craft_apgd_targeted, plan=_apgd_t_step, cost=_steps(_apgd_t_step), iterative=True,
-        randomized=True, settings=_targeted_settings("apgd_iters"),
+        randomized=True, settings=_targeted_settings("apgd_iters"), nests=True,
     ),
     "fab-t": Attack(
         "fab-t", "FAB-T", fab_targeted, craft_fab_targeted, plan=_fab_t_step, cost=_steps(_fab_t_step), iterative=True,
@@ -161,11 +169,11 @@ ATTACKS: dict[str, Attack] = {
     ),
     "square": Attack(
         "square", "Square", square, craft_square, plan=_square_step, cost=_steps(_square_step), gradient_free=True,
-        randomized=True, settings=_square_settings,
+        randomized=True, settings=_square_settings, nests=True,
     ),
 }
-"""Every attack by name (fgsm, ifgsm, pgd, apgd-ce, apgd-dlr, square): its label, function, crafting
-step and cost; the one vocabulary of the CLI, the planner and the records (tests are generated from it)."""
+"""Every attack by name: its label, function, crafting step and cost; the one vocabulary of the CLI,
+the planner and the records (tests are generated from it)."""
 
 # Every attack name a record may carry, in table order: the crafted attacks, then the combined records.
 RECORD_ATTACKS: tuple[str, ...] = (*ATTACKS, AUTOATTACK, WORST)
@@ -188,6 +196,17 @@ SUITE_SETTINGS: dict[str, dict] = {
     "autoattack": {"cascade": True, "square_rescale": False, "apgd_iters": APGD_ITERS, "apgd_restarts": 1, "target_classes": TARGETS,
                    "fab_iters": FAB_ITERS, "square_queries": SQUARE_QUERIES, "settings": ("white-box",)},
 }
+
+
+def suite_text(name: str, *, beyond: str | None = None) -> str:
+    """A suite's attacks in words, read from SUITES (so a registered attack is never left out): their
+    labels, the worst case last; `beyond`: without another suite's attacks. E.g. suite_text("strong",
+    beyond="paper") is "PGD, APGD-CE, APGD-DLR, APGD-T, Square and the per-example worst case"."""
+    skip = set(SUITES[beyond]) if beyond else set()
+    labels = [ATTACKS[a].label for a in SUITES[name] if a in ATTACKS and a not in skip]
+    combined = {WORST: "the per-example worst case", AUTOATTACK: "AutoAttack's record"}
+    labels += [combined[a] for a in SUITES[name] if a in combined and a not in skip]
+    return ", ".join(labels[:-1]) + f" and {labels[-1]}" if len(labels) > 1 else "".join(labels)
 
 
 def is_standard_autoattack(b: Budget) -> bool:

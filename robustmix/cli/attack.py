@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
     if args.minimal:  # white-box: the search attacks each target itself
         if args.settings not in (None, ("white-box",)):
             raise RobustmixError("--minimal is white-box only: drop --settings or use --settings white-box")
+        if args.nest_eps:  # the search attacks each example at one eps of its own: nothing to nest
+            raise RobustmixError("--nest-eps does not apply to --minimal (its search picks one eps per example): drop it")
         args.settings = ("white-box",)
     config = eval_config(args)
     world, device = distributed.init(resolve_device(args.device))  # torchrun: one shard per rank

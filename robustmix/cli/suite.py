@@ -11,6 +11,8 @@ from .common import name_list, nonneg_int, positive_int
 
 B = Budget()
 ATTACK_NAMES = (*ATTACKS, *COMBINED)
+GRADIENT_LABELS = ", ".join(ATTACKS[a].label for a in SUITES["strong"] if a in ATTACKS and not ATTACKS[a].gradient_free)
+NESTING_LABELS = ", ".join(a.label for a in ATTACKS.values() if a.nests)
 BUDGET_FLAGS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "target_classes", "fab_iters")
 
 
@@ -31,11 +33,17 @@ def add_suite_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fab-iters", type=positive_int, default=None, help=f"FAB-T iterations per target class (default {B.fab_iters}, as AutoAttack)")
     p.add_argument("--square-queries", type=positive_int, default=None, help=f"Square's query budget per example (default {B.square_queries}, as in AutoAttack)")
     p.add_argument("--square-on", choices=SQUARE_ON, default=B.square_on,
-                   help="which examples Square queries: all, or survivors: only those no gradient attack (FGSM, I-FGSM, PGD, "
-                        "APGD-CE, APGD-DLR) fooled, as AutoAttack does; the worst case is the same (top-1) and Square's own row "
+                   help=f"which examples Square queries: all, or survivors: only those no gradient attack ({GRADIENT_LABELS}) "
+                        "fooled, as AutoAttack does; the worst case is the same (top-1) and Square's own row "
                         "then counts only what it adds (labelled 'Square (on survivors)'). Square makes up to 5,000 forward passes "
                         "per example it cannot fool: on CIFAR-10 on 2 CPU cores, over 25 min for 200 examples of one model. "
                         "White-box only (default all)")
+    p.add_argument("--nest-eps", action=argparse.BooleanOptionalAction, default=False,
+                   help=f"several eps for the price of about one: white-box, each strong attack with passes of its own ({NESTING_LABELS}) "
+                        "runs the eps in increasing order, at each eps only on the examples it left at the "
+                        "smaller one (the others keep the image that fooled them there, inside the larger ball); records above the "
+                        "smallest eps say \"nested\": top-1 error at least a stand-alone run's per example (docs/protocol.md#nested-eps) "
+                        "(default off: every eps attacked in full)")
     p.add_argument("--seed", type=nonneg_int, default=B.seed, help="seed of the random starts and of Square's search: same seed, same examples (default 0)")
     p.add_argument("--checks", action=argparse.BooleanOptionalAction, default=True,
                    help="soundness checks (docs/protocol.md) on a run with more than one attack; with PGD among the attacks they add "
@@ -54,7 +62,7 @@ def suite_config(args: argparse.Namespace) -> dict:
     preset.pop("settings", None)  # the command decides the settings (see suite_settings)
     given = {k: getattr(args, k) for k in BUDGET_FLAGS if getattr(args, k, None) is not None}
     return {"attacks": tuple(attacks), **preset, **given, "square_on": args.square_on, "seed": args.seed, "checks": args.checks,
-            "probe_examples": args.probe_examples}
+            "probe_examples": args.probe_examples, "nest_eps": args.nest_eps}
 
 
 def suite_settings(args: argparse.Namespace, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -72,10 +72,15 @@ class EvalConfig:
     # the checks' PGD probes (unbounded, converged) on a seeded subset of this many examples (None: all);
     # docs/guides/sound-evaluation.md says why the checks stay sound on it
     probe_examples: int | None = None
+    # True: white-box, each attack whose registry entry nests (PGD, APGD-CE/DLR/T, Square) runs the eps in
+    # increasing order, at each eps only on the examples it left at the smaller one; the others carry the
+    # adversarial image it found there (inside this ball). Records above the smallest eps say "nested": their
+    # top-1 error is at least a stand-alone run's, per example (docs/protocol.md#nested-eps)
+    nest_eps: bool = False
 
     # fields added after results files and gate baselines were first written: a file or spec without
     # them means their defaults (robustmix.gate.spec drops them from its hash while at the default)
-    LATER = ("target_classes", "fab_iters", "square_rescale", "cascade", "probe_examples")
+    LATER = ("target_classes", "fab_iters", "square_rescale", "cascade", "probe_examples", "nest_eps")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -98,6 +103,12 @@ class EvalConfig:
             raise RobustmixError(f"the {AUTOATTACK} record needs all of AutoAttack's attacks ({', '.join(AUTOATTACK_ATTACKS)}): "
                                  "use --suite autoattack")
         self.budget.validate()
+        if not isinstance(self.nest_eps, bool):
+            raise RobustmixError(f"nest_eps must be true or false, got {self.nest_eps!r}")
+        if self.nest_eps and self.cascade:
+            # AutoAttack's cascade runs every eps in full; nested, its record would no longer be AutoAttack's
+            raise RobustmixError("nest_eps does not combine with a cascade (--suite autoattack runs AutoAttack's standard version, "
+                                 "every eps in full): drop --nest-eps, or use --suite strong")
         for s in self.settings:
             if s not in SETTINGS:
                 raise RobustmixError(f"unknown setting {s!r}: choose from {', '.join(SETTINGS)}")

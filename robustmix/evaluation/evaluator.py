@@ -70,6 +70,7 @@ def plan_evaluation(
         eps_per_pass=per_pass,
         budget=config.budget,
         gradients=checks_on(config),
+        nest=config.nest_eps,
     )
     return plan + probe_plan(target_names, config, per_pass, probe_share), chunk
 
@@ -183,28 +184,40 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
     config.square_on "survivors", Square crafts only the rows (eps, example) that every white-box
     gradient attack scored before it left correctly classified (top-1); the others keep x. With
     config.cascade, every white-box attack does so after the ones before it (AutoAttack's cascade).
+    With config.nest_eps, a nested attack's pass at an eps above the smallest crafts only the rows it
+    would craft that its score at the next smaller eps left correctly classified (top-1); the others
+    of those rows take the adversarial image scored there (inside this ball), the rest keep x.
     `probe_rows` (N bool): the examples the checks' probes run on (None: all)."""
     n, layout = x.shape[0], memory_format(x)
     jobs: dict[str, Crafting] = {}
     crafted: dict[tuple, torch.Tensor] = {}
-    last_use = {(p.source, p.attack, p.eps, p.probe): i for i, p in enumerate(plan) if p.kind == "score"}
+    last_use = {(p.source, p.attack, p.eps, p.probe, p.nest): i for i, p in enumerate(plan) if p.kind == "score"}
     clean_done: set[str] = set()
     survivors, cascade = config.square_on == "survivors", config.cascade
     alive: dict[tuple[str, float], torch.Tensor] = {}  # (model, eps) -> correct under every white-box (gradient) attack so far
     probing = probe_rows if probe_rows is not None and not bool(probe_rows.all()) else None  # the probes' subset, if any
+    # (model, attack, probe) -> (N bool: fooled, top-1, N×C×H×W: the images scored) at the last eps a nested attack scored
+    carry: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
 
     def job(name: str, probe: str = "") -> Crafting:
         j = jobs.get(name) or Crafting(run[name], x, y, config.iters, config.amp, budget=config.budget, index=index)
         return replace(j, budget=probe_budget(j.budget, probe)) if probe else j
 
-    def craft(attack: str, name: str, eps: tuple[float, ...], probe: str) -> torch.Tensor:
+    def craft(attack: str, name: str, eps: tuple[float, ...], probe: str, after: float | None = None) -> torch.Tensor:
         j = job(name, probe)
         if (cascade or (survivors and ATTACKS[attack].gradient_free)) and not probe:
             everyone = torch.ones(n, dtype=torch.bool, device=x.device)
             j = replace(j, only=torch.stack([alive.get((name, e), everyone) for e in eps]))
         elif probe and probing is not None:
             j = replace(j, only=probing.expand(len(eps), n))
-        return ATTACKS[attack].craft(j, eps)
+        if after is None:
+            return ATTACKS[attack].craft(j, eps)
+        # nested, one eps: the rows fooled at `after` are not attacked again; they take the image that fooled them there
+        fooled, before = carry[(name, attack, probe)]
+        rows = j.only[0] if j.only is not None else torch.ones(n, dtype=torch.bool, device=x.device)
+        adv = ATTACKS[attack].craft(replace(j, only=(rows & ~fooled).view(1, n)), eps)
+        kept = (rows & fooled).view(1, n, *[1] * (adv.dim() - 2))
+        return torch.where(kept, before.unsqueeze(0), adv)  # not in place: Square's examples are inference tensors
 
     for i, p in enumerate(plan):
         if p.kind == "clean":
@@ -220,14 +233,16 @@ def run_chunk(plan: list[Pass], run: dict[str, nn.Module], x: torch.Tensor, y: t
             if p.model in targets:
                 tally.add_gradient(p.model, grad)
         elif p.kind == "craft":
-            crafted[(p.model, p.attack, p.eps, p.probe)] = craft(p.attack, p.model, p.eps, p.probe)
+            crafted[(p.model, p.attack, p.eps, p.probe, p.nest)] = craft(p.attack, p.model, p.eps, p.probe, p.after)
         else:  # score
-            key = (p.source, p.attack, p.eps, p.probe)
+            key = (p.source, p.attack, p.eps, p.probe, p.nest)
             if key not in crafted:
                 given = transfer is not None and p.setting == "black-box"
-                crafted[key] = transfer.rows(p.attack, p.eps, index) if given else craft(p.attack, p.source, p.eps, p.probe)
+                crafted[key] = transfer.rows(p.attack, p.eps, index) if given else craft(p.attack, p.source, p.eps, p.probe, p.after)
             adv = crafted.pop(key) if last_use[key] == i else crafted[key]
             logits = forward(run[p.model], _stack(adv, layout), config.amp).view(len(p.eps), n, -1)
+            if p.nest:  # what the next eps of this nested attack skips, and the images it carries
+                carry[(p.source, p.attack, p.probe)] = (~topk_correct(logits[0], y, 1), adv[0])
             narrows = (cascade or (survivors and not ATTACKS[p.attack].gradient_free)) and p.setting == "white-box" and not p.probe
             for j, e in enumerate(p.eps):
                 if p.probe and probing is not None:

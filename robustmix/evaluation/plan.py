@@ -16,6 +16,12 @@ A request is targets × surrogate × attacks × eps × settings. Per chunk of ex
   (model, setting) and queries only the examples none of them fooled (still "at most"). The soundness checks' PGD probes (`robustmix.evaluation.probes`) are craft and score
   passes with `probe` set.
 - `score` (1 forward over k·N rows, no autograd) for every (model scored, adversarial source).
+- nested eps (`EvalConfig.nest_eps`, docs/protocol.md#nested-eps): a white-box attack whose registry
+  entry nests (PGD, APGD-CE/DLR/T, Square) runs one eps at a time in increasing order, craft then
+  score, and at each eps above the smallest crafts only the examples its score at the next smaller
+  eps left correctly classified (top-1): the others carry that eps's adversarial image, which lies
+  in the larger ball. Those passes are counted at most (every example left); `render_plan` also
+  gives the most when the smallest eps fools every example (those passes then skip every example).
 
 Attack names, their plan steps and the settings come from the registry (`robustmix.attacks`).
 
@@ -47,6 +53,8 @@ class Pass:
     probe: str = ""  # craft, score: the soundness check this pass serves ("unbounded", "converged"), else ""
     eps_free: bool = False  # craft: one run answers every eps stacked (FAB-T): costs one stack's rows, not k
     share: float = 1.0  # the share of the chunk's examples the pass runs on (the checks' probes on a subset)
+    nest: bool = False  # craft, score: one eps of a nested attack (its score says which examples the next eps skips)
+    after: float | None = None  # nest: the next smaller eps, whose fooled examples this eps does not attack again
 
     @property
     def stack(self) -> int:
@@ -72,11 +80,14 @@ class Pass:
         if self.kind == "gradient":
             return f"{self.model}: clean logits + sign(∇x loss) at x ({self.what})"
         if self.kind == "craft":
+            if self.nest:
+                left = f"on the examples it left at {self.after * 255:g}/255" if self.after is not None else "nested: every example"
+                return f"{self.model}: {self.what}, eps {eps}/255 {left}"
             return f"{self.model}: {self.what}, eps {eps}/255 stacked"
         if self.kind == "clean":
             return f"{self.model}: clean predictions"
         check = f" (check {self.probe})" if self.probe else ""
-        return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255{check}"
+        return f"{self.model}: score {self.setting} {self.attack} from {self.source}, eps {eps}/255{check}{' nested' if self.nest else ''}"
 
     def tail(self) -> str:
         """What follows the description on a plan line when the pass runs on a part of the chunk."""
@@ -87,6 +98,19 @@ def eps_groups(eps: Sequence[float], group: int) -> list[tuple[float, ...]]:
     """eps cut into stacks of at most `group` values (all of them in one stack when memory allows)."""
     eps = tuple(eps)
     return [eps[i : i + group] for i in range(0, len(eps), max(1, group))]
+
+
+def nested(attack: str, setting: str, nest: bool, eps: Sequence[float], probe: str = "") -> bool:
+    """Whether (attack, setting) runs nested over eps (EvalConfig.nest_eps): white-box, an attack whose
+    registry entry nests, two eps or more, and not the unbounded probe (one eps of its own)."""
+    return (bool(nest) and setting == "white-box" and attack in ATTACKS and ATTACKS[attack].nests and len(set(eps)) > 1
+            and probe != "unbounded")
+
+
+def nested_groups(eps: Sequence[float]) -> list[tuple[tuple[float, ...], float | None]]:
+    """A nested attack's passes: (one eps, the next smaller eps or None), in increasing order."""
+    order = sorted(set(eps))
+    return [((e,), prev) for prev, e in zip([None, *order], order)]
 
 
 def build_plan(
@@ -100,13 +124,15 @@ def build_plan(
     eps_per_pass: int | None = None,
     budget: Budget | None = None,
     gradients: bool = False,
+    nest: bool = False,
 ) -> list[Pass]:
     """The passes for one chunk of examples, in the order they run.
 
     `attacks` are ATTACKS names (WORST, computed from the others' records, costs no pass);
     `eps_per_pass` caps how many eps are stacked in one pass (None: all); `budget` sets the strong
     attacks' work (default: Budget(iters=iters)); `gradients`: a gradient pass at x for every
-    white-box target even when no attack starts from it (the checks' gradients probe).
+    white-box target even when no attack starts from it (the checks' gradients probe); `nest`: the
+    attacks that nest run nested over eps, white-box (one eps per pass, in increasing order).
     """
     budget = budget or Budget(iters=iters)
     attacks = [a for a in attacks if a not in COMBINED]
@@ -128,12 +154,14 @@ def build_plan(
         scored = [name] if setting == "white-box" else list(targets)
         for attack in chosen:
             step = attack.plan(budget)
-            for group in groups:
+            nests = nested(attack.name, setting, nest, eps)
+            for group, after in nested_groups(eps) if nests else [(g, None) for g in groups]:
                 if step is not None:
                     plan.append(Pass("craft", name, attack=attack.name, eps=group, forwards=step.forwards,
-                                     backwards=step.backwards, what=step.what, eps_free=step.eps_free))
+                                     backwards=step.backwards, what=step.what, eps_free=step.eps_free, nest=nests, after=after))
                 for t in scored:
-                    plan.append(Pass("score", t, source=name, setting=setting, attack=attack.name, eps=group, forwards=1))
+                    plan.append(Pass("score", t, source=name, setting=setting, attack=attack.name, eps=group, forwards=1, nest=nests,
+                                     after=after))
     return plan
 
 
@@ -170,6 +198,12 @@ def render_plan(plan: Sequence[Pass], *, n_examples: int, chunk: int, naive: tup
     lines.append(f"total: {f} forward + {b} backward passes per chunk; {f * chunks} + {b * chunks} over all chunks")
     lines.append(f"per example: {f} forward + {b} backward passes at most (a pass over a chunk is one pass per example; "
                  "attacks that stop once an example is fooled, and a cascade's later attacks, cost less on a model that breaks)")
+    skippable = [p for p in plan if p.kind == "craft" and p.nest and p.after is not None]
+    if skippable:
+        sf, sb = total_cost(skippable)
+        names = ", ".join(dict.fromkeys(ATTACKS[p.attack].label for p in skippable))
+        lines.append(f"nested eps ({names}): the passes 'on the examples it left' run only on those: at most {f - sf} forward + "
+                     f"{b - sb} backward per chunk when the smallest eps fools every example, {f} + {b} when it fools none")
     if naive is not None:
         nf, nb = naive
         lines.append(

@@ -43,7 +43,7 @@ from ..attacks import ATTACKS, WORST, Budget
 from ..data import pixels, stratified_subset
 from ..models.predict import eval_mode, predict_logits
 from ..runtime.errors import RobustmixError, RobustmixWarning
-from .plan import Pass, eps_groups
+from .plan import Pass, eps_groups, nested, nested_groups
 
 UNBOUNDED_EPS = 128 / 255
 PROBE_ATTACK = "pgd"
@@ -71,19 +71,23 @@ def probe_subset(y: torch.Tensor, examples: int | None, seed: int) -> torch.Tens
 
 
 def probe_plan(targets: Sequence[str], config, per_pass: int, share: float = 1.0) -> list[Pass]:
-    """The probes' passes for one chunk: per target, PGD at 128/255 and PGD doubled at every eps;
-    `share`: the part of the examples they run on (config.probe_examples)."""
+    """The probes' passes for one chunk: per target, PGD at 128/255 and PGD doubled at every eps (nested
+    over eps as the run's PGD is, so check 6 compares like with like); `share`: the part of the examples
+    they run on (config.probe_examples)."""
     if not checks_on(config) or PROBE_ATTACK not in config.attacks or "white-box" not in config.settings:
         return []
+    nests = nested(PROBE_ATTACK, "white-box", config.nest_eps, config.eps, "converged")
+    converged = nested_groups(config.eps) if nests else [(g, None) for g in eps_groups(config.eps, per_pass)]
     plan = []
     for t in targets:
-        for probe, groups in (("unbounded", [(UNBOUNDED_EPS,)]), ("converged", eps_groups(config.eps, per_pass))):
+        for probe, groups in (("unbounded", [((UNBOUNDED_EPS,), None)]), ("converged", converged)):
             step = ATTACKS[PROBE_ATTACK].plan(probe_budget(config.budget, probe))
-            for group in groups:
+            nest = nests and probe == "converged"
+            for group, after in groups:
                 plan.append(Pass("craft", t, attack=PROBE_ATTACK, eps=group, forwards=step.forwards, backwards=step.backwards,
-                                 what=f"check {probe}: {step.what}", probe=probe, share=share))
+                                 what=f"check {probe}: {step.what}", probe=probe, share=share, nest=nest, after=after))
                 plan.append(Pass("score", t, source=t, setting="white-box", attack=PROBE_ATTACK, eps=group, forwards=1, probe=probe,
-                                 share=share))
+                                 share=share, nest=nest, after=after))
     return plan
 
 

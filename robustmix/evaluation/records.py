@@ -72,6 +72,7 @@ def combined_records(records: list[dict], name: str, attacks: tuple[str, ...] | 
         keep.update({"adversarial": first["adversarial"]} if first.get("adversarial") else {})
         on = {"square_on": "survivors"} if any(r.get("square_on") == "survivors" for r in recs) else {}  # provenance, not a label
         on.update({"cascade": True} if any(r.get("on_survivors") for r in recs) else {})
+        on.update({"nested": True} if any(r.get("nested") for r in recs) else {})  # some attack nested over eps
         out.append({**keep, **on, "attack": name, "iters": None, "attacks": [r["attack"] for r in recs],
                     "top1_err": error_rate(c1), "top5_err": error_rate(c5),
                     "top1_correct": _bits(c1), "top5_correct": _bits(c5)})

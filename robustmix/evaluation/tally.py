@@ -14,6 +14,7 @@ from ..models.predict import percent_wrong, topk_correct
 from ..runtime import distributed
 from ..store.checkpoint import Checkpoint
 from ..store.results import count_clean_errors
+from .plan import nested
 from .probes import bad_gradients, probe_budget
 
 if TYPE_CHECKING:
@@ -86,6 +87,8 @@ class Tally:
                     **({"probe": probe, "num_classes": self.classes[key]} if probe else {}),
                     # in a cascade, an attack after the first ran on the examples the ones before it left (it counts what it adds)
                     **({"on_survivors": True} if config.cascade and setting == "white-box" and not probe and attack != crafted[0] else {}),
+                    # nested over eps: the examples this attack fooled at a smaller eps carry that image (docs/protocol.md#nested-eps)
+                    **({"nested": True} if nested(attack, setting, config.nest_eps, config.eps, probe) and e > min(config.eps) else {}),
                     **adversarial_of(meta),
                 }
             )

@@ -51,7 +51,8 @@ FORMAT = "robustmix-transfer/1"
 # are reused across devices; they are bit-identical only on one device).
 # square_on: "survivors" is refused with black-box (EvalConfig.validate), so a surrogate's examples
 # are always made on every example.
-NOT_CRAFTING = ("settings", "checks", "device", "square_on")
+# nest_eps: nesting is white-box only, so a surrogate's (black-box) examples never nest.
+NOT_CRAFTING = ("settings", "checks", "device", "square_on", "nest_eps")
 
 
 def crafting_of(config: EvalConfig) -> dict:

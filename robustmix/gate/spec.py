@@ -21,7 +21,7 @@ from pathlib import Path
 from ..attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITE_SETTINGS, SUITES
 
 BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
-LATER_KEYS = ("target_classes", "fab_iters", "probe_examples")  # budget keys added with APGD-T and FAB-T (issue 36)
+LATER_KEYS = ("target_classes", "fab_iters", "probe_examples", "nest_eps")  # keys added with APGD-T and FAB-T, nested eps (issue 36)
 from ..data import DATASETS
 from ..data.sources import IMAGEFOLDER
 from ..evaluation.evaluator import EvalConfig

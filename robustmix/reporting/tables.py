@@ -20,7 +20,7 @@ from ..analysis.comparisons import (
     paired_comparisons,
     row_labels,
 )
-from ..attacks import CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
+from ..attacks import ATTACKS, CLEAN, NO_ATTACK, RECORD_ATTACKS, SETTINGS, attack_label
 from ..soundness.checks import soundness_checks
 from ..soundness.verdicts import sound_verdicts
 from .text import render_checks, render_verdicts
@@ -103,7 +103,10 @@ def strong_note(records: list[dict]) -> str:
         return ""
     seed = next(last[a].get("attack_seed") for a in ("pgd", "apgd-ce", "apgd-dlr", "square") if a in last)
     worst = "; worst case: wrong under any attack (the number to quote)" if "worst-case" in last else ""
-    return f"\n{', '.join(said)}; seed {seed}{worst}.\n"
+    nested = sorted({attack_label(r["attack"]) for r in records if r.get("nested") and r["attack"] in ATTACKS})  # not the combined records
+    nest = (f"; nested over eps ({', '.join(nested)}): above the smallest eps each attacked only the examples it left at the smaller "
+            "one, the others keep the image that fooled them there (top-1 error at least a stand-alone run's)") if nested else ""
+    return f"\n{', '.join(said)}; seed {seed}{worst}{nest}.\n"
 
 
 def iterations_note(records: list[dict], lead: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..analysis.comparisons import paired_comparisons, row_labels
-from ..attacks import WORST
+from ..attacks import WORST, suite_text
 from ..soundness.checks import STATUSES, Check, soundness_checks
 from ..soundness.verdicts import CHECKPOINTS_ONLY, STATUS, sound_verdicts
 
@@ -43,7 +43,7 @@ def render_verdicts(df: pd.DataFrame, *, alpha: float = 0.05) -> str:
     lines = [f"- **{row.status}**: {row.sound_verdict}" for row in sorted(claims.itertuples(index=False), key=lambda r: order[r.status])]
     if (claims.status == "paper suite only").any():
         lines.append(f"\nThese verdicts rest on FGSM/I-FGSM alone (Holm-adjusted p < {alpha:g}); run `robustmix attack --suite strong` "
-                     "for PGD, APGD-CE, APGD-DLR, Square and the per-example worst case.")
+                     f"for {suite_text('strong', beyond='paper')}.")
     lines.append("\n" + CHECKPOINTS_ONLY)
     return "\n".join(lines) + "\n"
 

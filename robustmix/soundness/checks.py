@@ -122,6 +122,15 @@ def on_survivors(r: dict) -> bool:
     return r.get("square_on") == "survivors" or bool(r.get("on_survivors"))
 
 
+def nested(r: dict) -> bool:
+    """A record of an attack run nested over eps (EvalConfig.nest_eps) above the smallest eps: the
+    examples it fooled at a smaller eps carry that adversarial image (inside this ball) instead of a
+    fresh run. Per example its top-1 error is at least a stand-alone run's, so it stands wherever a
+    check asks an attack to reach an error (checks 1-3, 6 against a probe nested alike); it cannot
+    fall as eps grows by construction, so check 4 leaves it out (a pass there would say nothing)."""
+    return bool(r.get("nested"))
+
+
 def _attack_records(records: list[dict], target: str) -> dict[tuple, dict]:
     return {
         (r["setting"], r["attack"], r["eps_255"]): r
@@ -205,9 +214,11 @@ def check_gradient_free(recs: dict, target: str, m: Margins) -> Check:
 
 
 def check_monotone(recs: dict, target: str, m: Margins) -> Check:
-    """Check 4 (docs/protocol.md#check-monotone): error does not fall as eps grows, per setting and attack."""
+    """Check 4 (docs/protocol.md#check-monotone): error does not fall as eps grows, per setting and attack
+    (not an attack run nested over eps: it cannot fall by construction; the worst case over attacks stays)."""
     cases = []
-    for setting, attack in sorted({(s, a) for (s, a, _), r in recs.items() if not on_survivors(r) or attack_is_combined(a)}):
+    left_out = {(s, a) for (s, a, _), r in recs.items() if (on_survivors(r) or nested(r)) and not attack_is_combined(a)}
+    for setting, attack in sorted({(s, a) for (s, a, _) in recs} - left_out):
         series = sorted((e, err(r)) for (s, a, e), r in recs.items() if (s, a) == (setting, attack))
         for (e0, a0), (e1, a1) in zip(series, series[1:]):
             d = a0 - a1

@@ -92,7 +92,8 @@ def suites_text(spec: StudySpec, proto: str = "docs/protocol.md") -> list[str]:
         budget = "" if suite == "paper" else (f"; PGD {c.pgd_iters} steps × {c.pgd_restarts} restart(s), APGD {c.apgd_iters} iterations × "
                                               f"{c.apgd_restarts} restart(s), Square {c.square_queries} queries"
                                               f"{' on the examples no gradient attack fooled' if c.square_on == 'survivors' else ''}, "
-                                              f"attack seed {c.seed}")
+                                              f"attack seed {c.seed}"
+                                              f"{'; nested over eps (docs/protocol.md#nested-eps)' if c.nest_eps and len(c.eps) > 1 else ''}")
         items.append(f"{suite} suite: {', '.join(c.attacks)}; eps {', '.join(f'{e * 255:g}' for e in c.eps)}/255; I-FGSM {c.iters} "
                      f"iterations; {', '.join(c.settings)}; {'all test examples' if not n else f'{n} test examples (stratified, seed {seed})'}{budget}")
     for t in spec.bench.targets:

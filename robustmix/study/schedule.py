@@ -112,6 +112,7 @@ def dry_run(spec: StudySpec, out: Path, *, retrain: bool = False) -> str:
         chunks = f"per chunk × {-(-examples // chunk)} chunk(s) of ≤ {chunk} examples" if examples else f"per chunk of {chunk} examples"
         done = sum(results_path(out, suite, m.slot).is_file() for m in targets)
         on = " (Square on the survivors of the gradient attacks: its passes are at most)" if config.square_on == "survivors" else ""
+        on += " (nested over eps: above the smallest eps the strong attacks' passes are at most)" if config.nest_eps and len(config.eps) > 1 else ""
         lines.append(f"{suite} suite: attacks {', '.join(config.attacks)}{on}; eps {', '.join(f'{e * 255:g}' for e in config.eps)}/255; "
                      f"settings {', '.join(config.settings)}; {n} test examples{f' (stratified, seed {seed})' if examples else ''}")
         lines.append(f"  per model ({len(targets)} models, one evaluate call each): {fwd} forward + {bwd} backward passes {chunks} "

@@ -5,7 +5,8 @@ optional sections of its own, each validated here with one-line errors naming th
             `examples` (a stratified, seeded subset of the test set), `seed` (the subset's and the
             attacks' random starts), the budget keys of [attack] (pgd_iters, pgd_restarts,
             apgd_iters, apgd_restarts, square_queries), `square_on` ("all" or "survivors": Square
-            only on the examples no gradient attack fooled, white-box), `settings`, `iters`,
+            only on the examples no gradient attack fooled, white-box), `nest_eps` (true: several eps
+            for about the price of one, docs/protocol.md#nested-eps), `settings`, `iters`,
             `batch_size`, `topk`;
 - [figures] Figure 2 (`pairs`, `lams` points on [0, 1], `distinct_labels`, `seed`) and the
             calibration bins (`bins`);
@@ -54,7 +55,7 @@ from ..soundness.verdicts import CONTROL_GAP, NEGATIVE_CONTROL, POSITIVE_CONTROL
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
                "pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "square_on", "target_classes", "fab_iters",
-               "probe_examples")
+               "probe_examples", "nest_eps")
 
 
 @dataclass(frozen=True)
