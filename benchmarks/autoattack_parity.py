@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 
 import torch
@@ -94,6 +95,7 @@ def cascade(name: str, attacks: dict, model: Counted, x, y, eps) -> dict:
         times[a] = time.perf_counter() - t0
         passes[a] = (model.plain_rows, model.grad_rows)
         out[a] = robust.clone()
+        print(f"{name}: {a} done in {times[a]:.0f} s, {int(robust.sum())} of {len(y)} still robust", file=sys.stderr, flush=True)
     return {"name": name, "robust": out, "times": times, "passes": passes}
 
 
