@@ -46,6 +46,7 @@ from robustmix.training.methods import get_method, soft_cross_entropy
 from robustmix.training.optim import loss_scale, smooth_labels
 from robustmix.training.precision import autocast, to_layout
 from robustmix.training import adversarial
+from robustmix.training.build import augment_of, build_data, build_network, build_optimiser
 from robustmix.training.recipes import resolve_config
 
 # The training loop module (robustmix.training.loop), not the function robustmix.train it defines.
@@ -56,9 +57,9 @@ def build(cfg, data, amp: str, channels_last: bool) -> trainer.Trainer:
     """A Trainer made by the trainer's own steps, with amp and the layout forced to the variant's."""
     device = torch.device("cpu")
     world = trainer.distributed.World(rank=0, size=1, local_rank=0)
-    model, net, _ = trainer.build_network(cfg, data, world, device, channels_last)
-    opt, sched, steps = trainer.build_optimiser(cfg, model, data.x_train.shape[0])
-    return trainer.Trainer(cfg, world, device, data, get_method(cfg.method), trainer.augment_of(cfg), model, net, opt,
+    model, net, _ = build_network(cfg, data, world, device, channels_last)
+    opt, sched, steps = build_optimiser(cfg, model, data.x_train.shape[0])
+    return trainer.Trainer(cfg, world, device, data, get_method(cfg.method), augment_of(cfg), model, net, opt,
                            sched, torch.Generator().manual_seed(cfg.seed), steps, amp, channels_last,
                            trainer.Lookahead() if cfg.lookahead_after else None, adversarial.resolve(cfg))
 
@@ -116,7 +117,7 @@ def main() -> None:
                          width=a.width or None, batch_size=a.batch or None, epochs=a.epochs, seed=0, device="cpu",
                          adversarial=a.adversarial or ("" if a.recipe != "fast-cifar-adv" else None),
                          adv_eps=a.adv_eps / 255 if a.adversarial else None, adv_steps=a.adv_steps or None, adv_guard="off")
-    data, _ = trainer.build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
+    data, _ = build_data(cfg, load_dataset(cfg.dataset), torch.device("cpu"))
     variants = [(v.split(":")[0], v.split(":")[1] == "cl") for v in a.trainer.split(",")]
     runs: dict[str, tuple] = {}
     for amp, cl in variants:

@@ -21,7 +21,8 @@ from robustmix.models import build_model
 from robustmix.models.whiten import whitening_filters
 from robustmix.training.recipes import RECIPES, auto_recipe, resolve_config
 from robustmix.training.resume import load_state
-from robustmix.training.loop import lr_factor, train
+from robustmix.training.build import lr_factor
+from robustmix.training.loop import train
 
 
 @contextlib.contextmanager

@@ -15,7 +15,8 @@ from robustmix.cli import main
 from robustmix.training.config import TrainConfig
 from robustmix.runtime.errors import RobustmixError
 from robustmix.training.recipes import RECIPES, resolve_config
-from robustmix.training.loop import lr_factor, train
+from robustmix.training.build import lr_factor
+from robustmix.training.loop import train
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["train", "--epochs", "5", "--method", "mixup", "--model", "cnn", "--width", "4", "--dropout", "0.2",

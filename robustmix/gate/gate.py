@@ -39,7 +39,8 @@ from ..runtime.version import __version__
 from ..soundness.verdicts import gate_verdict
 from ..store.checkpoint import Checkpoint, load_checkpoint, provenance
 from ..training.loop import train
-from .spec import BenchSpec, ModelSpec, metric_id
+from .spec import BenchSpec, metric_id
+from .targets import ModelSpec
 
 BASELINE_FORMAT = "robustmix-bench-baseline/1"
 

@@ -15,20 +15,16 @@ import hashlib
 import json
 import math
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..attacks import ATTACKS, CLEAN, DEFAULT_ATTACKS, NO_ATTACK, SETTINGS, SUITE_SETTINGS, SUITES
 
-BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
-LATER_KEYS = ("target_classes", "fab_iters", "probe_examples", "nest_eps")  # keys added with APGD-T and FAB-T, nested eps (issue 36)
 from ..data import DATASETS
 from ..data.sources import IMAGEFOLDER
 from ..evaluation.evaluator import EvalConfig
 from ..runtime.errors import RobustmixError
-from ..soundness.verdicts import CONTROLS
-from ..training.config import TrainConfig
-from ..training.recipes import RECIPES, resolve_config
+from .targets import MODEL_KEYS, TRAIN_KEYS, ModelSpec, bad, check_keys, surrogate_table, targets_table
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -36,15 +32,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 TOPK = (1, 5)
-# TrainConfig keys of the data's form: the gate loads [data] dataset by name, as it is, so a spec
-# may not set them (they would be hashed into the baseline and not applied).
-DATA_OPTIONS = ("image_size", "data_dir", "download", "cache_dir")
-# TrainConfig keys a spec may set in [train] or per model (method/alpha/seed/role are per model).
-TRAIN_KEYS = tuple(
-    f.name for f in fields(TrainConfig) if f.name not in ("method", "alpha", "seed", "role", "dataset", *DATA_OPTIONS)
-)
-MODEL_KEYS = ("name", "method", "alpha", "seeds", "checkpoints", "settings", "role") + TRAIN_KEYS
-SCALED_KEYS = ("adv_eps", "adv_step_size")  # TrainConfig keys a spec writes on the 0–255 scale, as the CLI does
+BUDGET_KEYS = ("pgd_iters", "pgd_restarts", "apgd_iters", "apgd_restarts", "square_queries", "seed")  # the strong attacks' EvalConfig fields
+LATER_KEYS = ("target_classes", "fab_iters", "probe_examples", "nest_eps")  # keys added with APGD-T and FAB-T, nested eps (issue 36)
 SECTIONS = {
     "data": ("dataset", "examples"),
     "train": TRAIN_KEYS,
@@ -56,17 +45,6 @@ SECTIONS = {
 # Sections only `robustmix study` reads (robustmix.study.spec): the gate refuses them rather than
 # ignoring them silently.
 STUDY_SECTIONS = ("strong", "figures", "claims", "cluster")
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One named model: trained from `configs` (one per seed) or loaded from `checkpoints`."""
-
-    name: str
-    configs: tuple[TrainConfig, ...] = ()
-    checkpoints: tuple[str, ...] = ()  # as written in the spec, relative to the spec's folder
-    settings: tuple[str, ...] = ()  # a study target scored in only these settings ("white-box"); () = every suite's own
-    role: str = "target"  # a study's target, or one of its controls (CONTROLS): attacked like a target, in no claim's arms
 
 
 @dataclass(frozen=True)
@@ -136,99 +114,17 @@ def spec_hash(canonical: dict) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def _bad(where: str, problem: str, fix: str) -> RobustmixError:
-    return RobustmixError(f"{where}: {problem}: {fix}")
-
-
-def _check_keys(where: str, table: dict, allowed) -> None:
-    unknown = sorted(set(table) - set(allowed))
-    data = [k for k in unknown if k in DATA_OPTIONS]
-    if data:
-        raise _bad(where, f"{data[0]} is a data option the gate does not apply (it loads [data] dataset as it is)", f"remove {data[0]}")
-    if unknown:
-        raise _bad(where, f"unknown key(s) {', '.join(unknown)}", f"use only {', '.join(allowed)}")
-
-
 def metric_id(target: str, setting: str, attack: str, eps_255: float, k: int) -> str:
     if setting == CLEAN:
         return f"{target}/clean/top{k}"
     return f"{target}/{setting}/{attack}/{eps_255:g}/top{k}"
 
 
-def _model(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> ModelSpec:
-    """One [[targets]] table or the [surrogate]: checkpoints to load, or configs to train (one per seed)."""
-    if not isinstance(raw, dict):
-        raise _bad(where, "is not a table", f"write it as [{where}] with method = ... and seeds = [...]")
-    _check_keys(where, raw, MODEL_KEYS)
-    raw = dict(raw)
-    settings = raw.pop("settings", ())
-    if settings != () and (role != "target" or not isinstance(settings, list) or not settings
-                           or not all(s in SETTINGS for s in settings) or len(set(settings)) != len(settings)):
-        raise _bad(where, f"settings {settings!r} is not a non-empty list of distinct settings of a target",
-                   f"e.g. settings = [\"white-box\"] (among {', '.join(SETTINGS)}), or leave it out to score the target in every suite's settings")
-    name, kind = raw.get("name", role), raw.pop("role", "target")
-    if kind != "target" and (role != "target" or kind not in CONTROLS):
-        raise _bad(where, f"role {kind!r} is not {'a role of a target' if role == 'target' else 'a key of the surrogate'}", 'give a [[targets]] '
-                   'table role = "positive-control" (an adversarially trained model) or "negative-control" (a planted masked model), or none')
-    if not isinstance(name, str) or not name or set(name) & set("/#*?[] "):
-        raise _bad(where, f"name {name!r} is not a plain non-empty word", 'give e.g. name = "mixup" (no "/", "#", spaces or glob characters)')
-    if "checkpoints" in raw:
-        if set(raw) - {"name", "checkpoints"}:
-            raise _bad(where, "has both checkpoints and training keys", "either load checkpoints or train, not both")
-        paths = raw["checkpoints"]
-        paths = [paths] if isinstance(paths, str) else paths
-        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
-            raise _bad(where, "checkpoints must be a path or a list of paths", 'e.g. checkpoints = ["runs/mixup-s1"]')
-        return ModelSpec(name, checkpoints=tuple(paths), settings=tuple(settings), role=kind)
-    return ModelSpec(name, configs=_configs(where, raw, train_defaults, dataset, role), settings=tuple(settings), role=kind)
-
-
-def _configs(where: str, raw: dict, train_defaults: dict, dataset: str, role: str) -> tuple[TrainConfig, ...]:
-    """A model table's TrainConfigs, one per seed, each validated by TrainConfig itself."""
-    seeds = raw.get("seeds", [0])
-    if not isinstance(seeds, list) or not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
-        raise _bad(where, f"seeds must be a non-empty list of integers, got {seeds!r}", "e.g. seeds = [1, 2]")
-    if len(set(seeds)) != len(seeds):
-        raise _bad(where, f"seeds {seeds} repeat a seed", "list each seed once")
-    options = {**train_defaults, **{k: v for k, v in raw.items() if k in TRAIN_KEYS}}
-    for key in SCALED_KEYS:  # on the 0–255 scale in a spec, as its eps lists are; [0, 1] in TrainConfig
-        if key in options:
-            if isinstance(options[key], bool) or not isinstance(options[key], (int, float)) or not 0 <= options[key] <= 255:
-                raise _bad(where, f"{key} must be a number on the 0–255 scale, got {options[key]!r}", f"e.g. {key} = 8 means 8/255")
-            options[key] = options[key] / 255
-    method = raw.get("method", "erm")
-    recipe = options.pop("recipe", "")
-    if recipe and recipe not in RECIPES:
-        raise _bad(where, f"unknown recipe {recipe!r} (auto needs the data and is for the command line)", f"choose one of {', '.join(RECIPES)}")
-    try:
-        if recipe:  # the recipe's values, explicit keys win: as `robustmix train --recipe NAME` does
-            alpha = float(raw["alpha"]) if "alpha" in raw else None
-            if "milestones" in options:
-                options["milestones"] = tuple(options["milestones"])
-            configs = tuple(resolve_config(recipe, dataset=dataset, method=method, alpha=alpha, seed=s, role=role, **options)
-                            for s in seeds)
-        else:
-            alpha = raw.get("alpha", 1.0 if method != "erm" else 0.0)
-            configs = tuple(
-                TrainConfig(dataset=dataset, method=method, alpha=float(alpha), seed=s, role=role, **options) for s in seeds
-            )
-    except (TypeError, ValueError) as e:
-        raise _bad(where, f"bad training option ({e})", f"use keys among {', '.join(TRAIN_KEYS)}") from None
-    for c in configs:
-        try:
-            c.validate()  # the trainer's own checks, with their one-line, flag-neutral messages
-        except RobustmixError as e:
-            raise _bad(where, str(e), "fix the spec") from None
-        except TypeError:
-            raise _bad(where, "a training option has the wrong type", "epochs, batch_size are integers; lr, alpha numbers") from None
-    return configs
-
-
 def read_toml(text: str, source: str = "spec") -> dict:
     try:
         return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
-        raise _bad(source, f"not valid TOML ({e})", "fix the syntax") from None
+        raise bad(source, f"not valid TOML ({e})", "fix the syntax") from None
 
 
 def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec", study: bool = False) -> BenchSpec:
@@ -237,69 +133,56 @@ def parse_spec(text: str | dict, *, base: Path = Path("."), source: str = "spec"
     raw = read_toml(text, source) if isinstance(text, str) else dict(text)
     for key in STUDY_SECTIONS:
         if key in raw and not study:
-            raise _bad(source, f"[{key}] is a section of robustmix study, which the gate does not measure",
+            raise bad(source, f"[{key}] is a section of robustmix study, which the gate does not measure",
                        f"remove it, or run: robustmix study {source} --out DIR")
         raw.pop(key, None)
-    _check_keys(source, raw, SECTIONS)
+    check_keys(source, raw, SECTIONS)
     for key in ("data", "train", "attack", "tolerance"):
         if not isinstance(raw.get(key, {}), dict):
-            raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
-    dataset, examples = _data(source, raw.get("data", {}))
-    _check_keys(f"{source} [train]", raw.get("train", {}), TRAIN_KEYS)
+            raise bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
+    dataset, examples = data_table(source, raw.get("data", {}))
+    check_keys(f"{source} [train]", raw.get("train", {}), TRAIN_KEYS)
     # The gate runs on the CPU unless the spec says otherwise: CPU runs are deterministic.
     train_defaults = {"device": "cpu", **raw.get("train", {})}
-    targets = _targets(source, raw.get("targets"), train_defaults, dataset)
+    targets = targets_table(source, raw.get("targets"), train_defaults, dataset)
     for key, names in {k: [t.name for t in targets if getattr(t, k) not in ((), "target")] for k in ("settings", "role")}.items():
         if names and not study:  # study keys: a target's own settings, and the controls
-            raise _bad(source, f"target(s) {', '.join(names)} set {key}, a robustmix study key: the gate scores every target in [attack] "
+            raise bad(source, f"target(s) {', '.join(names)} set {key}, a robustmix study key: the gate scores every target in [attack] "
                        "settings and has no controls", f"remove {key} from the [[targets]] table" + " or set [attack] settings" * (key == "settings"))
-    ev, topk = _attack(source, raw.get("attack", {}), train_defaults["device"])
-    surrogate = _surrogate(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
+    ev, topk = attack_table(source, raw.get("attack", {}), train_defaults["device"])
+    surrogate = surrogate_table(source, raw, train_defaults, dataset) if "black-box" in ev.settings else None
     spec = BenchSpec(dataset, examples, targets, surrogate, ev, topk, base=str(base))
-    return replace(spec, tolerances=_tolerances(source, raw.get("tolerance", {}), spec.metric_ids()))
+    return replace(spec, tolerances=tolerance_table(source, raw.get("tolerance", {}), spec.metric_ids()))
 
 
-def _data(source: str, data: dict) -> tuple[str, int | None]:
+def data_table(source: str, data: dict) -> tuple[str, int | None]:
     """[data]: (data set name, the first N test examples or None for all)."""
-    _check_keys(f"{source} [data]", data, SECTIONS["data"])
+    check_keys(f"{source} [data]", data, SECTIONS["data"])
     dataset = data.get("dataset", "digits")
     if not isinstance(dataset, str) or (dataset not in DATASETS and not (dataset.startswith(IMAGEFOLDER) and len(dataset) > len(IMAGEFOLDER))):
-        raise _bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))} or imagefolder:ROOT")
+        raise bad(f"{source} [data]", f"unknown data set {dataset!r}", f"choose one of {', '.join(sorted(DATASETS))} or imagefolder:ROOT")
     examples = data.get("examples")
     if examples is not None and (not isinstance(examples, int) or isinstance(examples, bool) or examples < 1):
-        raise _bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
+        raise bad(f"{source} [data]", f"examples must be an integer >= 1, got {examples!r}", "or leave it out for the whole test set")
     return dataset, examples
 
 
-def _targets(source: str, targets_raw, train_defaults: dict, dataset: str) -> tuple[ModelSpec, ...]:
-    """[[targets]]: at least one, each with its own name."""
-    if not isinstance(targets_raw, list) or not targets_raw:
-        raise _bad(source, "no [[targets]]", 'add at least one [[targets]] table with name, method and seeds')
-    targets = tuple(
-        _model(f"{source} [[targets]] #{i + 1}", t, train_defaults, dataset, "target") for i, t in enumerate(targets_raw)
-    )
-    names = [t.name for t in targets]
-    if len(set(names)) != len(names):
-        raise _bad(source, f"target names {names} repeat", "give every [[targets]] its own name")
-    return targets
-
-
-def _attack(source: str, attack: dict, device: str, section: str = "attack") -> tuple[EvalConfig, tuple[int, ...]]:
+def attack_table(source: str, attack: dict, device: str, section: str = "attack") -> tuple[EvalConfig, tuple[int, ...]]:
     """[attack] (or the study's [strong]): the EvalConfig (validated by itself; eps on the 0–255 scale) and the top-k list."""
     where = f"{source} [{section}]"
-    _check_keys(where, attack, SECTIONS["attack"])
+    check_keys(where, attack, SECTIONS["attack"])
     if "suite" in attack and attack["suite"] not in SUITES:
-        raise _bad(where, f"unknown suite {attack['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
+        raise bad(where, f"unknown suite {attack['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
     if "suite" in attack and "attacks" in attack:
-        raise _bad(where, "has both suite and attacks", "give one of them")
+        raise bad(where, "has both suite and attacks", "give one of them")
     eps = attack.get("eps", [4])
     if not isinstance(eps, list) or not eps or not all(isinstance(e, (int, float)) and not isinstance(e, bool) for e in eps):
-        raise _bad(where, f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
+        raise bad(where, f"eps must be a list of numbers on the 0–255 scale, got {eps!r}", "e.g. eps = [16, 32]")
     if any(not (0 <= e <= 255) for e in eps):
-        raise _bad(where, f"eps {eps} leaves the 0–255 scale", "e.g. eps = [4] means 4/255")
+        raise bad(where, f"eps {eps} leaves the 0–255 scale", "e.g. eps = [4] means 4/255")
     topk = tuple(attack.get("topk", [1]))
     if not topk or any(k not in TOPK for k in topk):
-        raise _bad(where, f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
+        raise bad(where, f"topk {list(topk)} is not a subset of {list(TOPK)}", "e.g. topk = [1, 5]")
     preset = {k: v for k, v in SUITE_SETTINGS.get(attack.get("suite", ""), {}).items() if k != "settings"}  # autoattack's budget
     suite_settings = SUITE_SETTINGS.get(attack.get("suite", ""), {}).get("settings", SETTINGS)
     try:
@@ -314,30 +197,20 @@ def _attack(source: str, attack: dict, device: str, section: str = "attack") -> 
         )
         ev.validate()
     except RobustmixError as e:
-        raise _bad(where, str(e), "fix the spec") from None
+        raise bad(where, str(e), "fix the spec") from None
     except TypeError as e:
-        raise _bad(where, f"bad value ({e})", "attacks and settings are lists of names") from None
+        raise bad(where, f"bad value ({e})", "attacks and settings are lists of names") from None
     return ev, topk
 
 
-def _surrogate(source: str, raw: dict, train_defaults: dict, dataset: str) -> ModelSpec:
-    """[surrogate], which black-box needs: exactly one seed or checkpoint."""
-    if "surrogate" not in raw:
-        raise _bad(source, "black-box needs a [surrogate]", 'add [surrogate] (e.g. method = "erm", seeds = [0]) or drop black-box from settings')
-    surrogate = _model(f"{source} [surrogate]", raw["surrogate"], train_defaults, dataset, "surrogate")
-    if len(surrogate.configs) + len(surrogate.checkpoints) != 1:
-        raise _bad(f"{source} [surrogate]", "needs exactly one seed or checkpoint", "e.g. seeds = [0]")
-    return surrogate
-
-
-def _tolerances(source: str, table: dict, ids: list[str]) -> tuple[tuple[str, float], ...]:
+def tolerance_table(source: str, table: dict, ids: list[str]) -> tuple[tuple[str, float], ...]:
     """[tolerance]: (metric id or glob, percentage points) overrides, each matching some metric."""
     tolerances = []
     for pattern, pp in table.items():
         if isinstance(pp, bool) or not isinstance(pp, (int, float)) or not math.isfinite(pp) or pp < 0:
-            raise _bad(f"{source} [tolerance]", f"{pattern!r} = {pp!r} is not a number of percentage points >= 0", 'e.g. "mixup/white-box/fgsm/32/top1" = 10')
+            raise bad(f"{source} [tolerance]", f"{pattern!r} = {pp!r} is not a number of percentage points >= 0", 'e.g. "mixup/white-box/fgsm/32/top1" = 10')
         if not any(fnmatch.fnmatchcase(m, pattern) for m in ids):
-            raise _bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
+            raise bad(f"{source} [tolerance]", f"{pattern!r} matches no metric", f"metrics look like {ids[-1]} (globs allowed)")
         tolerances.append((pattern, float(pp)))
     return tuple(tolerances)
 

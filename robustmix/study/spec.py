@@ -42,15 +42,8 @@ from pathlib import Path, PurePath
 
 from ..attacks import SUITES, WORST
 from ..evaluation.evaluator import EvalConfig
-from ..gate.spec import (
-    BenchSpec,
-    _attack,
-    _bad,
-    _check_keys,
-    parse_spec,
-    read_spec,
-    read_toml,
-)
+from ..gate.spec import BenchSpec, attack_table, parse_spec, read_spec, read_toml
+from ..gate.targets import bad, check_keys
 from ..soundness.verdicts import CONTROL_GAP, NEGATIVE_CONTROL, POSITIVE_CONTROL
 
 STRONG_KEYS = ("suite", "attacks", "eps", "examples", "seed", "iters", "settings", "topk", "batch_size",
@@ -152,52 +145,52 @@ class StudySpec:
 def _int(where: str, table: dict, key: str, default: int, low: int = 1) -> int:
     v = table.get(key, default)
     if isinstance(v, bool) or not isinstance(v, int) or v < low:
-        raise _bad(where, f"{key} must be an integer >= {low}, got {v!r}", f"e.g. {key} = {default}")
+        raise bad(where, f"{key} must be an integer >= {low}, got {v!r}", f"e.g. {key} = {default}")
     return v
 
 
 def _number(where: str, table: dict, key: str, default: float, low: float, high: float) -> float:
     v = table.get(key, default)
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not low <= v <= high:
-        raise _bad(where, f"{key} must be a number in [{low:g}, {high:g}], got {v!r}", f"e.g. {key} = {default:g}")
+        raise bad(where, f"{key} must be a number in [{low:g}, {high:g}], got {v!r}", f"e.g. {key} = {default:g}")
     return float(v)
 
 
 def _strong(source: str, table: dict, device: str, n_paper: int | None) -> tuple[EvalConfig, int | None, tuple[int, ...]]:
     where = f"{source} [strong]"
-    _check_keys(where, table, STRONG_KEYS)
+    check_keys(where, table, STRONG_KEYS)
     table = dict(table)
     if "attacks" not in table:
         table["suite"] = table.get("suite", "strong")
     if "suite" in table and table["suite"] not in SUITES:
-        raise _bad(where, f"unknown suite {table['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
+        raise bad(where, f"unknown suite {table['suite']!r}", f"choose one of {', '.join(SUITES)}, or list attacks = [...]")
     examples = table.pop("examples", None)
     if examples is not None:
         examples = _int(where, {"examples": examples}, "examples", 1000)
-    ev, topk = _attack(source, table, device, "strong")
+    ev, topk = attack_table(source, table, device, "strong")
     return ev, examples, topk
 
 
 def _text(where: str, table: dict, key: str) -> str | None:
     v = table.get(key)
     if v is not None and (not isinstance(v, str) or not v.strip()):
-        raise _bad(where, f"{key} must be a non-empty string, got {v!r}", f'e.g. {key} = "gpu"')
+        raise bad(where, f"{key} must be a non-empty string, got {v!r}", f'e.g. {key} = "gpu"')
     return v
 
 
 def _cluster(source: str, table: dict) -> ClusterSpec:
     where = f"{source} [cluster]"
-    _check_keys(where, table, tuple(ClusterSpec.__dataclass_fields__))
+    check_keys(where, table, tuple(ClusterSpec.__dataclass_fields__))
     sbatch = table.get("sbatch", {})
     if not isinstance(sbatch, dict) or not all(isinstance(v, (str, int, bool)) and not isinstance(v, float) for v in sbatch.values()):
-        raise _bad(where, f"sbatch must be a table of options, got {sbatch!r}", 'e.g. sbatch = { qos = "high", constraint = "a100" }')
+        raise bad(where, f"sbatch must be a table of options, got {sbatch!r}", 'e.g. sbatch = { qos = "high", constraint = "a100" }')
     own = sorted(k for k in sbatch if k.replace("_", "-") in OWN_SBATCH)
     if own:
-        raise _bad(where, f"sbatch sets {', '.join(own)}, which robustmix sets itself",
+        raise bad(where, f"sbatch sets {', '.join(own)}, which robustmix sets itself",
                    "use the [cluster] keys partition, account, time_min, gpus, cpus, mem_gb, max_parallel instead")
     setup = table.get("setup", [])
     if not isinstance(setup, list) or not all(isinstance(line, str) for line in setup):
-        raise _bad(where, f"setup must be a list of shell lines, got {setup!r}", 'e.g. setup = ["source .venv/bin/activate"]')
+        raise bad(where, f"setup must be a list of shell lines, got {setup!r}", 'e.g. setup = ["source .venv/bin/activate"]')
     mem = table.get("mem_gb")
     if mem is not None:
         mem = _number(where, table, "mem_gb", 16, 0.001, math.inf)
@@ -213,41 +206,41 @@ def parse_study(text: str, *, base: Path = Path("."), source: str = "spec", data
     raw = read_toml(text, source)
     raw.setdefault("data", {})
     if not isinstance(raw["data"], dict):
-        raise _bad(source, "[data] is not a table", "write it as a [data] section")
+        raise bad(source, "[data] is not a table", "write it as a [data] section")
     if dataset is not None:
         raw["data"] = {**raw["data"], "dataset": dataset}
     data_name = raw["data"].get("name", "")
     if not isinstance(data_name, str) or "/" in data_name or "\\" in data_name:
-        raise _bad(f"{source} [data]", f"name must be the data set's name, not a path: got {data_name!r}",
+        raise bad(f"{source} [data]", f"name must be the data set's name, not a path: got {data_name!r}",
                    'e.g. name = "CIFAR-10, JPEG-recompressed copy"')
     raw["data"] = {k: v for k, v in raw["data"].items() if k != "name"}
     bench = parse_spec(raw, base=base, source=source, study=True)
     for key in ("strong", "figures", "claims", "cluster"):
         if not isinstance(raw.get(key, {}), dict):
-            raise _bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
+            raise bad(source, f"[{key}] is not a table", f"write it as a [{key}] section")
     strong = strong_examples = None
     strong_topk: tuple[int, ...] = (1,)
     if "strong" in raw:
         strong, strong_examples, strong_topk = _strong(source, raw["strong"], bench.eval.device, bench.examples)
     fig = raw.get("figures", {})
-    _check_keys(f"{source} [figures]", fig, tuple(FiguresSpec.__dataclass_fields__))
+    check_keys(f"{source} [figures]", fig, tuple(FiguresSpec.__dataclass_fields__))
     where = f"{source} [figures]"
     distinct = fig.get("distinct_labels", True)
     if not isinstance(distinct, bool):
-        raise _bad(where, f"distinct_labels must be true or false, got {distinct!r}", "e.g. distinct_labels = true")
+        raise bad(where, f"distinct_labels must be true or false, got {distinct!r}", "e.g. distinct_labels = true")
     figures = FiguresSpec(_int(where, fig, "pairs", 1000), _int(where, fig, "lams", 21, 2), distinct,
                           _int(where, fig, "seed", 0, 0), _int(where, fig, "bins", 10))
     cl = raw.get("claims", {})
     where = f"{source} [claims]"
-    _check_keys(where, cl, tuple(ClaimsSpec.__dataclass_fields__))
+    check_keys(where, cl, tuple(ClaimsSpec.__dataclass_fields__))
     claims = ClaimsSpec(_number(where, cl, "eps", 4, 0, 255), _number(where, cl, "margin", 2, 0, 100),
                         _number(where, cl, "broken", 90, 0, 100), _number(where, cl, "lam", 0.5, 0, 1),
                         _int(where, cl, "min_seeds", 3, 2), _number(where, cl, "control_gap", CONTROL_GAP, 0, 100))
     if not any(abs(e * 255 - claims.eps) < 1e-6 for e in bench.eval.eps):
-        raise _bad(where, f"eps {claims.eps:g} is not among [attack] eps {[round(e * 255, 6) for e in bench.eval.eps]}",
+        raise bad(where, f"eps {claims.eps:g} is not among [attack] eps {[round(e * 255, 6) for e in bench.eval.eps]}",
                    "read the claims at an eps the paper suite runs")
     if not bench.targets or any(m.checkpoints for m in (*bench.targets, bench.surrogate) if m is not None):
-        raise _bad(source, "a study trains its models (checkpoints = [...] is for the gate)", "give method and seeds instead")
+        raise bad(source, "a study trains its models (checkpoints = [...] is for the gate)", "give method and seeds instead")
     _check_controls(source, bench, strong)
     return StudySpec(bench, strong, strong_examples, strong_topk, figures, claims, source, data_name=data_name,
                      cluster=_cluster(source, raw.get("cluster", {})))
@@ -259,17 +252,17 @@ def _check_controls(source: str, bench: BenchSpec, strong: EvalConfig | None) ->
     for m in (*bench.targets, bench.surrogate):
         if m is not None and m.role != NEGATIVE_CONTROL and any(c.head_scale != 1 for c in m.configs):
             where = f"{source} [[targets]] {m.name}" if m in bench.targets else f"{source} [surrogate]"
-            raise _bad(where, "sets head_scale, which plants gradient masking", 'set it only on a [[targets]] table with '
+            raise bad(where, "sets head_scale, which plants gradient masking", 'set it only on a [[targets]] table with '
                        'role = "negative-control" (and not in [train], which every model shares)')
     for t in bench.targets:
         if t.role != POSITIVE_CONTROL:
             continue
         where = f"{source} [[targets]] {t.name}"
         if strong is None or WORST not in strong.attacks or "white-box" not in strong.settings or "white-box" not in (t.settings or ("white-box",)):
-            raise _bad(where, "a positive control is read by its white-box worst case under the strong suite, which this "
+            raise bad(where, "a positive control is read by its white-box worst case under the strong suite, which this "
                        "study does not run", 'add [strong] (suite = "strong", settings = ["white-box"])')
         if not any(u.role == "target" and u.configs and u.configs[0].method == "erm" for u in bench.targets):
-            raise _bad(where, "a positive control is read against the ERM target, and the study has none",
+            raise bad(where, "a positive control is read against the ERM target, and the study has none",
                        'add a [[targets]] table with method = "erm"')
 
 

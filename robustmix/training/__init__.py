@@ -2,6 +2,7 @@
 
     config.py     TrainConfig (frozen; CLI flags, config keys and metadata keys share one name)
     recipes.py    named sets of TrainConfig values (paper-cifar, fast-cifar, ...) and the automatic recipe
+    build.py      what a run builds before its first step: data, precision, network, optimiser and lr schedule
     loop.py       train(config) -> (model, metadata): the epoch loop, seeded, resumable, reproducible on CPU
     methods/      ERM, mixup, CutMix, Manifold Mixup, Puzzle Mix (registry.METHODS)
     adversarial.py  adversarial training, an option of every method: PGD-AT, FGSM-RS, TRADES, and how each
