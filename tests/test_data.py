@@ -100,6 +100,17 @@ def test_subsets_are_stratified_seeded_and_recorded(digits):
         stratified_subset(digits.y_train, 5, seed=0)
 
 
+def test_a_subset_of_labels_with_a_one_example_class():
+    """sklearn's stratified split refuses a class with one example (a small imported test set, a probe
+    subset of one): the subset is still made, each class in proportion, seeded."""
+    y = torch.tensor([0] * 30 + [1] * 30 + [2] * 19 + [3])
+    idx = stratified_subset(y, 40, seed=0)
+    assert len(idx) == 40 and len(set(idx.tolist())) == 40 and torch.equal(idx, idx.sort().values)
+    assert torch.bincount(y[idx], minlength=4).tolist() == [15, 15, 10, 0]  # 40 × (30, 30, 19, 1)/80, largest remainder
+    assert torch.equal(idx, stratified_subset(y, 40, seed=0)) and not torch.equal(idx, stratified_subset(y, 40, seed=1))
+    assert torch.bincount(y[stratified_subset(y, 79, seed=0)], minlength=4).tolist() == [30, 29, 19, 1]  # the one example too
+
+
 def test_batch_augmentation_moves_and_flips_whole_images():
     x = torch.arange(2 * 3 * 16 * 16, dtype=torch.float32).view(2, 3, 16, 16) + 1
     gen = torch.Generator().manual_seed(0)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
+import numpy as np
 import torch
 
 from ..runtime.errors import RobustmixError
@@ -90,8 +91,19 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     k = int(torch.unique(y).numel())
     if n < k:
         raise RobustmixError(f"subset of {n} is smaller than the {k} classes: ask for at least {k} examples")
-    idx, _ = train_test_split(range(total), train_size=n, stratify=y.cpu().numpy(), random_state=seed)
-    return torch.tensor(sorted(idx), dtype=torch.int64)
+    labels = y.cpu().numpy()
+    if np.bincount(np.unique(labels, return_inverse=True)[1]).min() >= 2:
+        idx, _ = train_test_split(range(total), train_size=n, stratify=labels, random_state=seed)
+        return torch.tensor(sorted(idx), dtype=torch.int64)
+    # Hand-written only where sklearn refuses (a class with one example, e.g. a small imported test set):
+    # each class gets its share of n by largest remainder, its examples drawn by a seeded permutation.
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    share = counts * n / total
+    take = np.floor(share).astype(int)
+    take[np.argsort(-(share - take), kind="stable")[: n - take.sum()]] += 1
+    idx = np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:t] for c, t in zip(classes, take)])
+    return torch.tensor(sorted(idx.tolist()), dtype=torch.int64)
 
 
 def corrupt_labels(y: torch.Tensor, fraction: float, num_classes: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
