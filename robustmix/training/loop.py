@@ -29,6 +29,7 @@ from ..runtime.errors import RobustmixError
 from . import adversarial
 from . import guard as overfitting
 from .build import augment_of, build_data, build_network, build_optimiser, build_precision
+from .build import lr_factor  # noqa: F401  (importable from here too: robustmix 0.1's `robustmix.train` had it)
 from .config import TrainConfig, config_mismatch
 from .meta import checkpoint_meta
 from .methods import (
