@@ -235,6 +235,15 @@ def test_every_reference_in_the_repository_points_inside_it_at_something_that_ex
     )
 
 
+def test_committed_reports_name_an_image_folder_without_its_path():
+    """A committed report names its data set ("imagefolder:$DATA"), never the folder on the machine that
+    made it: a study's report stage rewrites every file it writes (data/probes.json missed it once)."""
+    texts, _ = repository()
+    found = [f"{path}:{n}" for path, text in texts.items() if path.startswith("reports/")
+             for n, line in enumerate(text.splitlines(), 1) if re.search(r"imagefolder:/", line)]
+    assert "reports/cifar10/data/probes.json" in texts and not found, found
+
+
 def test_the_protocol_defines_the_anchors_that_reports_and_checks_link_to():
     anchors = anchors_of((ROOT / "docs" / "protocol.md").read_text(encoding="utf-8"))
     claims = {f"c{i}" for i in range(1, 13)}

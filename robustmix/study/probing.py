@@ -20,6 +20,7 @@ from ..evaluation.probes import calibration_frame, interpolation_metrics, sample
 from ..runtime import files
 from ..runtime.devices import host_and_job, processor
 from .attacking import open_model, recorded, suite_examples
+from .headline import scrub
 from .spec import StudySpec
 from .training import Model, models_of, normalised, same_data
 
@@ -88,7 +89,9 @@ def gather(spec: StudySpec, out: Path, models: list[Model]) -> None:
     files.write_text(data / "calibration.csv", pd.concat([pd.DataFrame(d["calibration"]) for d in docs], ignore_index=True).to_csv(index=False))
     files.write_json(data / "figure2-pairs.json", {"lam": docs[0]["pairs"]["lam"],
                                                   "pairs": {d["checkpoint"]: {k: d["pairs"][k] for k in ("miss", "grad")} for d in docs}})
-    files.write_json(data / "probes.json", {"format": "robustmix-study-probes/2", "setup": probe_setup(spec),
+    # a report file: the data named as the report names it ($DATA), never this machine's folder
+    setup = json.loads(scrub(json.dumps(probe_setup(spec)), spec))
+    files.write_json(data / "probes.json", {"format": "robustmix-study-probes/2", "setup": setup,
                                             "checkpoints": {d["checkpoint"]: d["weights_sha256"] for d in docs},
                                             "seconds": round(sum(d["seconds"] for d in docs), 3),
                                             "devices": sorted({d["device"] for d in docs})})
