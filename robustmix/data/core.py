@@ -88,17 +88,16 @@ def stratified_subset(y: torch.Tensor, n: int, seed: int) -> torch.Tensor:
     total = int(y.numel())
     if n >= total:
         return torch.arange(total)
-    k = int(torch.unique(y).numel())
-    if n < k:
-        raise RobustmixError(f"subset of {n} is smaller than the {k} classes: ask for at least {k} examples")
     labels = y.cpu().numpy()
-    if np.bincount(np.unique(labels, return_inverse=True)[1]).min() >= 2:
+    classes, counts = np.unique(labels, return_counts=True)
+    if n < len(classes):
+        raise RobustmixError(f"subset of {n} is smaller than the {len(classes)} classes: ask for at least {len(classes)} examples")
+    if counts.min() >= 2:
         idx, _ = train_test_split(range(total), train_size=n, stratify=labels, random_state=seed)
         return torch.tensor(sorted(idx), dtype=torch.int64)
     # Hand-written only where sklearn refuses (a class with one example, e.g. a small imported test set):
     # each class gets its share of n by largest remainder, its examples drawn by a seeded permutation.
     rng = np.random.default_rng(seed)
-    classes, counts = np.unique(labels, return_counts=True)
     share = counts * n / total
     take = np.floor(share).astype(int)
     take[np.argsort(-(share - take), kind="stable")[: n - take.sum()]] += 1
