@@ -33,7 +33,7 @@ def test_notebook_runs_headless_and_draws_its_figures(tmp_path, monkeypatch):
     assert sys.executable in spec or Path(sys.executable).name in spec
 
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    # as shipped: a quick look (a few minutes on 2 cores), and the first cell says how to run the full budget
+    # as shipped: a quick look (about a minute on 2 idle cores), and the first cell says how to run the full budget
     first = nb.cells[0].source
     assert "about a minute" in first and "ROBUSTMIX_BUDGET=40,5,100,5000 ROBUSTMIX_EPS=2,4,8,16,32 ROBUSTMIX_PAIRS=1000 ROBUSTMIX_EXAMPLES=all ROBUSTMIX_TARGET_CLASSES=9" in first
     assert 'ROBUSTMIX_BUDGET", "10,1,20,200"' in nb.cells[1].source and 'ROBUSTMIX_EPS", "8,16,32"' in nb.cells[1].source
