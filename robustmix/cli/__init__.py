@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 
+from ..runtime import distributed
 from ..runtime.errors import RobustmixError
 from . import attack, figures, gate, import_, quickstart, report, study, train
 from .common import Parser, one_line_warnings
@@ -64,7 +65,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         with one_line_warnings(args.command):
-            return int(args.run(args) or 0)
+            code = int(args.run(args) or 0)
+        distributed.finish()  # under torchrun: every rank leaves the process group together
+        return code
     except RobustmixError as e:
         print(f"robustmix {args.command}: error: {e}", file=sys.stderr)
         return 2

@@ -52,6 +52,18 @@ def init(device: torch.device) -> tuple[World, torch.device]:
     return world, device
 
 
+def finish() -> None:
+    """Leave the process group cleanly (a no-op without torchrun).
+
+    A rank that exits with the group still alive can have gloo's threads destroyed while they are
+    joinable ("terminate called without an active exception", SIGABRT) when it finishes before
+    the others: every rank waits for the rest, then the group is torn down.
+    """
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def shard(n: int, world: World) -> slice:
     """This rank's contiguous block of n items (sizes differ by at most one across ranks).
 
