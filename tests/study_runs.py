@@ -17,6 +17,16 @@ ROOT = Path(__file__).resolve().parents[1]
 DIGITS = ROOT / "benchmarks" / "study-digits.toml"
 CIFAR = ROOT / "benchmarks" / "study-cifar10.toml"
 
+# The head of the small study specs the tests write: digits, a small CNN, 4 epochs on the CPU.
+DIGITS_HEAD = """
+[data]
+dataset = "digits"
+[train]
+model = "cnn"
+epochs = 4
+device = "cpu"
+"""
+
 
 def run_study(*argv) -> int:
     threads = torch.get_num_threads()

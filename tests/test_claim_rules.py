@@ -24,7 +24,7 @@ from robustmix.study.headline import claim_sentence, data_identity, headline_blo
 from robustmix.study.tables import claims_table, models_table, pooled_frame
 from robustmix.soundness.verdicts import INCONCLUSIVE, NOT_REPRODUCED, NOT_TESTABLE, REPRODUCED
 
-from study_runs import CIFAR
+from study_runs import CIFAR, DIGITS_HEAD
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "reports" / "cifar10"
@@ -35,13 +35,7 @@ def spec(seeds: dict[str, int], claims: str = "") -> object:
     """A study spec with erm, mixup, manifold-mixup and puzzle-mix targets of the given seed counts."""
     methods = {"erm": "erm", "mixup": "mixup", "manifold": "manifold-mixup", "puzzle": "puzzle-mix", "cutmix": "cutmix"}
     targets = "".join(f'[[targets]]\nname = "{n}"\nmethod = "{methods[n]}"\nseeds = {list(range(k))}\n\n' for n, k in seeds.items())
-    return parse_study(f"""
-[data]
-dataset = "digits"
-[train]
-model = "cnn"
-epochs = 4
-device = "cpu"
+    return parse_study(DIGITS_HEAD + f"""
 [surrogate]
 method = "erm"
 seeds = [100]

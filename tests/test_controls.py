@@ -30,6 +30,8 @@ from robustmix.study.headline import CONTROLS_MISREAD, headline_blocks, tally
 from robustmix.training.config import TrainConfig
 from robustmix.training.loop import train
 
+from study_runs import DIGITS_HEAD
+
 # --- the rule on planted numbers -----------------------------------------------------------------
 
 
@@ -68,13 +70,7 @@ N = 400
 
 def spec_text(masked: str = 'head_scale = 10000', robust: str = 'adversarial = "pgd"\nadv_eps = 8', extra: str = "") -> str:
     """A study with the positive control listed first (method erm: it must never be taken for the ERM arm)."""
-    return f"""
-[data]
-dataset = "digits"
-[train]
-model = "cnn"
-epochs = 4
-device = "cpu"
+    return DIGITS_HEAD + f"""
 [[targets]]
 name = "robust"
 role = "positive-control"
