@@ -298,8 +298,8 @@ def main() -> None:
     print("\n".join(lines))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"checkpoint": args.checkpoint, "data": args.data, "eps_255": args.eps, "fwd_s_per_row": fwd, "fb_s_per_row": fb,
-                       **doc}, f, indent=1)
+            json.dump({**named, "eps_255": args.eps, "examples": args.examples, "processor": part["processor"],
+                       "threads": part["threads"], "fwd_s_per_row": fwd, "fb_s_per_row": fb, **doc}, f, indent=1)
 
 
 if __name__ == "__main__":
