@@ -213,8 +213,9 @@ def table(title: str, merged: dict, ta: dict | None = None) -> tuple[list[str], 
               f"({doc['only_reference']} only AutoAttack, {doc['only_robustmix']} only robustmix).",
               f"Total time: robustmix {doc['seconds']['robustmix']:.1f} s, AutoAttack {doc['seconds']['autoattack']:.1f} s."]
     if ta is not None:
+        budget = f"{ta['steps']} steps" if ta.get("steps") else "its 10-step defaults"
         doc["torchattacks"] = {"robust_acc": 100 * ta["robust"].float().mean().item(), "seconds": ta["seconds"]}
-        lines.append(f"torchattacks AutoAttack (standard, {ta.get('steps') or 'its 10-step defaults'} steps): robust acc. {doc['torchattacks']['robust_acc']:.2f}%, "
+        lines.append(f"torchattacks AutoAttack (standard, {budget}): robust acc. {doc['torchattacks']['robust_acc']:.2f}%, "
                      f"{ta['seconds']:.1f} s; robustmix / torchattacks speed: {ta['seconds'] / doc['seconds']['robustmix']:.2f}×.")
     return lines, doc
 
