@@ -275,6 +275,22 @@ def table(rows: list[dict]) -> str:
     return "\n".join(out)
 
 
+def curves(rows: list[dict]) -> str:
+    """Markdown: test accuracy (no TTA) after each epoch, mean over the seeds, one column per group."""
+    groups: dict[str, list[dict]] = {}
+    for r in sorted(rows, key=lambda r: r["model"] != "airbench94"):
+        name = f"{r['model']}{f' ({v})' if (v := r.get('variant')) else ''}, {r['epochs']} epochs, {r['train_images']:,} images"
+        groups.setdefault(name, []).append(r)
+    longest = max(len(r["epoch_test_acc"]) for r in rows)
+    out = ["| epoch | " + " | ".join(f"{k} (seeds {','.join(str(r['seed']) for r in v)})" for k, v in groups.items()) + " |",
+           "|---:|" + "---:|" * len(groups)]
+    for e in range(longest):
+        cells = [f"{statistics.mean(r['epoch_test_acc'][e] for r in v):.2f}" if all(len(r["epoch_test_acc"]) > e for r in v) else "–"
+                 for v in groups.values()]
+        out.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    return "\n".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="", help="ImageFolder root (train/, test/) both train on")
@@ -294,7 +310,7 @@ def main() -> None:
     a = p.parse_args()
     path = Path(a.results)
     if a.table:
-        print(table(read_rows(path)))
+        print(table(read_rows(path)) + "\n\nTest accuracy (%, no TTA) after each epoch, mean over seeds:\n\n" + curves(read_rows(path)))
         return
     if not a.root:
         p.error("give --root ROOT (an ImageFolder tree), or --table")
