@@ -5,8 +5,6 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-import pytest
-
 SPEC = importlib.util.spec_from_file_location("airbench_anchor", Path(__file__).parents[1] / "benchmarks" / "airbench_anchor.py")
 anchor = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(anchor)
@@ -35,9 +33,8 @@ def test_curves_average_each_epoch_over_the_seeds():
     assert lines[3] == "| 2 | 91.00 | 91.00 |"
 
 
-@pytest.mark.parametrize("field", ["epoch_seconds", "epoch_test_acc"])
-def test_rows_round_trip_through_the_results_file(tmp_path, field):
+def test_rows_round_trip_through_the_results_file(tmp_path):
     path = tmp_path / "anchor.jsonl"
     for r in ROWS:
         anchor.append_row(path, r)
-    assert [r[field] for r in anchor.read_rows(path)] == [r[field] for r in ROWS]
+    assert anchor.read_rows(path) == ROWS
